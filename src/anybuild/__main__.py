@@ -1,0 +1,6 @@
+"""`python -m anybuild`."""
+
+from anybuild.cli.main import main
+
+if __name__ == "__main__":
+    main()

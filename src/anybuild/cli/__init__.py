@@ -1,0 +1,1 @@
+"""The command-line front end: parse, call the library, render. Nothing else."""

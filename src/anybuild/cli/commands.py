@@ -1,0 +1,14 @@
+"""Where each subcommand lives: `name -> "module:attribute"`, imported on first use.
+
+Each command is a click command in its own module under `anybuild.cli`, so
+commands are added without touching each other's code, and `anybuild --help`
+does not import the whole library.
+"""
+
+from __future__ import annotations
+
+__all__ = ["COMMANDS"]
+
+COMMANDS: dict[str, str] = {
+    "config": "anybuild.cli.config_cmd:config",
+}

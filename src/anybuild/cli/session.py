@@ -1,0 +1,142 @@
+"""The state one CLI invocation shares between its commands: output mode and consoles.
+
+Commands get it with ``session = Session.of(ctx)`` (or the :func:`pass_session`
+decorator), and render through it: ``session.emit(data, human=...)`` prints JSON
+in ``--json`` mode and calls the human renderer otherwise. Everything printed
+passes through the redactor.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import click
+from rich.console import Console
+
+from anybuild.redaction import Redactor, secrets_from_env
+
+__all__ = ["Session", "output_options", "pass_session"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(slots=True)
+class Session:
+    """Output settings and the environment of one invocation."""
+
+    json: bool = False
+    debug: bool = False
+    verbosity: int = 0
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    cwd: Path = field(default_factory=Path.cwd)
+    redactor: Redactor = field(default_factory=Redactor)
+    _out: Console | None = None
+    _err: Console | None = None
+
+    @classmethod
+    def create(cls, *, json_output: bool, debug: bool, verbosity: int) -> Session:
+        env = dict(os.environ)
+        return cls(
+            json=json_output,
+            debug=debug,
+            verbosity=verbosity,
+            env=env,
+            redactor=Redactor(secrets_from_env(env)),
+        )
+
+    @classmethod
+    def of(cls, ctx: click.Context) -> Session:
+        root = ctx.find_root()
+        if not isinstance(root.obj, Session):
+            root.obj = cls.create(json_output=False, debug=False, verbosity=0)
+        return cast(Session, root.obj)
+
+    @property
+    def out(self) -> Console:
+        if self._out is None:
+            self._out = Console(highlight=False, soft_wrap=True)
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            self._err = Console(stderr=True, highlight=False, soft_wrap=True)
+        return self._err
+
+    @property
+    def quiet(self) -> bool:
+        return self.verbosity < 0
+
+    def emit(self, data: Any, human: Callable[[Console], None] | None = None) -> None:
+        """Print *data* as JSON in --json mode, else call *human* with the console."""
+        if self.json or human is None:
+            text = json.dumps(data, indent=2, sort_keys=False, default=str)
+            sys.stdout.write(self.redactor(text) + "\n")
+            sys.stdout.flush()
+        else:
+            human(self.out)
+
+    def echo(self, text: str = "", *, err: bool = False) -> None:
+        """Plain text line, redacted; no rich markup interpretation."""
+        console = self.err if err else self.out
+        console.print(self.redactor(text), markup=False, highlight=False)
+
+    def info(self, text: str) -> None:
+        """A progress or status line on stderr, hidden by -q and in --json mode."""
+        if not self.quiet:
+            self.echo(text, err=True)
+
+    def debug_log(self, text: str) -> None:
+        if self.verbosity > 0 or self.debug:
+            self.echo(text, err=True)
+
+
+def pass_session(f: F) -> F:
+    """Decorator: pass the :class:`Session` as the command's first argument."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return f(Session.of(click.get_current_context()), *args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        Session.of(ctx).json = True
+    return value
+
+
+def _set_quiet(ctx: click.Context, _param: click.Parameter, value: int) -> int:
+    if value:
+        Session.of(ctx).verbosity -= value
+    return value
+
+
+def _set_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> int:
+    if value:
+        Session.of(ctx).verbosity += value
+    return value
+
+
+def output_options(f: F) -> F:
+    """Add --json, -q and -v to a subcommand, so they work after the command name too."""
+    f = click.option(
+        "--json", "json_output", is_flag=True, expose_value=False, callback=_set_json,
+        is_eager=True, help="Print machine-readable JSON on stdout.",
+    )(f)
+    f = click.option(
+        "-q", "--quiet", count=True, expose_value=False, callback=_set_quiet,
+        help="Print less.",
+    )(f)
+    return click.option(
+        "-v", "--verbose", count=True, expose_value=False, callback=_set_verbose,
+        help="Print more (repeat for more).",
+    )(f)
