@@ -61,13 +61,13 @@ class Session:
     @property
     def out(self) -> Console:
         if self._out is None:
-            self._out = Console(highlight=False, soft_wrap=True)
+            self._out = _console(stderr=False)
         return self._out
 
     @property
     def err(self) -> Console:
         if self._err is None:
-            self._err = Console(stderr=True, highlight=False, soft_wrap=True)
+            self._err = _console(stderr=True)
         return self._err
 
     @property
@@ -96,6 +96,14 @@ class Session:
     def debug_log(self, text: str) -> None:
         if self.verbosity > 0 or self.debug:
             self.echo(text, err=True)
+
+
+def _console(*, stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Logs and pipes have no width: don't truncate tables to 80 columns.
+        console.width = 200
+    return console
 
 
 def pass_session(f: F) -> F:
