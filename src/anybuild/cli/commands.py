@@ -11,4 +11,5 @@ __all__ = ["COMMANDS"]
 
 COMMANDS: dict[str, str] = {
     "config": "anybuild.cli.config_cmd:config",
+    "tags": "anybuild.cli.tags_cmd:tags",
 }

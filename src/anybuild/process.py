@@ -1,0 +1,171 @@
+"""The one module that runs subprocesses.
+
+Everything in anybuild that starts a program goes through a :class:`Runner`, so
+tests inject a recording or scripted one and the real :class:`SubprocessRunner`
+is the single place that logs commands (secrets redacted), enforces timeouts,
+streams output lines and translates ``OSError`` / timeouts into
+:class:`~anybuild.errors.BackendError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from anybuild.errors import BackendError
+from anybuild.redaction import redact, secrets_from_env
+
+__all__ = ["Completed", "LineCallback", "Runner", "SubprocessRunner", "format_command"]
+
+LineCallback = Callable[[str], None]
+
+log = logging.getLogger("anybuild.process")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Completed:
+    """A finished command. With streaming, ``stdout`` holds stdout and stderr merged."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class Runner(Protocol):
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float | None = None,
+        stdin: str | None = None,
+        on_line: LineCallback | None = None,
+    ) -> Completed:
+        """Run *argv*; never raises for a non-zero exit, raises BackendError when it cannot run.
+
+        With *on_line*, stdout and stderr are merged and each line is passed to it as it
+        arrives (without its newline)."""
+        ...
+
+
+def format_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    """The command as a shell line with known and pattern-like secrets masked."""
+    return redact(shlex.join(argv), secrets_from_env(env or {}))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubprocessRunner:
+    """The real runner: ``subprocess.Popen`` in its own process group."""
+
+    default_timeout: float | None = None
+    logger: logging.Logger = field(default=log)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float | None = None,
+        stdin: str | None = None,
+        on_line: LineCallback | None = None,
+    ) -> Completed:
+        args = tuple(str(a) for a in argv)
+        limit = timeout if timeout is not None else self.default_timeout
+        self.logger.debug("run: %s", format_command(args, env))
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                args,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT if on_line is not None else subprocess.PIPE,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise BackendError(
+                f"cannot run {args[0]}: {exc.strerror or exc}",
+                backend=Path(args[0]).name,
+                hint=f"install {Path(args[0]).name} or put it on PATH",
+            ) from exc
+        with proc:
+            try:
+                if on_line is None:
+                    out, err = proc.communicate(stdin, timeout=limit)
+                else:
+                    out, err = _stream(proc, stdin, on_line, limit), ""
+            except subprocess.TimeoutExpired as exc:
+                _kill(proc)
+                raise BackendError(
+                    f"{format_command(args, env)} did not finish within {limit:g} s",
+                    backend=Path(args[0]).name,
+                    hint="check that the tool is not waiting for a hung daemon or a prompt",
+                ) from exc
+            except BaseException:
+                _kill(proc)
+                raise
+        seconds = time.monotonic() - started
+        self.logger.debug("exit %s after %.2fs: %s", proc.returncode, seconds, args[0])
+        return Completed(argv=args, returncode=proc.returncode, stdout=out or "", stderr=err or "", seconds=seconds)
+
+
+def _stream(proc: subprocess.Popen[str], stdin: str | None, on_line: LineCallback, limit: float | None) -> str:
+    lines: list[str] = []
+    assert proc.stdout is not None
+
+    def pump(stream: IO[str]) -> None:
+        for raw in stream:
+            text = raw.rstrip("\n")
+            lines.append(text)
+            on_line(text)
+
+    reader = threading.Thread(target=pump, args=(proc.stdout,), daemon=True)
+    reader.start()
+    if stdin is not None and proc.stdin is not None:
+        try:
+            proc.stdin.write(stdin)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+    try:
+        proc.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        reader.join(timeout=5)
+        raise
+    reader.join(timeout=5)
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
