@@ -11,5 +11,8 @@ __all__ = ["COMMANDS"]
 
 COMMANDS: dict[str, str] = {
     "config": "anybuild.cli.config_cmd:config",
+    "docker-shim": "anybuild.cli.shim_cmd:docker_shim",
+    "doctor": "anybuild.cli.doctor_cmd:doctor",
+    "plan": "anybuild.cli.plan_cmd:plan",
     "tags": "anybuild.cli.tags_cmd:tags",
 }

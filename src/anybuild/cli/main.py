@@ -111,7 +111,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         json_output="--json" in args, debug="--debug" in args, verbosity=0
     )
     try:
-        cli.main(args=args, prog_name="anybuild", standalone_mode=False, obj=session)
+        # Without standalone mode click *returns* the code given to ctx.exit(n).
+        returned = cli.main(args=args, prog_name="anybuild", standalone_mode=False, obj=session)
+        if isinstance(returned, int) and returned:
+            sys.exit(returned)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:

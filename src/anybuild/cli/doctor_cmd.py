@@ -1,0 +1,115 @@
+"""`anybuild doctor`: what this machine is, which backends can build here, and how to fix the others."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from anybuild.backends.catalog import availability_checks
+from anybuild.cli.options import config_option
+from anybuild.cli.session import Session, output_options, pass_session
+from anybuild.config import DEFAULT_BACKENDS, Config, find_config, load_config
+from anybuild.environment.context import ProbeContext
+from anybuild.environment.facts import Facts, FactValue
+from anybuild.environment.probe import collect_facts
+from anybuild.errors import ExitCode
+from anybuild.planner import Plan, plan_build, push_registries
+
+__all__ = ["doctor", "optional_config", "probe_here", "recommendation"]
+
+
+def optional_config(config_path: Path | None, cwd: Path) -> Config | None:
+    """The configuration when one is named or found; doctor works without one."""
+    if config_path is not None:
+        return load_config(config_path if config_path.is_absolute() else cwd / config_path)
+    found = find_config(cwd)
+    return load_config(found) if found else None
+
+
+def probe_here(session: Session, config: Config | None, *, online: bool = False) -> Facts:
+    ctx = ProbeContext(env=session.env, cwd=session.cwd, online=online, registries=push_registries(config))
+    return collect_facts(ctx)
+
+
+def recommendation(plan: Plan) -> str:
+    first = plan.first
+    if first is not None:
+        return f"build with {first.backend}: {first.reason}"
+    fixes = [f"{e.backend}: {e.fix}" for e in plan.exclusions if e.fix]
+    return "nothing can build here; " + ("; ".join(fixes) if fixes else "run with --json for the facts")
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  anybuild doctor
+  anybuild doctor --json | jq '.backends'
+  DOCKER_HOST=unix:///run/other.sock anybuild doctor
+""",
+)
+@click.option("--online", is_flag=True, help="Also check remote access (Kubernetes API, GitHub) over the network.")
+@config_option
+@output_options
+@pass_session
+def doctor(session: Session, config_path: Path | None, online: bool) -> None:
+    """Show what this machine is, which backends can build here, and the fix for each one that cannot.
+
+    Exits 0 when some local backend can build here, 3 when none can.
+    """
+    config = optional_config(config_path, session.cwd)
+    facts = probe_here(session, config, online=online)
+    order = config.build.backends if config else DEFAULT_BACKENDS
+    plan = plan_build(facts, order=order, checks=availability_checks())
+    data: dict[str, Any] = {
+        "facts": facts.to_dict(),
+        "plan": plan.to_dict(),
+        "can_build": plan.can_build_locally,
+        "recommendation": recommendation(plan),
+    }
+    session.emit(data, lambda console: _render(console, facts, plan))
+    if not plan.can_build_locally:
+        sys.exit(int(ExitCode.ENVIRONMENT))
+
+
+def _show(value: FactValue) -> str:
+    match value:
+        case None:
+            return "-"
+        case bool():
+            return "yes" if value else "no"
+        case tuple():
+            return ", ".join(value) or "-"
+        case _:
+            return str(value)
+
+
+def _render(console: Console, facts: Facts, plan: Plan) -> None:
+    for topic, group in facts.by_topic().items():
+        table = Table(title=str(topic), title_justify="left", show_edge=False, pad_edge=False)
+        for column in ("fact", "value", "evidence"):
+            table.add_column(column, overflow="fold")
+        for fact in group:
+            table.add_row(str(fact.key), _show(fact.value), fact.evidence)
+        console.print(table)
+        console.print()
+    console.print("backends", markup=False)
+    chosen = {c.backend: c for c in plan.candidates}
+    excluded = {e.backend: e for e in plan.exclusions}
+    for name in dict.fromkeys([*plan.order, *excluded]):
+        if name in chosen:
+            console.print(f"  ✓ {name}: can build here — {chosen[name].reason}", markup=False)
+            continue
+        exclusion = excluded[name]
+        console.print(f"  ✗ {name}: {exclusion.reason}", markup=False)
+        for evidence in exclusion.evidence:
+            if evidence:
+                console.print(f"      evidence: {evidence}", markup=False)
+        if exclusion.fix:
+            console.print(f"      fix: {exclusion.fix}", markup=False)
+    console.print()
+    console.print(f"recommendation: {recommendation(plan)}", markup=False)

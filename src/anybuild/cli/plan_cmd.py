@@ -1,0 +1,63 @@
+"""`anybuild plan`: which backend would build each image here, in which order, and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from anybuild.backends.catalog import availability_checks
+from anybuild.cli.doctor_cmd import optional_config, probe_here
+from anybuild.cli.options import config_option, resolve_config
+from anybuild.cli.session import Session, output_options, pass_session
+from anybuild.config import DEFAULT_BACKENDS, BackendName
+from anybuild.planner import Plan, plan_build
+
+__all__ = ["plan"]
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  anybuild plan
+  anybuild plan api web --json
+  anybuild plan --backend buildah
+""",
+)
+@click.argument("images", nargs=-1)
+@click.option(
+    "--backend",
+    type=click.Choice([str(b) for b in BackendName]),
+    default=None,
+    help="Consider only this backend.",
+)
+@config_option
+@output_options
+@pass_session
+def plan(session: Session, images: tuple[str, ...], backend: str | None, config_path: Path | None) -> None:
+    """Show the backends that would build here, in order, with the reason for each choice and exclusion."""
+    config = resolve_config(config_path, session.cwd) if images else optional_config(config_path, session.cwd)
+    names = [config.image(name).name for name in images] if config and images else []
+    if config and not names:
+        names = [spec.name for spec in config.images]
+    facts = probe_here(session, config)
+    order = config.build.backends if config else DEFAULT_BACKENDS
+    override = BackendName(backend) if backend else None
+    result = plan_build(facts, order=order, checks=availability_checks(), override=override)
+    data: dict[str, Any] = {"images": names, **result.to_dict()}
+    session.emit(data, lambda console: _render(console, names, result))
+
+
+def _render(console: Console, names: list[str], result: Plan) -> None:
+    first = result.first
+    for name in names:
+        console.print(f"{name}: {first.backend if first else 'no backend can build here'}", markup=False)
+    console.print(f"order: {', '.join(str(b) for b in result.order)}", markup=False)
+    for index, candidate in enumerate(result.candidates, 1):
+        console.print(f"  {index}. {candidate.backend}: {candidate.reason}", markup=False)
+    for exclusion in result.exclusions:
+        console.print(f"  - {exclusion.backend} excluded: {exclusion.reason}", markup=False)
+        if exclusion.fix:
+            console.print(f"      fix: {exclusion.fix}", markup=False)

@@ -1,0 +1,66 @@
+"""Run every probe concurrently, each bounded in time, and gather their facts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from anybuild.environment.access import probe_access
+from anybuild.environment.context import ProbeContext
+from anybuild.environment.daemon import probe_docker
+from anybuild.environment.facts import Fact, Facts, Topic
+from anybuild.environment.place import probe_place
+from anybuild.environment.privileges import probe_privileges, read_uid
+from anybuild.environment.storage import probe_storage
+from anybuild.environment.tools import probe_tools
+
+__all__ = ["PROBES", "collect_facts"]
+
+Probe = Callable[[ProbeContext], list[Fact]]
+
+PROBES: tuple[tuple[str, Topic, Probe], ...] = (
+    ("place", Topic.PLACE, probe_place),
+    ("privileges", Topic.PRIVILEGES, probe_privileges),
+    ("storage", Topic.STORAGE, lambda ctx: probe_storage(ctx, read_uid(ctx))),
+    ("docker", Topic.DOCKER, probe_docker),
+    ("tools", Topic.TOOLS, probe_tools),
+    ("access", Topic.ACCESS, probe_access),
+)
+
+
+def collect_facts(ctx: ProbeContext, *, budget: float | None = None) -> Facts:
+    """All facts about this machine, within *budget* seconds (1.5 s; 6 s with ``ctx.online``).
+
+    Each probe runs in its own daemon thread; a probe still running when the
+    budget is spent becomes a ``probe.<name>`` fact saying so, instead of a hang.
+    """
+    budget = budget if budget is not None else (6.0 if ctx.online else 1.5)
+    results: dict[str, list[Fact]] = {}
+    errors: dict[str, str] = {}
+
+    def run(name: str, probe: Probe) -> None:
+        try:
+            results[name] = probe(ctx)
+        except Exception as exc:  # a probe bug must not take doctor down; keep it as evidence
+            errors[name] = f"{type(exc).__name__}: {exc}"
+
+    threads = [
+        threading.Thread(target=run, args=(name, probe), name=f"probe-{name}", daemon=True) for name, _, probe in PROBES
+    ]
+    deadline = time.monotonic() + budget
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    facts: list[Fact] = []
+    for name, topic, _ in PROBES:
+        if name in results:
+            facts += results[name]
+        elif name in errors:
+            facts.append(Fact(key=f"probe.{name}", value=None, evidence=f"probe failed: {errors[name]}", topic=topic))
+        else:
+            facts.append(
+                Fact(key=f"probe.{name}", value=None, evidence=f"probe did not finish within {budget:g} s", topic=topic)
+            )
+    return Facts.of(facts)

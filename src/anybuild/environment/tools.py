@@ -1,0 +1,99 @@
+"""Build tools on PATH and their versions (each `--version` bounded by the probe timeout)."""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from anybuild.environment.context import ProbeContext
+from anybuild.environment.facts import Fact, FactKey, FactValue, Topic
+from anybuild.errors import BackendError
+
+__all__ = ["TOOLS", "probe_tools"]
+
+# fact, executable names searched on PATH, version arguments (None: presence only)
+TOOLS: tuple[tuple[FactKey, tuple[str, ...], tuple[str, ...] | None], ...] = (
+    (FactKey.TOOL_DOCKER, ("docker",), ("--version",)),
+    (FactKey.TOOL_BUILDAH, ("buildah",), ("--version",)),
+    (FactKey.TOOL_PODMAN, ("podman",), ("--version",)),
+    (FactKey.TOOL_CRUN, ("crun",), ("--version",)),
+    (FactKey.TOOL_RUNC, ("runc",), ("--version",)),
+    (FactKey.TOOL_PROOT, ("proot",), ("--version",)),
+    (FactKey.TOOL_FUSE_OVERLAYFS, ("fuse-overlayfs",), ("--version",)),
+    (FactKey.TOOL_NEWUIDMAP, ("newuidmap",), None),
+    (FactKey.TOOL_KUBECTL, ("kubectl",), ("version", "--client")),
+    (FactKey.TOOL_KANIKO, ("executor", "kaniko"), ("version",)),
+)
+_VERSION = re.compile(r"\bv?(\d+\.\d+(?:\.\d+)?(?:[-+.~][0-9A-Za-z.+~-]+)?)")
+_KANIKO_PATH = "/kaniko/executor"
+
+
+def _fact(key: FactKey, value: FactValue, evidence: str) -> Fact:
+    return Fact(key=key, value=value, evidence=evidence, topic=Topic.TOOLS)
+
+
+def _version(ctx: ProbeContext, path: str, args: tuple[str, ...] | None) -> tuple[str, str]:
+    if args is None:
+        return "present", path
+    try:
+        done = ctx.runner.run([path, *args], env=ctx.env, timeout=ctx.timeout)
+    except BackendError as exc:
+        return "unknown", f"{path}: {exc.message}"
+    text = done.output
+    found = _VERSION.search(text)
+    first = (text.strip().splitlines() or [""])[0]
+    return (found.group(1) if found else "unknown"), f"{path} {' '.join(args)}: {first[:120]}"
+
+
+def _one(ctx: ProbeContext, key: FactKey, names: tuple[str, ...], args: tuple[str, ...] | None) -> Fact:
+    for name in names:
+        path = ctx.which(name)
+        if path:
+            version, evidence = _version(ctx, path, args)
+            return _fact(key, version, evidence)
+    if key is FactKey.TOOL_KANIKO and ctx.path(_KANIKO_PATH).exists():
+        version, evidence = _version(ctx, str(ctx.path(_KANIKO_PATH)), args)
+        return _fact(key, version, evidence)
+    return _fact(key, None, f"{', '.join(names)} not on PATH")
+
+
+def _buildx(ctx: ProbeContext, docker: Fact) -> Fact:
+    if docker.value is None:
+        return _fact(FactKey.DOCKER_BUILDX, None, "no docker client")
+    path = ctx.which("docker")
+    assert path is not None
+    try:
+        done = ctx.runner.run([path, "buildx", "version"], env=ctx.env, timeout=ctx.timeout)
+    except BackendError as exc:
+        return _fact(FactKey.DOCKER_BUILDX, None, f"{path} buildx version: {exc.message}")
+    first = (done.output.strip().splitlines() or [""])[0][:160]
+    if not done.ok:
+        return _fact(FactKey.DOCKER_BUILDX, None, f"{path} buildx version: exit {done.returncode} {first}")
+    found = _VERSION.search(done.output)
+    return _fact(FactKey.DOCKER_BUILDX, found.group(1) if found else "unknown", f"{path} buildx version: {first}")
+
+
+def _docker_clients(ctx: ProbeContext) -> Fact:
+    """Every docker client on PATH with its version (an old one may do BuildKit without buildx)."""
+    paths: dict[Path, str] = {}  # resolved -> first path naming it
+    for directory in ctx.env.get("PATH", os.defpath).split(os.pathsep):
+        candidate = Path(directory or ".") / "docker"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            paths.setdefault(candidate.resolve(), str(candidate))
+    clients = tuple(f"{path}={_version(ctx, path, ('--version',))[0]}" for path in paths.values())
+    return _fact(FactKey.DOCKER_CLIENTS, clients, "docker executables on PATH, in PATH order")
+
+
+def probe_tools(ctx: ProbeContext) -> list[Fact]:
+    with ThreadPoolExecutor(max_workers=len(TOOLS) + 2) as pool:
+        futures = [pool.submit(_one, ctx, key, names, args) for key, names, args in TOOLS]
+        clients = pool.submit(_docker_clients, ctx)
+        facts = [f.result() for f in futures]
+        facts.append(clients.result())
+    docker = facts[0]
+    cli = ctx.which("docker")
+    facts.append(_fact(FactKey.DOCKER_CLI, cli, f"PATH lookup of docker: {cli or 'not found'}"))
+    facts.append(_buildx(ctx, docker))
+    return facts
