@@ -11,6 +11,10 @@ __all__ = ["COMMANDS"]
 
 COMMANDS: dict[str, str] = {
     "config": "anybuild.cli.config_cmd:config",
+    "copy": "anybuild.cli.image_cmds:copy",
+    "inspect": "anybuild.cli.image_cmds:inspect",
+    "pull": "anybuild.cli.image_cmds:pull",
+    "push": "anybuild.cli.image_cmds:push",
     "docker-shim": "anybuild.cli.shim_cmd:docker_shim",
     "doctor": "anybuild.cli.doctor_cmd:doctor",
     "plan": "anybuild.cli.plan_cmd:plan",

@@ -1,0 +1,260 @@
+"""HTTP for registries: scheme choice, TLS, retries with back-off, and error translation.
+
+This module is the one place where httpx errors and registry error responses
+become :class:`~anybuild.errors.RegistryError` / ``RegistryAuthError``. Every URL
+in an error or a log line passes through the redactor first.
+
+Plain HTTP is allowed only for loopback registries (127.0.0.0/8, ::1, localhost),
+where HTTPS is tried first as Docker does, and for hosts named insecure, where
+HTTPS is tried without certificate verification and then HTTP.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import certifi
+import httpx
+
+from anybuild.errors import RegistryAuthError, RegistryError
+from anybuild.redaction import Redactor, redact_url
+from anybuild.registry.auth import RegistryAuth
+
+__all__ = ["RETRYABLE_STATUS", "RegistryHttp", "RetryPolicy", "Retryable", "is_loopback", "raise_for"]
+
+T = TypeVar("T")
+log = logging.getLogger("anybuild.registry")
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+USER_AGENT = "anybuild/0.1 (+https://github.com/anybuild)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How often and how long to retry; Retry-After from the registry wins, up to max_delay."""
+
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        return min(self.base_delay * float(2**attempt), self.max_delay)
+
+
+class Retryable(Exception):
+    """Internal: a failed attempt that may be retried; carries the user-facing error."""
+
+    def __init__(self, error: RegistryError, retry_after: float | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retry_after = retry_after
+
+    @property
+    def final(self) -> bool:
+        return not self.error.retryable
+
+
+def is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _retry_after(response: httpx.Response, now: Callable[[], float]) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+class RegistryHttp:
+    """An httpx client per TLS mode, scheme resolution per host, and the retry loop."""
+
+    def __init__(
+        self,
+        *,
+        auth: RegistryAuth,
+        redactor: Redactor,
+        insecure: frozenset[str] = frozenset(),
+        ca_bundle: Path | None = None,
+        transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], float] = time.time,
+        timeout: float = 60.0,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        self.auth = auth
+        self._notify = notify
+        self.redactor = redactor
+        self.insecure = insecure
+        self.retry = retry
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._schemes: dict[str, str] = {}
+        self._lock = threading.Lock()
+        verify: ssl.SSLContext | bool = True
+        if ca_bundle is not None:  # the public roots httpx uses, plus the CA given
+            verify = ssl.create_default_context(cafile=certifi.where())
+            verify.load_verify_locations(cafile=str(ca_bundle))
+        options: dict[str, Any] = {
+            "auth": auth, "follow_redirects": True, "headers": {"User-Agent": USER_AGENT},
+            "timeout": httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+        }
+        self._verified = httpx.Client(verify=verify, transport=transport, **options)
+        self._unverified = httpx.Client(verify=False, transport=transport, **options)  # noqa: S501 (insecure hosts only)
+
+    def close(self) -> None:
+        self._verified.close()
+        self._unverified.close()
+
+    def redact(self, text: str) -> str:
+        return self.redactor(redact_url(text))
+
+    def client(self, host: str) -> httpx.Client:
+        return self._unverified if host in self.insecure else self._verified
+
+    def base_url(self, host: str) -> str:
+        """``https://host`` or, for loopback and insecure hosts that do not speak TLS, ``http://host``."""
+        with self._lock:
+            known = self._schemes.get(host)
+        if known is not None:
+            return f"{known}://{host}"
+        scheme = "https"
+        if host in self.insecure or is_loopback(host):
+            try:
+                self.client(host).get(f"https://{host}/v2/")
+            except httpx.TransportError as exc:
+                # it speaks TLS, with a certificate we do not trust: stay on https and say so
+                if "CERTIFICATE_VERIFY_FAILED" not in str(exc):
+                    log.debug("https to %s failed (%s); using plain http", host, exc)
+                    scheme = "http"
+        with self._lock:
+            self._schemes[host] = scheme
+        return f"{scheme}://{host}"
+
+    # -- the one translation boundary ------------------------------------------
+
+    def transport_error(self, exc: httpx.HTTPError, what: str, url: str) -> Retryable:
+        where = self.redact(url)
+        message = self.redact(str(exc)) or type(exc).__name__
+        if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            error = RegistryError(
+                f"{what}: TLS certificate of {where} is not trusted: {message}", url=where,
+                hint="install the registry's CA certificate, or name the host with "
+                "--insecure-registry HOST if it is yours and you accept the risk",
+                docs="registry-tls",
+            )
+            return Retryable(error)
+        error = RegistryError(
+            f"{what}: {type(exc).__name__} talking to {where}: {message}", url=where, retryable=True,
+            hint="check the network and the registry's address; anybuild retried with back-off",
+        )
+        return Retryable(error)
+
+    def response_error(self, response: httpx.Response, what: str) -> Retryable:
+        """The error for a registry response that is not a success."""
+        where = self.redact(str(response.request.url))
+        status = response.status_code
+        codes: tuple[str, ...] = ()
+        detail = ""
+        try:
+            body = response.json()
+            errors = body.get("errors") or []
+            codes = tuple(str(e.get("code", "")) for e in errors if isinstance(e, dict))
+            detail = "; ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict))
+        except (ValueError, AttributeError, httpx.ResponseNotRead):
+            detail = ""
+        detail = self.redact(detail or response.reason_phrase)
+        message = f"{what}: {response.request.method} {where} → {status} {detail}".rstrip()
+        retryable = status in RETRYABLE_STATUS
+        error: RegistryError
+        if status in (401, 403):
+            # a 401 on a one-shot body (an upload) could not be replayed by the auth flow: the
+            # token expired mid-transfer; the flow has dropped it, so one more attempt gets a new one
+            replay = status == 401 and not isinstance(response.request.stream, httpx.ByteStream)
+            error = RegistryAuthError(
+                message, status=status, codes=codes, url=where, retryable=replay,
+                hint="log in (`docker login HOST`), set ANYBUILD_REGISTRY_AUTH, or check that the "
+                "credentials may access this repository",
+                docs="registry-auth",
+            )
+        elif status == 404:
+            error = RegistryError(message, status=status, codes=codes, url=where,
+                                  hint="check the repository name and tag or digest")
+        elif status == 429:
+            error = RegistryError(message, status=status, codes=codes, url=where, retryable=True,
+                                  hint="the registry rate-limits you: log in, wait, or use a registry mirror "
+                                  "(--registry-mirror HOST)")
+        else:
+            error = RegistryError(message, status=status, codes=codes, url=where, retryable=retryable,
+                                  hint="retry later" if retryable else "see the registry's message above")
+        return Retryable(error, _retry_after(response, self._wall_clock))
+
+    # -- the retry loop ----------------------------------------------------------
+
+    def attempt(self, op: Callable[[], T], *, what: str, url: str,
+                on_retry: Callable[[], None] | None = None, attempts: int | None = None) -> T:
+        """Run *op* until it succeeds, retrying retryable failures with back-off."""
+        last: Retryable | None = None
+        attempts = min(attempts, self.retry.attempts) if attempts else self.retry.attempts
+        for attempt in range(attempts):
+            if last is not None:
+                delay = self.retry.delay(attempt - 1, last.retry_after)
+                note = f"{last.error.message}; retrying in {delay:.1f}s (attempt {attempt + 1} of {attempts})"
+                log.info("%s", note)
+                if self._notify is not None:
+                    self._notify(note)
+                self._sleep(delay)
+                if on_retry is not None:
+                    on_retry()
+            try:
+                return op()
+            except httpx.HTTPError as exc:
+                last = self.transport_error(exc, what, url)
+                last.__cause__ = exc
+            except Retryable as failure:
+                last = failure
+            if last.final:
+                raise last.error from last.__cause__
+        if last is None:
+            raise ValueError("RetryPolicy.attempts must be at least 1")
+        raise self._give_up(last, attempts)
+
+    def _give_up(self, last: Retryable, attempts: int) -> RegistryError:
+        error = last.error
+        error.message = f"{error.message} (gave up after {attempts} attempts)"
+        error.args = (error.message,)
+        error.__cause__ = last.__cause__
+        return error
+
+
+def raise_for(http: RegistryHttp, response: httpx.Response, what: str, *ok: int) -> httpx.Response:
+    """Return *response* if its status is one of *ok*, else raise the translated failure."""
+    if response.status_code in ok:
+        return response
+    if not response.is_stream_consumed:
+        response.read()
+    raise http.response_error(response, what)
+
