@@ -13,6 +13,7 @@ COMMANDS: dict[str, str] = {
     "config": "anybuild.cli.config_cmd:config",
     "copy": "anybuild.cli.image_cmds:copy",
     "inspect": "anybuild.cli.image_cmds:inspect",
+    "lint": "anybuild.cli.lint_cmd:lint",
     "pull": "anybuild.cli.image_cmds:pull",
     "push": "anybuild.cli.image_cmds:push",
     "docker-shim": "anybuild.cli.shim_cmd:docker_shim",
