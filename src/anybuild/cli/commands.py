@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "lint": "anybuild.cli.lint_cmd:lint",
     "pull": "anybuild.cli.image_cmds:pull",
     "push": "anybuild.cli.image_cmds:push",
+    "diagnose": "anybuild.cli.diagnose_cmd:diagnose",
     "docker-shim": "anybuild.cli.shim_cmd:docker_shim",
     "doctor": "anybuild.cli.doctor_cmd:doctor",
     "plan": "anybuild.cli.plan_cmd:plan",

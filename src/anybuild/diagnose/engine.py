@@ -1,0 +1,337 @@
+"""The diagnosis engine: stream a log once, match the rules, rank what fired.
+
+Speed comes from never looking at most lines: the log is scanned in blocks of
+many lines, and only lines holding one of a few :data:`ANCHORS` (found with
+``str.find``, which runs at memory speed) are split out and tried against the
+rules' keywords and regexes. Every rule line contains an anchor (checked by
+the tests against each matcher's examples). Memory is one block plus a few
+quoted lines per rule, whatever the size of the log.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from anybuild.diagnose.model import (
+    Diagnosis,
+    Evidence,
+    Phase,
+    Role,
+    Rule,
+    RuleContext,
+    Variant,
+)
+
+__all__ = ["ANCHORS", "Report", "Scanner", "analyze_lines", "analyze_stream"]
+
+ANCHORS: tuple[str, ...] = (
+    "err", "fail", "fatal", "denied", "unauthorized", "many", "docker daemon", "overlay",
+    "device not found", "/dev/fuse", "kaniko", "no space", "resolve", "bad address", "killed",
+    "non-zero", "valid yet", "newuidmap", "| >>>", "push", "credentials", "buildx", "unreachable",
+    "no servers",
+)
+_ANCHOR_BYTES = tuple(a.encode() for a in ANCHORS)
+BLOCK_LINES = 8192
+BLOCK_BYTES = 1 << 20
+MAX_LINE_BYTES = 8 << 20  # a longer "line" (no newline at all) is scanned in pieces
+MAX_QUOTE = 400
+KEEP_EVIDENCE = 3  # first and last lines kept per rule
+PUSH_WINDOW = 300  # lines after a push marker that count as the push phase
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+_PUSH_MARKER = re.compile(
+    r"the push refers to repository|\bpush(?:ing)?\b|failed to push|checking push permission"
+    r"|blobs/uploads|initiating layer upload|trying to reuse blob|writing blob|at destination",
+)
+
+
+@dataclass(slots=True)
+class _Hits:
+    first: list[tuple[int, str]] = field(default_factory=list)
+    last: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=KEEP_EVIDENCE))
+    support: list[tuple[int, str]] = field(default_factory=list)
+    count: int = 0
+    first_line: int = 0
+    last_line: int = 0
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """The ranked diagnoses, plus the last error-looking lines for when none fired."""
+
+    diagnoses: tuple[Diagnosis, ...]
+    tail: tuple[Evidence, ...]
+    lines: int
+
+
+class Scanner:
+    """Feed it blocks of whole lines, then call :meth:`finish`."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self._rules = tuple(rules)
+        self._hits: dict[str, _Hits] = {}
+        self._lines = 0
+        self._last_push = -PUSH_WINDOW - 1
+        self._tail: deque[tuple[int, str]] = deque(maxlen=8)
+
+    @property
+    def lines(self) -> int:
+        return self._lines
+
+    def feed_block(self, block: bytes) -> None:
+        """Scan *block*: whole lines of UTF-8, each ending with a newline (the last may not)."""
+        if not block:
+            return
+        low = block.lower()  # ASCII only: same length, same offsets
+        starts: set[int] = set()
+        for anchor in _ANCHOR_BYTES:
+            pos = low.find(anchor)
+            while pos >= 0:
+                starts.add(low.rfind(b"\n", 0, pos) + 1)
+                end = low.find(b"\n", pos)
+                if end < 0:
+                    break
+                pos = low.find(anchor, end)
+        line_no = self._lines
+        prev = 0
+        for start in sorted(starts):
+            line_no += block.count(b"\n", prev, start)
+            prev = start
+            end = block.find(b"\n", start)
+            raw = block[start:] if end < 0 else block[start:end]
+            self._line(line_no + 1, raw.decode("utf-8", "replace"))
+        self._lines += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+
+    def _line(self, number: int, raw: str) -> None:
+        text = _ANSI.sub("", raw).replace("\r", " ").strip()
+        if not text:
+            return
+        low = text.lower()
+        if _PUSH_MARKER.search(low):
+            self._last_push = number
+        phase = Phase.PUSH if number - self._last_push <= PUSH_WINDOW else Phase.PULL
+        quoted = text if len(text) <= MAX_QUOTE else text[:MAX_QUOTE] + "…"
+        fired: list[Rule] = []
+        for rule in self._rules:
+            for matcher in rule.matchers:
+                if matcher.phase is not None and matcher.phase is not phase:
+                    continue
+                if not any(k in low for k in matcher.keywords):
+                    continue
+                found = matcher.regex.search(text)
+                if found is None:
+                    continue
+                hits = self._hits.setdefault(rule.id, _Hits())
+                for key, value in found.groupdict().items():
+                    if value:
+                        hits.fields[key] = value.strip()
+                if matcher.primary:
+                    if "registry" not in hits.fields:
+                        host = _registry_of(text)
+                        if host:
+                            hits.fields["registry"] = host
+                    fired.append(rule)
+                elif len(hits.support) < KEEP_EVIDENCE:
+                    hits.support.append((number, quoted))
+                break
+        suppressed = {s for rule in fired for s in rule.suppresses}
+        for rule in fired:
+            if rule.id in suppressed:
+                continue
+            hits = self._hits[rule.id]
+            hits.count += 1
+            hits.first_line = hits.first_line or number
+            hits.last_line = number
+            if len(hits.first) < KEEP_EVIDENCE:
+                hits.first.append((number, quoted))
+            else:
+                hits.last.append((number, quoted))
+        self._tail.append((number, quoted))
+
+    def finish(
+        self, facts: Mapping[str, object] | None = None, exit_code: int | None = None
+    ) -> Report:
+        """Rank what fired: the root cause first, symptoms and red herrings after."""
+        facts = facts or {}
+        fired_rules = [r for r in self._rules if self._fired(r, exit_code)]
+        fired_ids = frozenset(r.id for r in fired_rules)
+        latest = max((self._hits[r.id].last_line for r in fired_rules if r.id in self._hits), default=0)
+        drafts = [self._draft(r, facts, fired_ids, exit_code, latest) for r in fired_rules]
+        ranked: list[Diagnosis] = []
+        herrings: list[Diagnosis] = []
+        for diag, rule in drafts:
+            last = self._hits[rule.id].last_line if rule.id in self._hits else 0
+            final_line = max(
+                (
+                    d.evidence[-1].line or 0
+                    for d, other in drafts
+                    if not other.transient and other.id not in rule.explains
+                ),
+                default=0,
+            )
+            if rule.transient and 0 < last < final_line:
+                reason = (
+                    f"line {last} was retried or passed, and the build went on to fail later, "
+                    f"at line {final_line}"
+                )
+                herrings.append(_with(diag, role=Role.RED_HERRING, reason=reason))
+            else:
+                ranked.append(diag)
+        ranked.sort(key=lambda d: (-d.score, d.first_line or 0))
+        result: list[Diagnosis] = []
+        if ranked:
+            root_rule = next(r for r in self._rules if r.id == ranked[0].rule_id)
+            result.append(_with(ranked[0], role=Role.ROOT_CAUSE, reason=""))
+            for diag in ranked[1:]:
+                if diag.rule_id in root_rule.explains:
+                    reason = f"a consequence of the root cause: {ranked[0].title.lower()}"
+                    result.append(_with(diag, role=Role.SYMPTOM, reason=reason))
+                else:
+                    result.append(_with(diag, role=Role.ALSO_SEEN, reason=""))
+        result.extend(herrings)
+        tail = tuple(Evidence(line=n, text=t) for n, t in self._tail)
+        return Report(diagnoses=tuple(result), tail=tail, lines=self._lines)
+
+    def _fired(self, rule: Rule, exit_code: int | None) -> bool:
+        hits = self._hits.get(rule.id)
+        return (hits is not None and hits.count > 0) or (
+            exit_code is not None and exit_code in rule.exit_codes
+        )
+
+    def _draft(
+        self,
+        rule: Rule,
+        facts: Mapping[str, object],
+        fired: frozenset[str],
+        exit_code: int | None,
+        latest: int,
+    ) -> tuple[Diagnosis, Rule]:
+        hits = self._hits.get(rule.id) or _Hits()
+        fields = {**rule.defaults, **hits.fields}
+        ctx = RuleContext(facts=facts, fields=fields, fired=fired)
+        if rule.enrich is not None:
+            fields.update(rule.enrich(ctx))
+            ctx = RuleContext(facts=facts, fields=fields, fired=fired)
+        variant: Variant | None = next((v for v in rule.variants if v.when(ctx)), None)
+        cause = variant.cause if variant else rule.cause
+        remedy = variant.remedy if variant else rule.remedy
+        helps = rule.other_backend_helps
+        if variant is not None and variant.other_backend_helps is not None:
+            helps = variant.other_backend_helps
+        facts_used = variant.facts_used if variant else ()
+        quoted = sorted({*hits.first, *hits.last, *hits.support})
+        evidence = [Evidence(line=n, text=t) for n, t in quoted]
+        if exit_code is not None and exit_code in rule.exit_codes:
+            evidence.append(Evidence(line=None, text=f"the build exited with status {exit_code}"))
+        score = rule.rank + (10 if facts_used else 0) + (3 if hits.last_line == latest else 0)
+        diag = Diagnosis(
+            rule_id=rule.id,
+            title=(variant.title if variant and variant.title else rule.title),
+            role=Role.ALSO_SEEN,
+            category=rule.category,
+            cause=_render(cause, fields),
+            remedy=_render(remedy, fields),
+            docs=rule.docs,
+            other_backend_helps=helps,
+            retryable=rule.retryable,
+            score=score,
+            evidence=tuple(evidence),
+            matches=hits.count,
+            variant=variant.name if variant else "",
+            facts_used=facts_used,
+        )
+        return diag, rule
+
+
+class _Fields(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _render(template: str, fields: Mapping[str, str]) -> str:
+    return template.format_map(_Fields(fields))
+
+
+def _with(diag: Diagnosis, *, role: Role, reason: str) -> Diagnosis:
+    from dataclasses import replace
+
+    return replace(diag, role=role, reason=reason)
+
+
+_URL_HOST = re.compile(r"https?://([\w.-]+(?::\d+)?)/")
+_REF_HOST = re.compile(
+    r"(?<![\w/.:-])((?:[a-z0-9-]+\.)+[a-z]{2,}(?::\d+)?|\d+\.\d+\.\d+\.\d+:\d+|localhost:\d+)/[a-z0-9]"
+)
+_AUTH_HOSTS = {"auth.docker.io": "docker.io", "registry-1.docker.io": "docker.io"}
+
+
+_NAMED_HOST = re.compile(
+    r"(?:from host|container registry|registry) (\d+\.\d+\.\d+\.\d+:\d+|(?:[\w-]+\.)+[a-z]{2,}(?::\d+)?)\b"
+)
+
+
+def _registry_of(text: str) -> str:
+    """The registry host a line talks about: from a URL, else from an image reference."""
+    found = _URL_HOST.search(text) or _NAMED_HOST.search(text) or _REF_HOST.search(text)
+    if found is None:
+        return ""
+    host = found.group(1).lower()
+    return _AUTH_HOSTS.get(host, host)
+
+
+
+
+def analyze_lines(
+    lines: Iterable[str],
+    rules: Sequence[Rule],
+    facts: Mapping[str, object] | None = None,
+    exit_code: int | None = None,
+    block_lines: int = BLOCK_LINES,
+) -> Report:
+    """Diagnose an iterable of lines (with or without their newlines), streaming."""
+    scanner = Scanner(rules)
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= block_lines:
+            scanner.feed_block(_join(batch).encode("utf-8", "surrogateescape"))
+            batch.clear()
+    if batch:
+        scanner.feed_block(_join(batch).encode("utf-8", "surrogateescape"))
+    return scanner.finish(facts, exit_code)
+
+
+def analyze_stream(
+    stream: BinaryIO,
+    rules: Sequence[Rule],
+    facts: Mapping[str, object] | None = None,
+    exit_code: int | None = None,
+    block_bytes: int = BLOCK_BYTES,
+) -> Report:
+    """Diagnose a binary stream (a file, stdin) block by block, decoding leniently."""
+    scanner = Scanner(rules)
+    carry = b""
+    while chunk := stream.read(block_bytes):
+        data = carry + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            if len(carry) < MAX_LINE_BYTES:
+                continue
+            cut = len(carry) - 1  # a pathological endless line: scan it in pieces
+        scanner.feed_block(data[: cut + 1])
+        carry = data[cut + 1 :]
+    if carry:
+        scanner.feed_block(carry)
+    return scanner.finish(facts, exit_code)
+
+
+def _join(batch: list[str]) -> str:
+    text = "".join(batch)
+    if text.count("\n") == len(batch) and text.endswith("\n"):
+        return text
+    return "".join(s.rstrip("\r\n") + "\n" for s in batch)
