@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.dockerfile.dockerignore import DockerIgnore, find_ignore_file
@@ -74,10 +75,12 @@ def _context_facts(context: Path, dockerfile: Path) -> ContextFacts:
 def _render(console: Console, report: LintReport) -> None:
     for f in report.findings:
         style = _STYLE[f.severity.value]
-        console.print(f"{report.file}:{f.line}:{f.column}: [{style}]{f.severity}[/{style}] {f.message} "
-                      f"[dim]({f.rule})[/dim]", highlight=False)
+        console.print(f"{escape(str(report.file))}:{f.line}:{f.column}: [{style}]{f.severity}[/{style}] "
+                      f"{escape(f.message)} [dim]({escape(f.rule)})[/dim]", highlight=False)
         console.print(f"    {f.text.strip()}", markup=False)
         console.print(f"    hint: {f.hint}", markup=False)
+        if f.docs:
+            console.print(f"    docs: docs/{f.docs}.md", markup=False)
     counts = report.to_dict()["summary"]
     console.print(f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info",
                   markup=False)

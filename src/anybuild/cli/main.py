@@ -24,7 +24,6 @@ from anybuild.errors import AnybuildError, ExitCode, Interrupted, UsageError
 __all__ = ["cli", "main", "render_error"]
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE
-DOCS_BASE = "docs/troubleshooting"
 
 EPILOG = """\b
 Examples:
@@ -89,7 +88,7 @@ def render_error(error: AnybuildError, session: Session) -> None:
     if error.hint:
         session.echo(f"hint: {error.hint}", err=True)
     if error.docs:
-        session.echo(f"docs: {DOCS_BASE}/{error.docs}.md", err=True)
+        session.echo(f"docs: docs/{error.docs}.md", err=True)
 
 
 def _fail(session: Session, error: AnybuildError) -> NoReturn:

@@ -160,17 +160,63 @@ class Limit:
 
 _B = BackendName
 _F = Feature
+# Where these rows come from (checked 2026-11-28; "tested here" = on Debian 12 with its packages):
+# - kubernetes runs upstream Kaniko (gcr.io/kaniko-project/executor, archived by Google in 2025), which never
+#   implemented heredocs or RUN --mount. Issues still open upstream: heredocs kaniko#1713, and kaniko#3351
+#   shows v1.23.2 running `/bin/sh -c <<END_OF_RUN` with the body dropped, a silent no-op; RUN --mount
+#   kaniko#1568 / #969: old versions fail "Unknown flag: mount", newer ones parse the flag and run the
+#   command without the mount (chainguard-forks/kaniko#35 calls it failing silently). The community fork
+#   osscontainertools/kaniko added heredocs (#206, #214) and cache/secret/bind mounts (#245, #391, v1.28.0)
+#   behind feature flags; these rows describe upstream.
+# - docker, tested here with Docker 20.10.24 (Debian's docker.io): BuildKit (DOCKER_BUILDKIT=1) builds
+#   RUN --mount=type=bind; its built-in Dockerfile frontend reads a heredoc body as instructions ("unknown
+#   instruction: HELLO") and rejects COPY --link, ADD --checksum and RUN --network ("Unknown flag: ...");
+#   the classic builder, which anybuild uses for a >= 23 client without buildx, also fails RUN --mount
+#   ("the --mount option requires BuildKit"). Dockerfile release notes: heredocs stable in 1.4, ADD
+#   --checksum / ADD <git> / HEALTHCHECK --start-interval in 1.6; COPY --parents and --exclude were labs-only
+#   from 1.7 until 1.20 and 1.19 (so "1.7" needs `# syntax=docker/dockerfile:1.7-labs`, pulled from Docker
+#   Hub); RUN --security=insecure is GA in 1.20 and also needs the security.insecure entitlement.
+# - buildah, tested here with 1.28.2: RUN --mount (bind, cache, tmpfs) works; heredocs fail (COPY: `stat
+#   "/<<EOF"`; RUN: the body is read as instructions); ADD --checksum, COPY --link, RUN --network and
+#   HEALTHCHECK --start-interval are rejected ("ADD only supports the --chmod ... and --chown flag", ...).
+#   Heredocs arrived in buildah 1.33 (imagebuilder#264, buildah#5092); Debian/Ubuntu packages of 1.33-1.34
+#   still lacked them (buildah#5474).
 BACKEND_LIMITS: tuple[Limit, ...] = (
+    Limit(backend=_B.KUBERNETES, feature=_F.HEREDOC,
+          note="upstream Kaniko does not implement it: a RUN heredoc runs without its body (kaniko#1713, #3351)"),
+    Limit(backend=_B.KUBERNETES, feature=_F.RUN_MOUNT,
+          note="upstream Kaniko does not implement it: the command runs without the mount (kaniko#1568, #969)"),
     *(Limit(backend=_B.KUBERNETES, feature=f, note="upstream Kaniko does not implement it") for f in (
-        _F.HEREDOC, _F.RUN_MOUNT, _F.RUN_MOUNT_SSH, _F.RUN_NETWORK, _F.RUN_SECURITY_INSECURE,
+        _F.RUN_MOUNT_SSH, _F.RUN_NETWORK, _F.RUN_SECURITY_INSECURE,
         _F.COPY_PARENTS, _F.COPY_EXCLUDE, _F.ADD_CHECKSUM, _F.ADD_GIT, _F.HEALTHCHECK_START_INTERVAL)),
-    Limit(backend=_B.DOCKER, feature=_F.HEREDOC, note="needs Docker >= 23 (BuildKit with Dockerfile 1.4+)"),
-    Limit(backend=_B.DOCKER, feature=_F.COPY_PARENTS, note="needs Dockerfile frontend 1.7+ (Docker >= 27)"),
-    Limit(backend=_B.DOCKER, feature=_F.COPY_EXCLUDE, note="needs Dockerfile frontend 1.7+ (Docker >= 27)"),
-    *(Limit(backend=b, feature=_F.HEREDOC, note="needs buildah >= 1.33") for b in (_B.BUILDAH, _B.PODMAN)),
+    Limit(backend=_B.DOCKER, feature=_F.HEREDOC,
+          note="needs BuildKit with Dockerfile 1.4+ (Docker >= 23 with buildx); Docker 20.10 and the classic "
+          "builder read the body as instructions (unknown instruction)"),
+    Limit(backend=_B.DOCKER, feature=_F.RUN_MOUNT,
+          note="needs BuildKit; the classic builder (a Docker >= 23 client without buildx) fails: "
+          "the --mount option requires BuildKit"),
+    *(Limit(backend=_B.DOCKER, feature=f, note=f"needs a newer BuildKit (Docker >= 23 with buildx); "
+            f"Docker 20.10 fails: Unknown flag: {flag}")
+      for f, flag in ((_F.COPY_LINK, "link"), (_F.RUN_NETWORK, "network"))),
+    *(Limit(backend=_B.DOCKER, feature=f, note="needs BuildKit with Dockerfile 1.6+") for f in (
+        _F.ADD_CHECKSUM, _F.ADD_GIT, _F.HEALTHCHECK_START_INTERVAL)),
+    Limit(backend=_B.DOCKER, feature=_F.COPY_PARENTS,
+          note="needs Dockerfile 1.20+ (labs-only since 1.7: # syntax=docker/dockerfile:1.7-labs)"),
+    Limit(backend=_B.DOCKER, feature=_F.COPY_EXCLUDE,
+          note="needs Dockerfile 1.19+ (labs-only since 1.7: # syntax=docker/dockerfile:1.7-labs)"),
+    Limit(backend=_B.DOCKER, feature=_F.RUN_SECURITY_INSECURE,
+          note="needs Dockerfile 1.20+ and the security.insecure entitlement, which anybuild does not grant"),
+    *(Limit(backend=b, feature=_F.HEREDOC, note="needs buildah >= 1.33; 1.28 (Debian 12) reads the body as "
+            "instructions") for b in (_B.BUILDAH, _B.PODMAN)),
     *(Limit(backend=b, feature=f, note="not implemented by buildah") for b in (_B.BUILDAH, _B.PODMAN)
       for f in (_F.COPY_PARENTS, _F.COPY_EXCLUDE, _F.ADD_GIT, _F.RUN_SECURITY_INSECURE)),
+    *(Limit(backend=b, feature=f, note="rejected by buildah 1.28 (Debian 12); newer buildah may build it")
+      for b in (_B.BUILDAH, _B.PODMAN)
+      for f in (_F.COPY_LINK, _F.ADD_CHECKSUM, _F.RUN_NETWORK, _F.HEALTHCHECK_START_INTERVAL)),
     Limit(backend=_B.BUILTIN, feature=_F.RUN_MOUNT_SSH, note="the built-in builder has no SSH agent forwarding"),
     Limit(backend=_B.BUILTIN, feature=_F.RUN_SECURITY_INSECURE, note="the built-in builder runs unprivileged"),
     Limit(backend=_B.BUILTIN, feature=_F.ADD_GIT, note="the built-in builder does not clone git repositories"),
+    # Tested here: the built-in builder copies `COPY --parents a/b/f /out/` to /out/f, as if without the flag.
+    Limit(backend=_B.BUILTIN, feature=_F.COPY_PARENTS,
+          note="the built-in builder does not implement --parents yet (it would copy without the parents)"),
 )

@@ -164,7 +164,7 @@ class RegistryHttp:
                 f"{what}: TLS certificate of {where} is not trusted: {message}", url=where,
                 hint="install the registry's CA certificate, or name the host with "
                 "--insecure-registry HOST if it is yours and you accept the risk",
-                docs="registry-tls",
+                docs="troubleshooting/registry-tls",
             )
             return Retryable(error)
         error = RegistryError(
