@@ -51,6 +51,7 @@ class BuildRequest:
     dockerfile: Path
     tags: tuple[str, ...] = ()  # full references, e.g. "127.0.0.1:5000/acme/api:dev"
     build_args: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)  # set on the image config, as `--label`
     target: str | None = None
     platform: str | None = None  # "linux/amd64"
     push: bool = False

@@ -175,6 +175,8 @@ def buildah_invocation(request: BuildRequest, settings: BuildahSettings) -> Invo
         build += ["--platform", request.platform]
     for key, value in request.build_args.items():
         build += ["--build-arg", f"{key}={value}"]
+    for key, value in sorted(request.labels.items()):
+        build += ["--label", f"{key}={value}"]
     name = request.tags[0] if request.tags else _UNNAMED
     for tag in request.tags or (_UNNAMED,):
         build += ["--tag", tag]

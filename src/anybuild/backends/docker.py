@@ -158,6 +158,8 @@ def docker_invocation(
         argv += ["--platform", request.platform]
     for key, value in request.build_args.items():
         argv += ["--build-arg", f"{key}={value}"]
+    for key, value in sorted(request.labels.items()):
+        argv += ["--label", f"{key}={value}"]
     for tag in request.tags:
         argv += ["--tag", tag]
     for secret in request.secrets:
