@@ -101,8 +101,8 @@ def _seams(backends: dict[BackendName, Recording], *, helps: bool = False,
 
     collected = sinks if sinks is not None else {}
 
-    def sink_for(spec: Any) -> LogSink:
-        return collected.setdefault(spec.name, ListSink())
+    def sink_for(name: str) -> LogSink:
+        return collected.setdefault(name, ListSink())
 
     return ProjectSeams(plan=plan, backends=lambda name: backends[name], diagnose=diagnose, sink_for=sink_for,
                         clock=clock or (lambda: 1_764_300_000.0))

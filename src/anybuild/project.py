@@ -29,7 +29,7 @@ from anybuild.planner import Plan
 from anybuild.result import ImageOutcome, RunResult, StepRecord
 from anybuild.tags.image import compute_image_metadata
 
-__all__ = ["ProjectOptions", "ProjectSeams", "build_project", "select_images"]
+__all__ = ["ProjectOptions", "ProjectSeams", "build_project", "run_request", "select_images"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,7 +57,7 @@ class ProjectSeams:
     plan: Callable[[ImageSpec], Plan]
     backends: BackendFactory
     diagnose: Callable[[Sequence[str]], Sequence[Any]]
-    sink_for: Callable[[ImageSpec], LogSink]
+    sink_for: Callable[[str], LogSink]  # by image name
     clock: Callable[[], float] = time.time
 
 
@@ -121,37 +121,52 @@ def build_project(
             insecure_registries=insecure,
             registry_mirrors=mirrors,
         )
-        plan = seams.plan(spec)
-        sink = _Recorder(seams.sink_for(spec))
-        try:
-            outcome = build_with_fallback(
-                plan, request, sink, backends=seams.backends, diagnose=_fallback_diagnose(seams.diagnose)
-            )
-        except BuildFailed as exc:
-            raise _with_diagnosis(exc, sink.lines, seams.diagnose) from exc
-        result = outcome.result
-        chosen = next((a for a in reversed(outcome.attempts) if a.ok), None)
-        return ImageOutcome(
-            name=spec.name,
-            ok=True,
-            backend=str(result.backend),
-            backend_reason=chosen.reason if chosen else None,
-            skipped_backends=tuple(_skip(a) for a in (*outcome.skipped, *outcome.attempts) if not a.ok),
-            digest=result.digest,
-            references=tuple(_pinned(r, result.digest) for r in result.references),
-            size=result.size,
-            layers=result.layers,
-            sandbox=result.sandbox,
-            started=started,
-            finished=seams.clock(),
-            steps=tuple(StepRecord(name=s.name, seconds=s.seconds, cached=s.cached) for s in result.steps),
-            cache_hits=result.cache_hits,
-            labels=dict(metadata.labels),
-            warnings=metadata.notes,
-        )
+        return run_request(spec.name, request, seams.plan(spec), seams, started=started,
+                           labels=dict(metadata.labels), warnings=metadata.notes)
 
     return build_images(images, build_one, jobs=max(1, options.jobs), fail_fast=options.fail_fast,
                         clock=seams.clock)
+
+
+def run_request(
+    name: str,
+    request: BuildRequest,
+    plan: Plan,
+    seams: ProjectSeams,
+    *,
+    started: float | None = None,
+    labels: Mapping[str, str] | None = None,
+    warnings: tuple[str, ...] = (),
+) -> ImageOutcome:
+    """Build one request through *plan* with fallback; a failure is raised with its diagnosis."""
+    started = seams.clock() if started is None else started
+    sink = _Recorder(seams.sink_for(name))
+    try:
+        outcome = build_with_fallback(
+            plan, request, sink, backends=seams.backends, diagnose=_fallback_diagnose(seams.diagnose)
+        )
+    except BuildFailed as exc:
+        raise _with_diagnosis(exc, sink.lines, seams.diagnose) from exc
+    result = outcome.result
+    chosen = next((a for a in reversed(outcome.attempts) if a.ok), None)
+    return ImageOutcome(
+        name=name,
+        ok=True,
+        backend=str(result.backend),
+        backend_reason=chosen.reason if chosen else None,
+        skipped_backends=tuple(_skip(a) for a in (*outcome.skipped, *outcome.attempts) if not a.ok),
+        digest=result.digest,
+        references=tuple(_pinned(r, result.digest) for r in result.references),
+        size=result.size,
+        layers=result.layers,
+        sandbox=result.sandbox,
+        started=started,
+        finished=seams.clock(),
+        steps=tuple(StepRecord(name=s.name, seconds=s.seconds, cached=s.cached) for s in result.steps),
+        cache_hits=result.cache_hits,
+        labels=dict(labels or request.labels),
+        warnings=warnings,
+    )
 
 
 class _Recorder:
