@@ -146,7 +146,8 @@ def run_request(
             plan, request, sink, backends=seams.backends, diagnose=_fallback_diagnose(seams.diagnose)
         )
     except BuildFailed as exc:
-        raise _with_diagnosis(exc, sink.lines, seams.diagnose) from exc
+        # The backend's own error line belongs to the log the diagnosis reads.
+        raise _with_diagnosis(exc, [*sink.lines, f"error: {exc.message}"], seams.diagnose) from exc
     result = outcome.result
     chosen = next((a for a in reversed(outcome.attempts) if a.ok), None)
     return ImageOutcome(

@@ -339,7 +339,17 @@ class BaseImages:
                 self._debian_base_layer(),
                 layer_from_tar(node_tar, comment="host node and npm, user node"),
             ]
-            config = ImageConfig(env=[PATH_ENV, f"NODE_VERSION={version}"], cmd=["node"])
+            env = [PATH_ENV, f"NODE_VERSION={version}"]
+            host_ca = Path(os.environ.get("NODE_EXTRA_CA_CERTS", ""))
+            if host_ca.is_file():
+                # This machine reaches the npm registry through a TLS-intercepting proxy that only the
+                # host's CA bundle trusts; a node image made here trusts it too, as a company base would.
+                layers.append(layer_from_entries([
+                    Entry(path="etc/ssl", kind=Kind.DIR), Entry(path="etc/ssl/certs", kind=Kind.DIR),
+                    Entry(path="etc/ssl/certs/host-ca.crt", kind=Kind.FILE, mode=0o644, data=host_ca.read_bytes()),
+                ], comment="the host's CA bundle"))
+                env.append("NODE_EXTRA_CA_CERTS=/etc/ssl/certs/host-ca.crt")
+            config = ImageConfig(env=env, cmd=["node"])
             write_layout(layout, layers=layers, config=config, tags=["20-bookworm-slim"])
             push_layout(layout, "20-bookworm-slim", f"{self.mirror_host}/library/node:20-bookworm-slim")
             self._node = f"{self.mirror_host}/library/node:20-bookworm-slim"

@@ -31,8 +31,12 @@ def _lazy_class(name: BackendName) -> type[Any] | str:
     """The ``<Name>Backend`` class of ``anybuild.backends.<name>``, or why it is missing."""
     try:
         module = importlib.import_module(f"anybuild.backends.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"anybuild.backends.{name}":
+            return f"the {name} backend is not part of this version of anybuild yet"
+        return f"the {name} backend cannot load: {exc}"
     except ImportError as exc:
-        return f"the {name} backend is not installed in this anybuild ({exc})"
+        return f"the {name} backend cannot load: {exc}"
     cls = getattr(module, f"{str(name).capitalize()}Backend", None)
     if not isinstance(cls, type):
         return f"anybuild.backends.{name} has no {str(name).capitalize()}Backend"

@@ -10,6 +10,8 @@ from __future__ import annotations
 __all__ = ["COMMANDS"]
 
 COMMANDS: dict[str, str] = {
+    "build": "anybuild.cli.build_cmd:build",
+    "cache": "anybuild.cli.cache_cmd:cache",
     "config": "anybuild.cli.config_cmd:config",
     "copy": "anybuild.cli.image_cmds:copy",
     "inspect": "anybuild.cli.image_cmds:inspect",

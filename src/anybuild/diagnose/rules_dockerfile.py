@@ -179,6 +179,11 @@ RUN_NONZERO = Rule(
                 'Error: building at STEP "RUN exit 3": exit status 3',
             ),
         ),
+        Matcher(  # anybuild's built-in builder
+            pattern=r"(?P<file>[^\s:]+):(?P<line>\d+): RUN (?P<command>.+) failed with exit code (?P<exit_code>\d+)",
+            keywords=("failed with exit code",),
+            examples=("Dockerfile:4: RUN npm ci failed with exit code 1",),
+        ),
         Matcher(
             pattern=r"failed to execute command: waiting for process to exit: exit status "
             r"(?P<exit_code>\d+)",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -147,10 +147,11 @@ class RegistryClient:
         return pull_image(self, ref, store, platform=platform, tag=tag, mirrors=mirrors, workers=workers)
 
     def push_image(self, store: LayoutStore, descriptor: Descriptor, ref: Reference, *,
-                   mount_from: tuple[Reference, ...] = (), workers: int = 4) -> PushResult:
+                   mount_from: tuple[Reference, ...] = (), workers: int = 4,
+                   sources: Mapping[str, Reference] | None = None) -> PushResult:
         from anybuild.registry.transfer import push_image
 
-        return push_image(self, store, descriptor, ref, mount_from=mount_from, workers=workers)
+        return push_image(self, store, descriptor, ref, mount_from=mount_from, workers=workers, sources=sources)
 
     def copy_image(self, src: Reference, dst: Reference, scratch: LayoutStore, *,
                    platform: Platform | None = None, workers: int = 4) -> PushResult:

@@ -3,12 +3,17 @@
 Blobs move in parallel (a thread pool over one thread-safe client); manifests
 go last, so a registry never names an image whose blobs it lacks, and a layout
 never indexes an image whose blobs are not all there and verified.
+
+A push can be told where blobs are already known to live (``sources``: digest →
+the repository a base layer was pulled from, BuildKit's "distribution source"):
+on the same registry host such a blob is mounted (``POST …/blobs/uploads/?mount=
+&from=``) before anything else is tried, and never uploaded again.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -164,19 +169,36 @@ class _Sender:
     mount_from: Sequence[Reference] = ()
     source: Reference | None = None  # where to download blobs missing from the store
     workers: int = 4
+    sources: Mapping[str, Reference] = field(default_factory=dict)  # digest -> a repository holding it
+
+    def _mount(self, repo: Reference, blob: Descriptor, other: Reference) -> str | None:
+        """Mount *blob* from *other* when on the same host: "" if mounted, else an upload location."""
+        if other.api_host != repo.api_host or other.path == repo.path:
+            return None
+        location = self.client.mount_blob(repo, blob.digest, other.path)
+        if location is None:
+            self.client.stats.count("mounted")
+            return ""
+        return location
 
     def blob(self, repo: Reference, blob: Descriptor) -> None:
         client = self.client
+        location: str | None = None
+        if (known := self.sources.get(str(blob.digest))) is not None:
+            try:
+                location = self._mount(repo, blob, known)
+            except RegistryError:
+                location = None  # a hint only: a registry refusing it still gets the blob checked/uploaded
+            if location == "":
+                return
         if client.blob_exists(repo, blob.digest):
             client.stats.count("existing")
             return
-        location: str | None = None
         for other in self.mount_from:
-            if other.api_host == repo.api_host and other.path != repo.path:
-                location = client.mount_blob(repo, blob.digest, other.path)
-                if location is None:
-                    client.stats.count("mounted")
-                    return
+            attempt = self._mount(repo, blob, other)
+            if attempt == "":
+                return
+            location = attempt or location
         if not self.store.has_blob(blob.digest) and self.source is not None:
             client.fetch_blob(self.source, blob, self.store)
         client.upload_blob(repo, blob, lambda: self.store.open_blob(blob.digest), location)
@@ -191,11 +213,16 @@ class _Sender:
 
 def push_image(
     client: RegistryClient, store: LayoutStore, descriptor: Descriptor, ref: Reference, *,
-    mount_from: Sequence[Reference] = (), workers: int = 4,
+    mount_from: Sequence[Reference] = (), workers: int = 4, sources: Mapping[str, Reference] | None = None,
 ) -> PushResult:
-    """Push the image (or index) of *descriptor* from *store* to *ref*; its manifest goes last."""
+    """Push the image (or index) of *descriptor* from *store* to *ref*; its manifest goes last.
+
+    *sources* maps blob digests to a repository known to hold them (where a base layer was
+    pulled from); on *ref*'s host those blobs are mounted from there rather than uploaded.
+    """
     ref = ref.defaulted()
-    sender = _Sender(client=client, store=store, mount_from=mount_from, workers=workers)
+    sender = _Sender(client=client, store=store, mount_from=mount_from, workers=workers,
+                     sources=dict(sources or {}))
     data = store.read_blob(descriptor)
     document = parse_document(data, media_type=descriptor.media_type, what=f"manifest {descriptor.digest}")
     if isinstance(document, Index):

@@ -1,0 +1,201 @@
+"""The step cache as the executor uses it: look a step up before it runs, record it after.
+
+:class:`StepCache` keeps, per stage, the key of the last step (keys chain from
+the parent's *key*, hit or miss) and the cached layers not yet applied to the
+stage's rootfs: a run of hits costs no unpacking until a step misses, or
+another stage reads this one's files (:meth:`StepCache.materialize`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from anybuild.backends.base import StepTiming
+from anybuild.builder.cache.key import base_key, hash_files, step_key, under
+from anybuild.builder.cache.registry import export_entries, import_entry
+from anybuild.builder.cache.store import CacheEntry, StepStore
+from anybuild.builder.inroot import RootDir
+from anybuild.builder.instructions.metadata import env_map
+from anybuild.builder.rootfs import unpack_layer
+from anybuild.dockerfile.dockerignore import DockerIgnore, select_context_files, sources_for
+from anybuild.dockerfile.instructions import Add, Copy, Instruction, KeyValue, MountType, Run, Workdir
+from anybuild.errors import IntegrityError, RegistryError
+from anybuild.oci.descriptor import Descriptor
+from anybuild.oci.digest import Digest
+from anybuild.oci.layout import LayoutStore
+from anybuild.registry.client import RegistryClient
+from anybuild.registry.reference import Reference
+
+if TYPE_CHECKING:
+    from anybuild.builder.executor import Executor, _State
+
+__all__ = ["StepCache"]
+
+
+@dataclass(slots=True, kw_only=True)
+class StepCache:
+    store: StepStore
+    layers: LayoutStore  # the build's blob store
+    context: Path
+    ignore: DockerIgnore
+    use: bool = True  # False: --no-cache (results are still recorded)
+    cache_from: tuple[Reference, ...] = ()
+    client_factory: Callable[[], RegistryClient] | None = None
+    hits: int = 0
+    keys: list[str] = field(default_factory=list)
+    current: dict[int, str] = field(default_factory=dict)
+    pending: dict[int, list[Descriptor]] = field(default_factory=dict)
+    _files: list[str] | None = None
+    _miss: tuple[str, int] | None = None
+    _client: RegistryClient | None = None
+
+    # -- keys -------------------------------------------------------------------------
+
+    def _context_files(self) -> list[str]:
+        if self._files is None:
+            self._files = select_context_files(self.context, self.ignore)
+        return self._files
+
+    def _ref_key(self, ex: Executor, name: str) -> str:
+        for state in ex.states.values():
+            stage = state.stage
+            if stage.name == name.lower() or (name.isdigit() and int(name) == stage.index):
+                return self.current.get(stage.index, f"uncached:{uuid.uuid4()}")
+        image = ex.images.get(name)
+        return f"image:{image.digest or image.name}"
+
+    def begin_stage(self, ex: Executor, state: _State) -> None:
+        stage = state.stage
+        if stage.parent is not None:
+            self.current[stage.index] = self.current.get(stage.parent, f"uncached:{uuid.uuid4()}")
+            return
+        image = ex.images.get(stage.image)
+        self.current[stage.index] = base_key(image=stage.image, digest=image.digest,
+                                             platform=str(ex.inputs.platform))
+
+    def defer(self, stage: int, layers: Sequence[Descriptor]) -> bool:
+        """Take the base *layers* of a stage to unpack later, with the cached layers after them."""
+        self.pending[stage] = list(layers)
+        return True
+
+    def key_of(self, ex: Executor, state: _State, instr: Instruction) -> str:
+        parent = self.current[state.stage.index]
+        match instr:
+            case Run():
+                files: list[tuple[str, str]] = []
+                refs: dict[str, str] = {}
+                for mount in instr.mounts:
+                    if mount.type is not MountType.BIND:
+                        continue
+                    if mount.from_:
+                        refs[mount.from_] = self._ref_key(ex, mount.from_)
+                    else:
+                        chosen = under(self._context_files(), mount.source or ".")
+                        files += hash_files(self.context, chosen)
+                # the ARG/ENV values a RUN sees; undeclared proxy args stay out (as in BuildKit)
+                return step_key(parent, instr, env=state.scope.lookup(), files=files, refs=refs)
+            case Add() if any(s.path.startswith(("http://", "https://")) for s in instr.sources) \
+                    and not instr.checksum:
+                return step_key(parent, instr, refs={"uncacheable": str(uuid.uuid4())})
+            case Copy(from_=str(name)) if name:
+                return step_key(parent, instr, refs={name: self._ref_key(ex, name)})
+            case Copy() | Add():
+                chosen = list(sources_for(instr, self._context_files()))
+                return step_key(parent, instr, files=hash_files(self.context, chosen))
+            case _:
+                return step_key(parent, instr)
+
+    # -- lookups ----------------------------------------------------------------------
+
+    def _remote(self, key: str, warn: Callable[[str], None]) -> CacheEntry | None:
+        """The entry of *key* from the first ``--cache-from`` repository that has it; a failure is a miss."""
+        if not self.cache_from or self.client_factory is None:
+            return None
+        if self._client is None:
+            self._client = self.client_factory()
+        for repo in self.cache_from:
+            try:
+                entry = import_entry(self._client, repo, key, self.store, self.layers)
+            except (RegistryError, IntegrityError) as exc:
+                warn(f"warning: --cache-from {repo.repository}: {exc.message}; the step runs")
+                continue
+            if entry is not None:
+                return self.store.get(key, self.layers)
+        return None
+
+    def lookup(self, ex: Executor, state: _State, instr: Instruction, name: str, started: float) -> bool:
+        """Apply the cached result of *instr* and return True, or prepare to record it and return False."""
+        key = self.key_of(ex, state, instr)
+        index = state.stage.index
+        entry = (self.store.get(key, self.layers) or self._remote(key, ex.on_line)) if self.use else None
+        if entry is None:
+            if isinstance(instr, Run | Copy | Add | Workdir):
+                self.materialize(ex, state)
+            self._miss = (key, len(state.layers))
+            return False
+        if entry.layer is not None and entry.diff_id is not None:
+            state.layers.append(entry.layer)
+            state.diff_ids.append(Digest.parse(entry.diff_id))
+            self.pending.setdefault(index, []).append(entry.layer)
+        state.history.append(entry.history)
+        if entry.config.env != state.config.env:
+            old = env_map(state.config.env)
+            changed = [KeyValue(key=k, value=v) for k, v in env_map(entry.config.env).items() if old.get(k) != v]
+            state.scope = state.scope.with_env(changed)
+        state.config = entry.config
+        state.author = entry.author
+        state.cmd_set = entry.cmd_set
+        self.current[index] = key
+        self.keys.append(key)
+        self.hits += 1
+        ex.on_line(f"#{name} CACHED")
+        ex.steps.append(StepTiming(name=name, seconds=time.monotonic() - started, cached=True))
+        return True
+
+    def record(self, ex: Executor, state: _State) -> None:
+        """After a missed step ran: store what it produced under its key."""
+        del ex
+        if self._miss is None:
+            return
+        key, layers_before = self._miss
+        self._miss = None
+        grew = len(state.layers) > layers_before
+        entry = CacheEntry(key=key, history=state.history[-1], config=state.config,
+                           layer=state.layers[-1] if grew else None,
+                           diff_id=str(state.diff_ids[-1]) if grew else None,
+                           author=state.author, cmd_set=state.cmd_set)
+        self.store.put(entry, self.layers)
+        self.current[state.stage.index] = key
+        self.keys.append(key)
+
+    def materialize(self, ex: Executor, state: _State) -> None:
+        """Apply the cached layers not yet unpacked to the stage's rootfs, and rescan it."""
+        pending = self.pending.pop(state.stage.index, [])
+        if not pending:
+            return
+        with RootDir.open(state.rootfs) as root:
+            for layer in pending:
+                with self.layers.open_blob(layer.digest) as stream:
+                    report = unpack_layer(stream, root, ex.unpack)
+                state.recorded.update(report.recorded)
+        state.snapshot = ex.snapshotter.baseline(state.rootfs)
+
+    # -- after the build --------------------------------------------------------------
+
+    def export(self, repo: Reference) -> int:
+        """Push this build's entries to *repo* (``--cache-to``); return how many."""
+        if self.client_factory is None:
+            return 0
+        if self._client is None:
+            self._client = self.client_factory()
+        return export_entries(self._client, repo, self.store, self.keys, self.layers)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

@@ -1,0 +1,355 @@
+"""The build loop: stages, steps, snapshots and layers, into an image in a layout store.
+
+For each needed stage: FROM gives a rootfs (a base image unpacked, a copy of an
+earlier stage, or nothing for ``scratch``), a config (with Docker's default
+PATH when the image has none) and the base's ONBUILD triggers, which run
+first. Each instruction is expanded with the stage's ARG/ENV scope and
+dispatched: metadata instructions transform the config; RUN, COPY, ADD and
+WORKDIR touch the rootfs, after which a snapshot diff becomes a layer (or an
+``empty_layer`` history entry when nothing changed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+
+import httpx
+
+from anybuild.backends.base import StepTiming
+from anybuild.builder.cache.steps import StepCache
+from anybuild.builder.images import BaseImage, ImageSource, unpack_image
+from anybuild.builder.inroot import RootDir
+from anybuild.builder.instructions.metadata import apply_metadata, env_map, shell_of, with_env
+from anybuild.builder.instructions.run import DEFAULT_PATH, RunContext, run_argv, run_step
+from anybuild.builder.instructions.transfer import TransferContext, transfer_step
+from anybuild.builder.layer import Compression, write_layer
+from anybuild.builder.rootfs import RecordedMeta, UnpackOptions
+from anybuild.builder.sandbox import NetworkMode, Sandbox
+from anybuild.builder.snapshot import Snapshot
+from anybuild.builder.snapshotter import Capture, Snapshotter, WalkSnapshotter
+from anybuild.builder.step import StepResult
+from anybuild.builder.users import resolve_chown
+from anybuild.dockerfile.convert import parse_instructions
+from anybuild.dockerfile.expand import Scope, expand_instruction, expand_word, platform_args
+from anybuild.dockerfile.instructions import Add, Arg, Copy, Entrypoint, From, Instruction, KeyValue, Run, Workdir
+from anybuild.dockerfile.parser import parse_dockerfile, read_dockerfile
+from anybuild.dockerfile.stages import Stage, build_stage_graph
+from anybuild.errors import BuildFailed, DockerfileError
+from anybuild.oci.config import ContainerConfig, History, ImageConfig
+from anybuild.oci.descriptor import Descriptor
+from anybuild.oci.digest import Digest
+from anybuild.oci.layout import LayoutStore
+from anybuild.oci.manifest import Manifest
+from anybuild.oci.mediatype import MediaType
+from anybuild.oci.platform import Platform
+from anybuild.process import Runner
+from anybuild.redaction import Redactor
+
+__all__ = ["BuildInputs", "BuiltImage", "Executor"]
+
+_LAYER_TYPES = {
+    MediaType.DOCKER_LAYER_GZIP: MediaType.OCI_LAYER_GZIP,
+    MediaType.DOCKER_LAYER: MediaType.OCI_LAYER,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildInputs:
+    context: Path
+    dockerfile: Path
+    platform: Platform
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    secrets: Mapping[str, bytes] = field(default_factory=dict)
+    source_date_epoch: int | None = None
+    network: NetworkMode = NetworkMode.DEFAULT
+    ignored: Callable[[str], bool] = lambda _rel: False
+    docker_media_types: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)  # `--label`: set on the final config only
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuiltImage:
+    manifest: Descriptor
+    config: ImageConfig
+    layers: tuple[Descriptor, ...]
+    steps: tuple[StepTiming, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return self.manifest.size + sum(layer.size for layer in self.layers)
+
+
+@dataclass(slots=True, kw_only=True)
+class _State:
+    stage: Stage
+    rootfs: Path
+    config: ContainerConfig
+    layers: list[Descriptor]
+    diff_ids: list[Digest]
+    history: list[History]
+    scope: Scope
+    snapshot: Snapshot
+    recorded: dict[str, RecordedMeta]
+    author: str = ""
+    cmd_set: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class Executor:
+    inputs: BuildInputs
+    sandbox: Sandbox
+    images: ImageSource
+    store: LayoutStore
+    work: Path  # private scratch space for this build (removed by the caller)
+    cache_dir: Path  # persistent RUN --mount=type=cache directories
+    runner: Runner
+    on_line: Callable[[str], None]
+    unpack: UnpackOptions = field(default_factory=UnpackOptions.for_current_process)
+    clock: Callable[[], float] = time.time
+    redactor: Redactor = field(default_factory=Redactor)
+    steps: list[StepTiming] = field(default_factory=list)
+    states: dict[int, _State] = field(default_factory=dict)
+    image_roots: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    file: str = "Dockerfile"
+    cache: StepCache | None = None  # the step cache (None: no lookups, nothing recorded)
+    snapshotter: Snapshotter = field(default_factory=WalkSnapshotter)  # anybuild.builder.overlay chooses
+
+    # -- top level ---------------------------------------------------------------------
+
+    def build(self) -> BuiltImage:
+        df = read_dockerfile(self.inputs.dockerfile)
+        self.file = self.inputs.dockerfile.name
+        instructions = parse_instructions(df)
+        predefined = platform_args(str(self.inputs.platform), str(self.inputs.platform))
+        graph = build_stage_graph(instructions, build_args=self.inputs.build_args, predefined=predefined,
+                                  escape=df.escape, file=self.file)
+        plan = graph.needed(self.inputs.target)
+        for stage in plan:
+            self.states[stage.index] = self._run_stage(stage, graph.meta, df.escape)
+        return self._assemble(self.states[plan[-1].index])
+
+    def _now(self) -> str:
+        stamp = self.inputs.source_date_epoch if self.inputs.source_date_epoch is not None else self.clock()
+        return datetime.fromtimestamp(stamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    # -- stages -----------------------------------------------------------------------
+
+    def _base(self, stage: Stage) -> _State:
+        rootfs = Path(tempfile.mkdtemp(prefix=f"stage-{stage.index}-", dir=self.work))
+        rootfs.chmod(0o755)  # an image's / is 0755 (mkdtemp makes 0700)
+        if stage.parent is not None:
+            prev = self.states[stage.parent]
+            if self.cache is not None:
+                self.cache.materialize(self, prev)
+            shutil.rmtree(rootfs)
+            self._copy_tree(prev.rootfs, rootfs)
+            # a stage built FROM another keeps that stage's ARG values (BuildKit does)
+            return dataclasses.replace(prev, stage=stage, rootfs=rootfs, layers=list(prev.layers),
+                                       diff_ids=list(prev.diff_ids), history=list(prev.history),
+                                       scope=Scope(args=prev.scope.args, declared=prev.scope.declared),
+                                       snapshot=self.snapshotter.baseline(rootfs), recorded=dict(prev.recorded),
+                                       cmd_set=False)
+        image = self.images.get(stage.image)
+        # with a step cache the base is unpacked on the stage's first miss (never, when every step hits)
+        deferred = self.cache is not None and self.cache.defer(stage.index, image.layers)
+        recorded = {} if deferred else unpack_image(image, self.store, rootfs, self.unpack)
+        config = image.config.config
+        if "PATH" not in env_map(config.env):
+            config = dataclasses.replace(config, env=with_env(config.env, {"PATH": DEFAULT_PATH}))
+        layers = [dataclasses.replace(d, media_type=_LAYER_TYPES.get(MediaType.lookup(d.media_type) or
+                                                                     MediaType.OCI_LAYER, d.media_type))
+                  for d in image.layers]
+        return _State(stage=stage, rootfs=rootfs, config=config, layers=layers, diff_ids=list(image.config.diff_ids),
+                      history=list(image.config.history), scope=Scope(), snapshot=self.snapshotter.baseline(rootfs),
+                      recorded=recorded,
+                      author=image.config.author)
+
+    def _copy_tree(self, src: Path, dst: Path) -> None:
+        result = self.runner.run(["cp", "-a", "--reflink=auto", f"{src}/.", str(dst)])
+        if not result.ok:
+            raise BuildFailed(f"cannot copy stage rootfs: {result.output.strip()}", hint="check free disk space")
+
+    def _run_stage(self, stage: Stage, meta: Mapping[str, str], escape: str) -> _State:
+        self.on_line(f"#{stage.index} FROM {stage.image}" + (f" AS {stage.name}" if stage.name else ""))
+        started = time.monotonic()
+        state = self._base(stage)
+        if self.cache is not None:
+            self.cache.begin_stage(self, state)
+        state.scope = dataclasses.replace(state.scope, env=MappingProxyType(env_map(state.config.env)))
+        self.steps.append(StepTiming(name=f"[{stage.label}] FROM {stage.image}", seconds=time.monotonic() - started))
+        triggers = tuple(state.config.extra.get("OnBuild") or ())
+        body: list[Instruction] = []
+        if triggers:
+            extra = {k: v for k, v in state.config.extra.items() if k != "OnBuild"}
+            state.config = dataclasses.replace(state.config, extra=extra)
+            for text in triggers:
+                body += parse_instructions(parse_dockerfile(text + "\n", file=f"ONBUILD of {stage.image}"))
+        body += stage.instructions
+        for number, instr in enumerate(body, start=1):
+            self._step(state, instr, meta, escape, f"[{stage.label} {number}/{len(body)}]")
+        return state
+
+    # -- steps ------------------------------------------------------------------------
+
+    def _step(self, state: _State, instr: Instruction, meta: Mapping[str, str], escape: str, label: str) -> None:
+        started = time.monotonic()
+        text = instr.original.strip() or str(instr.keyword)
+        self.on_line(f"#{label} {self.redactor(text)}")
+        if isinstance(instr, Arg):
+            lookup = state.scope.lookup()
+            defs = tuple(dataclasses.replace(d, name=expand_word(d.name, lookup, escape=escape, instr=instr,
+                                                                 file=self.file))
+                         for d in expand_instruction(instr, lookup, escape=escape, file=self.file).args)
+            inherited = dict(state.scope.args)
+            scope = state.scope.declare(defs, meta=meta, build_args=self.inputs.build_args,
+                                        escape=escape, instr=instr, file=self.file)
+            kept = {d.name: inherited[d.name] for d in defs if d.default is None and d.name in inherited
+                    and d.name not in self.inputs.build_args and d.name not in meta}
+            state.scope = dataclasses.replace(scope, args=MappingProxyType({**scope.args, **kept}))
+            return
+        if isinstance(instr, From):
+            raise DockerfileError("FROM inside a stage", file=self.file, line=instr.start_line)
+        expanded = expand_instruction(instr, state.scope.lookup(), escape=escape, file=self.file)
+        if self.cache is not None and self.cache.lookup(self, state, expanded, f"{label} {self.redactor(text)}",
+                                                        started):
+            return
+        touches = isinstance(expanded, Run | Copy | Add | Workdir)
+        with self.snapshotter.step(state.rootfs, state.snapshot, filesystem=touches) as capture:
+            match expanded:
+                case Run():
+                    result = self._run(state, expanded)
+                case Copy() | Add():
+                    result = self._transfer(state, expanded)
+                case Workdir():
+                    result = apply_metadata(expanded, state.config)
+                    _make_workdir(state.rootfs, result.config.working_dir, state.config.user)
+                    result = dataclasses.replace(result, filesystem=True)
+                case Entrypoint() if not state.cmd_set:  # an inherited CMD does not survive a new ENTRYPOINT
+                    result = apply_metadata(expanded, state.config)
+                    result = dataclasses.replace(result, config=dataclasses.replace(result.config, cmd=None))
+                case _:
+                    result = apply_metadata(expanded, state.config)
+            self._commit(state, result, capture)
+        if result.config.env != state.config.env:
+            old = env_map(state.config.env)
+            changed = [KeyValue(key=k, value=v) for k, v in env_map(result.config.env).items() if old.get(k) != v]
+            state.scope = state.scope.with_env(changed)
+        state.config = result.config
+        if result.author is not None:
+            state.author = result.author
+        if result.cmd_set:
+            state.cmd_set = True
+        self.steps.append(StepTiming(name=f"{label} {self.redactor(text)}", seconds=time.monotonic() - started))
+        if self.cache is not None:
+            self.cache.record(self, state)
+
+    def _run(self, state: _State, instr: Run) -> StepResult:
+        ctx = RunContext(
+            sandbox=self.sandbox, secrets=self.inputs.secrets, cache_dir=self.cache_dir, scratch=self.work,
+            context=self.inputs.context, stage_roots=self._from_root, network=self.inputs.network,
+            redactor=self.redactor, on_line=self.on_line, file=self.file,
+        )
+        run_step(instr, state.config, state.scope.run_env(self.inputs.build_args), state.rootfs, ctx)
+        argv, _ = run_argv(instr, shell_of(state.config))
+        return StepResult(config=state.config, created_by=f"RUN {' '.join(argv)} # buildkit", filesystem=True)
+
+    def _transfer(self, state: _State, instr: Copy | Add) -> StepResult:
+        ctx = TransferContext(context=self.inputs.context, ignored=self.inputs.ignored, from_root=self._from_root,
+                              scratch=self.work, http=lambda: httpx.Client(timeout=60), unpack=self.unpack,
+                              clock=self.clock, file=self.file)
+        written = transfer_step(instr, state.config, state.rootfs, ctx)
+        sources = " ".join(s.path for s in instr.sources)
+        return StepResult(config=state.config, created_by=f"{instr.keyword} {sources} {instr.dest} # buildkit",
+                          filesystem=True, changed_paths=tuple(written))
+
+    def _from_root(self, name: str) -> Path:
+        """The rootfs of a stage (by name or index) or of an image, for --from."""
+        stages = [s.stage for s in self.states.values()]
+        for stage in stages:
+            if stage.name == name.lower() or (name.isdigit() and int(name) == stage.index):
+                if self.cache is not None:
+                    self.cache.materialize(self, self.states[stage.index])
+                return self.states[stage.index].rootfs
+        if name not in self.image_roots:
+            image: BaseImage = self.images.get(name)
+            rootfs = Path(tempfile.mkdtemp(prefix="image-", dir=self.work))
+            rootfs.chmod(0o755)
+            unpack_image(image, self.store, rootfs, self.unpack)
+            self.image_roots[name] = rootfs
+        return self.image_roots[name]
+
+    def _commit(self, state: _State, result: StepResult, capture: Capture) -> None:
+        if not result.filesystem:
+            state.history.append(History(created=self._now(), created_by=result.created_by, empty_layer=True,
+                                         comment="buildkit.dockerfile.v0"))
+            return
+        taken = capture.finish()  # the step's changes (and, for overlay, the end of its mount)
+        changes, state.snapshot = taken.changes, taken.after
+        if changes.empty:
+            state.history.append(History(created=self._now(), created_by=result.created_by, empty_layer=True,
+                                         comment="buildkit.dockerfile.v0"))
+            return
+        blobs = self.store.root / "blobs" / "sha256"
+        blobs.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".layer-", dir=blobs)
+        try:
+            with os.fdopen(fd, "wb") as out, RootDir.open(taken.source) as root:
+                blob = write_layer(changes, root, out, source_date_epoch=self.inputs.source_date_epoch,
+                                   recorded=state.recorded, compression=Compression.GZIP)
+            digest = Digest.parse(blob.digest)
+            Path(tmp).replace(self.store.blob_path(digest))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        state.layers.append(Descriptor(media_type=MediaType.OCI_LAYER_GZIP, digest=digest, size=blob.size))
+        state.diff_ids.append(Digest.parse(blob.diff_id))
+        state.history.append(History(created=self._now(), created_by=result.created_by,
+                                     comment="buildkit.dockerfile.v0"))
+
+    # -- image ------------------------------------------------------------------------
+
+    def _assemble(self, state: _State) -> BuiltImage:
+        docker = self.inputs.docker_media_types
+        layers = tuple(
+            dataclasses.replace(d, media_type=MediaType.DOCKER_LAYER_GZIP if docker else d.media_type)
+            for d in state.layers
+        )
+        final = state.config
+        if self.inputs.labels:
+            final = dataclasses.replace(final, labels={**final.labels, **self.inputs.labels})
+        config = ImageConfig(platform=self.inputs.platform, diff_ids=tuple(state.diff_ids), config=final,
+                             history=tuple(state.history), created=self._now(), author=state.author)
+        config_desc = self.store.write_bytes(config.to_json(),
+                                             MediaType.DOCKER_CONFIG if docker else MediaType.OCI_CONFIG)
+        manifest = Manifest(config=config_desc, layers=layers,
+                            media_type=MediaType.DOCKER_MANIFEST if docker else MediaType.OCI_MANIFEST)
+        manifest_desc = self.store.write_bytes(manifest.to_json(), manifest.media_type)
+        return BuiltImage(manifest=manifest_desc, config=config, layers=layers, steps=tuple(self.steps),
+                          warnings=tuple(self.warnings))
+
+
+def _make_workdir(rootfs: Path, path: str, user: str) -> None:
+    """Create WORKDIR's missing directories (0755), owned by the current USER as BuildKit does."""
+    with RootDir.open(rootfs) as root:
+        uid, gid = resolve_chown(user, root) if user else (0, 0)  # a bare uid gives gid = uid here
+        current = ""
+        for part in (p for p in path.split("/") if p):
+            current = root.resolve(f"{current}/{part}" if current else part)
+            if root.lstat(current) is not None:
+                continue
+            with root.parent(current, create=True) as (fd, name):
+                os.mkdir(name, 0o755, dir_fd=fd)
+                os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                os.chmod(name, 0o755, dir_fd=fd)  # noqa: S103 - Docker's mode for WORKDIR directories

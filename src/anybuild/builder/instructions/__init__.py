@@ -1,0 +1,1 @@
+"""One module per group of Dockerfile instructions (kaniko-style): metadata, run, copy."""

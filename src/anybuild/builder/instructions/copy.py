@@ -1,0 +1,277 @@
+"""COPY and ADD: sources from the context, a stage or an image, into the rootfs.
+
+Docker's rules: a relative destination is relative to WORKDIR; several sources
+(or a wildcard) need a directory destination ending in ``/``; a directory
+source copies its *contents*; a file copied to an existing directory (or a
+destination ending in ``/``) keeps its name. Files from the context are owned
+by 0:0, files from a stage or image keep their owner, ``--chown`` (names
+resolved in the image) and ``--chmod`` override. Missing destination parents
+are created 0755 (owned by the ``--chown`` user). ADD also extracts local tar
+archives and downloads URLs (verified with ``--checksum``).
+
+Sources are resolved inside their root and destinations inside the rootfs
+(:class:`~anybuild.builder.inroot.RootDir`): nothing is read from outside the
+context and nothing written outside the rootfs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import posixpath
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from anybuild.builder.inroot import RootDir, clean_relative, remove_at
+from anybuild.errors import BuildFailed, ContextError
+
+__all__ = ["CopyPlan", "Source", "copy_into", "expand_sources", "is_wildcard", "parse_chmod", "write_inline"]
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Source:
+    """One matched source: its root, its path in that root and how to name it at the destination."""
+
+    root: RootDir
+    rel: str  # resolved path in root ("." for the root itself)
+    name: str  # basename used when copying into a directory
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CopyPlan:
+    dest: str  # absolute path in the rootfs
+    dest_is_dir: bool
+    owner: tuple[int, int] | None  # --chown; None: context 0:0, stage/image keep their owners
+    keep_owner: bool  # True for --from sources
+    chmod: int | None = None
+    excludes: tuple[str, ...] = ()
+    ignored: Callable[[str], bool] | None = None  # .dockerignore, for context sources
+
+
+def is_wildcard(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def parse_chmod(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise BuildFailed(f"--chmod={value}: only octal modes are supported", hint="write e.g. --chmod=755") from None
+    if not 0 <= mode <= 0o7777:
+        raise BuildFailed(f"--chmod={value}: mode out of range", hint="write e.g. --chmod=755")
+    return mode
+
+
+def _entries(root: RootDir, rel: str) -> list[str]:
+    fd = root.open_dir(rel)
+    try:
+        readable = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+        try:
+            return sorted(e.name for e in os.scandir(readable))
+        finally:
+            os.close(readable)
+    finally:
+        os.close(fd)
+
+
+def expand_sources(root: RootDir, pattern: str, *, ignored: Callable[[str], bool], what: str) -> list[Source]:
+    """The sources *pattern* names in *root* (wildcards matched per path component)."""
+    clean = clean_relative(pattern)
+    if clean is None:
+        raise ContextError(f"{what}: {pattern!r} is outside the build context",
+                           hint="sources must be inside the context directory")
+    if not is_wildcard(clean):
+        resolved = root.resolve(clean)
+        if root.lstat(resolved) is None or (clean != "." and ignored(clean)):
+            raise ContextError(f"{what}: {pattern!r} not found in the build context",
+                               hint="check the path and .dockerignore")
+        name = posixpath.basename(clean) if clean != "." else ""
+        return [Source(root=root, rel=resolved, name=name)]
+    matches: list[str] = ["."]
+    for part in clean.split("/"):
+        nxt: list[str] = []
+        for base in matches:
+            info = root.lstat(base)
+            if info is None or not stat.S_ISDIR(info.st_mode):
+                continue
+            for name in _entries(root, base):
+                if fnmatch.fnmatchcase(name, part) if is_wildcard(part) else name == part:
+                    nxt.append(name if base == "." else f"{base}/{name}")
+        matches = nxt
+    return [Source(root=root, rel=root.resolve(m), name=posixpath.basename(m)) for m in matches if not ignored(m)]
+
+
+def _excluded(rel: str, excludes: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(posixpath.basename(rel), p) for p in excludes)
+
+
+def _walk(root: RootDir, rel: str) -> Iterator[tuple[str, os.stat_result]]:
+    """(path relative to *rel*, lstat) of *rel*'s descendants, parents first, sorted."""
+    for name in _entries(root, rel):
+        child = name if rel == "." else f"{rel}/{name}"
+        info = root.lstat(child, follow=False)
+        if info is None:
+            continue
+        yield child, info
+        if stat.S_ISDIR(info.st_mode):
+            yield from _walk(root, child)
+
+
+@dataclass(slots=True)
+class _Writer:
+    dest_root: RootDir
+    plan: CopyPlan
+    written: list[str]
+    dir_times: list[tuple[str, tuple[int, int]]]
+
+    def owner(self, info: os.stat_result) -> tuple[int, int]:
+        if self.plan.owner is not None:
+            return self.plan.owner
+        return (info.st_uid, info.st_gid) if self.plan.keep_owner else (0, 0)
+
+    def ensure_dir(self, rel: str) -> None:
+        """Create *rel* and missing parents (0755, the --chown owner or root)."""
+        parts = [p for p in rel.split("/") if p]
+        current = ""
+        for part in parts:
+            current = f"{current}/{part}" if current else part
+            resolved = self.dest_root.resolve(current)
+            info = self.dest_root.lstat(resolved)
+            if info is not None and stat.S_ISDIR(info.st_mode):
+                continue
+            with self.dest_root.parent(resolved, create=True) as (fd, name):
+                if info is not None:
+                    remove_at(fd, name)
+                os.mkdir(name, 0o755, dir_fd=fd)
+                uid, gid = self.plan.owner or (0, 0)
+                os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                os.chmod(name, 0o755, dir_fd=fd)  # noqa: S103 - Docker's mode for created parents
+            self.written.append(resolved)
+
+    def put(self, src: Source, src_rel: str, info: os.stat_result, dest: str) -> None:
+        """Copy one entry (not its children) to *dest* (a clean path in the rootfs)."""
+        resolved = self.dest_root.resolve(posixpath.dirname(dest) or ".")
+        target = posixpath.join(resolved, posixpath.basename(dest)) if resolved != "." else posixpath.basename(dest)
+        uid, gid = self.owner(info)
+        mode = stat.S_IMODE(info.st_mode)
+        if self.plan.chmod is not None and not stat.S_ISLNK(info.st_mode):
+            mode = self.plan.chmod & 0o777  # BuildKit keeps only the permission bits of --chmod
+        times = (info.st_atime_ns, info.st_mtime_ns)
+        with self.dest_root.parent(target, create=True) as (fd, name):
+            existing = _lstat_at(fd, name)
+            if stat.S_ISDIR(info.st_mode):
+                if existing is not None and not stat.S_ISDIR(existing.st_mode):
+                    remove_at(fd, name)
+                    existing = None
+                if existing is None:
+                    os.mkdir(name, 0o700, dir_fd=fd)
+                os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                os.chmod(name, mode, dir_fd=fd)
+                self.dir_times.append((target, times))
+            else:
+                if existing is not None:
+                    remove_at(fd, name)
+                if stat.S_ISLNK(info.st_mode):
+                    with src.root.parent(src_rel, follow=False) as (sfd, sname):
+                        os.symlink(os.readlink(sname, dir_fd=sfd), name, dir_fd=fd)
+                    os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                elif stat.S_ISREG(info.st_mode):
+                    self._file(src, src_rel, fd, name, (uid, gid, mode))
+                elif stat.S_ISFIFO(info.st_mode):
+                    os.mkfifo(name, mode, dir_fd=fd)
+                    os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                elif stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+                    os.mknod(name, stat.S_IFMT(info.st_mode) | mode, info.st_rdev, dir_fd=fd)
+                    os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                else:
+                    return  # sockets are not copied
+                os.utime(name, ns=times, dir_fd=fd, follow_symlinks=False)
+        self.written.append(target)
+
+    def finish(self) -> None:
+        """Directory times last (writing children changes them), deepest first."""
+        for target, times in reversed(self.dir_times):
+            with self.dest_root.parent(target) as (fd, name):
+                os.utime(name, ns=times, dir_fd=fd, follow_symlinks=False)
+
+    def _file(self, src: Source, src_rel: str, fd: int, name: str, meta: tuple[int, int, int]) -> None:
+        uid, gid, mode = meta
+        source = src.root.open_file(src_rel, follow=True)
+        try:
+            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=fd)
+            try:
+                while chunk := os.read(source, _CHUNK):
+                    os.write(out, chunk)
+                os.fchown(out, uid, gid)
+                os.fchmod(out, mode)
+            finally:
+                os.close(out)
+        finally:
+            os.close(source)
+
+
+def _lstat_at(fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def copy_into(dest_root: RootDir, sources: Sequence[Source], plan: CopyPlan) -> list[str]:
+    """Copy *sources* to ``plan.dest`` in *dest_root*; return the rootfs paths written."""
+    written: list[str] = []
+    writer = _Writer(dest_root=dest_root, plan=plan, written=written, dir_times=[])
+    dest = clean_relative(plan.dest) or "."
+    dest_info = dest_root.lstat(dest_root.resolve(dest)) if dest != "." else dest_root.lstat(".")
+    into_dir = plan.dest_is_dir or dest == "." or (dest_info is not None and stat.S_ISDIR(dest_info.st_mode))
+    for src in sources:
+        info = src.root.lstat(src.rel) if src.rel != "." else src.root.lstat(".")
+        if info is None:
+            raise ContextError(f"{src.rel!r} disappeared while copying",
+                               hint="do not change the context during a build")
+        if stat.S_ISDIR(info.st_mode):
+            if dest != ".":
+                writer.ensure_dir(dest)  # created 0755 like BuildKit; the source directory's mode is not copied
+            for rel, child in _walk(src.root, src.rel):
+                inner = rel if src.rel == "." else rel[len(src.rel) + 1 :]
+                if (plan.excludes and _excluded(inner, plan.excludes)) or (plan.ignored and plan.ignored(rel)):
+                    continue
+                writer.put(src, rel, child, inner if dest == "." else f"{dest}/{inner}")
+            continue
+        if into_dir:
+            if dest != ".":
+                writer.ensure_dir(dest)
+            target = src.name if dest == "." else f"{dest}/{src.name}"
+        else:
+            writer.ensure_dir(posixpath.dirname(dest))
+            target = dest
+        writer.put(src, src.rel, info, target)
+    writer.finish()
+    return written
+
+
+def write_inline(dest_root: RootDir, dest: str, content: bytes, *, mode: int, owner: tuple[int, int],
+                 mtime_ns: int) -> str:
+    """A heredoc source (``COPY <<EOF /path``) written as one file."""
+    clean = clean_relative(dest) or "."
+    resolved_parent = dest_root.resolve(posixpath.dirname(clean) or ".")
+    target = posixpath.join(resolved_parent, posixpath.basename(clean)) if resolved_parent != "." else clean
+    with dest_root.parent(target, create=True) as (fd, name):
+        if _lstat_at(fd, name) is not None:
+            remove_at(fd, name)
+        out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
+        try:
+            os.write(out, content)
+            os.fchown(out, *owner)
+            os.fchmod(out, mode)
+            os.utime(out, ns=(mtime_ns, mtime_ns))
+        finally:
+            os.close(out)
+    return target
+

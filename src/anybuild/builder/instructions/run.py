@@ -1,0 +1,143 @@
+"""RUN: the command line (shell, exec or heredoc form), its mounts, and the sandboxed run.
+
+:func:`run_argv` is pure (BuildKit's heredoc rules: a lone ``<<EOF`` runs its
+body with the shell, or as a script when it starts with ``#!``; other heredocs
+are passed to the shell inline). :func:`run_step` prepares the mounts
+(``secret`` files, persistent ``cache`` directories, read-only ``bind`` sources,
+``tmpfs``), runs the sandbox and raises :class:`~anybuild.errors.BuildFailed`
+with the line, the command, the exit code and the output tail on failure.
+Secret values never reach the log: every line passes through a redactor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from anybuild.builder.inroot import RootDir
+from anybuild.builder.instructions.metadata import shell_of
+from anybuild.builder.sandbox import Mount, MountKind, NetworkMode, RunOutcome, RunSpec, Sandbox
+from anybuild.builder.users import resolve_user
+from anybuild.dockerfile.instructions import MountType, Run
+from anybuild.errors import BuildFailed
+from anybuild.oci.config import ContainerConfig
+from anybuild.redaction import Redactor
+
+__all__ = ["RunContext", "run_argv", "run_step"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def run_argv(instr: Run, shell: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, bytes]]:
+    """(argv, files to provide) for a RUN; files map a path in the sandbox to content."""
+    command = instr.command
+    if command.exec_form:
+        return command.args, {}
+    text = command.shell_text.strip()
+    if instr.heredocs and len(instr.heredocs) == 1 and text.startswith("<<"):
+        doc = instr.heredocs[0]
+        body = doc.text()
+        if body.startswith("#!"):
+            path = f"/run/anybuild/heredoc-{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+            return (path,), {path: body.encode()}
+        return (*shell, body), {}
+    if instr.heredocs:
+        parts = [text]
+        for doc in instr.heredocs:
+            parts.append(doc.content.rstrip("\n") if doc.content else "")
+            parts.append(doc.name)
+        return (*shell, "\n".join(parts)), {}
+    return (*shell, text), {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunContext:
+    """What a RUN needs from the build around it."""
+
+    sandbox: Sandbox
+    secrets: Mapping[str, bytes]
+    cache_dir: Path
+    scratch: Path  # per-build temporary directory (secret files live here)
+    context: Path
+    stage_roots: Callable[[str], Path]  # a --mount from= name -> rootfs
+    network: NetworkMode
+    redactor: Redactor
+    on_line: Callable[[str], None]
+    file: str = "Dockerfile"
+
+
+def _mounts(instr: Run, ctx: RunContext, workdir: Path) -> list[Mount]:
+    mounts: list[Mount] = []
+    for spec in instr.mounts:
+        match spec.type:
+            case MountType.SECRET:
+                secret_id = spec.id or (Path(spec.target).name if spec.target else "")
+                target = spec.target or f"/run/secrets/{secret_id}"
+                if secret_id not in ctx.secrets:
+                    if spec.required:
+                        raise BuildFailed(f"{ctx.file}:{instr.start_line}: secret {secret_id!r} is required "
+                                          "but was not given", hint=f"pass --secret id={secret_id},src=FILE")
+                    continue
+                path = workdir / f"secret-{hashlib.sha256(secret_id.encode()).hexdigest()[:12]}"
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(ctx.secrets[secret_id])
+                mounts.append(Mount(kind=MountKind.BIND, target=target, source=path, readonly=True))
+            case MountType.CACHE:
+                target = spec.target or ""
+                key = spec.id or target
+                cache = ctx.cache_dir / hashlib.sha256(key.encode()).hexdigest()[:24]
+                if not cache.exists():
+                    cache.mkdir(parents=True, mode=int(spec.mode, 8) if spec.mode else 0o755)
+                    os.chown(cache, int(spec.uid or 0), int(spec.gid or 0))
+                mounts.append(Mount(kind=MountKind.BIND, target=target, source=cache, readonly=bool(spec.readonly)))
+            case MountType.TMPFS:
+                mounts.append(Mount(kind=MountKind.TMPFS, target=spec.target or "/tmp"))
+            case MountType.BIND:
+                base = ctx.stage_roots(spec.from_) if spec.from_ else ctx.context
+                with RootDir.open(base) as root:
+                    source = root.host_path(root.resolve(spec.source or "."))
+                mounts.append(Mount(kind=MountKind.BIND, target=spec.target or "/", source=source,
+                                    readonly=spec.readonly is not False))
+            case _:
+                raise BuildFailed(f"{ctx.file}:{instr.start_line}: RUN --mount=type={spec.type} is not supported "
+                                  "by the builtin builder", hint="use the docker backend for ssh mounts")
+    return mounts
+
+
+def run_step(instr: Run, config: ContainerConfig, env: Mapping[str, str], rootfs: Path, ctx: RunContext) -> RunOutcome:
+    """Run one RUN instruction in *rootfs*; raise BuildFailed when it exits non-zero."""
+    argv, files = run_argv(instr, shell_of(config))
+    environment = dict(env)
+    environment.setdefault("PATH", DEFAULT_PATH)
+    with RootDir.open(rootfs) as root:
+        ident = resolve_user(config.user, root)
+        cwd = config.working_dir or "/"
+        if root.lstat(root.resolve(cwd)) is None:
+            os.close(root.open_dir(root.resolve(cwd), create=True))
+    network = NetworkMode(instr.network) if instr.network else ctx.network
+    with tempfile.TemporaryDirectory(prefix="run-", dir=ctx.scratch) as tmp:
+        workdir = Path(tmp)
+        mounts = _mounts(instr, ctx, workdir)
+        for index, (path, content) in enumerate(files.items()):
+            script = workdir / f"script-{index}"
+            script.write_bytes(content)
+            script.chmod(0o755)
+            mounts.append(Mount(kind=MountKind.BIND, target=path, source=script, readonly=True))
+        spec = RunSpec(rootfs=rootfs, argv=argv, env=tuple(f"{k}={v}" for k, v in environment.items()), cwd=cwd,
+                       uid=ident.uid, gid=ident.gid, groups=ident.groups, network=network, mounts=tuple(mounts))
+        outcome = ctx.sandbox.run(spec, lambda line: ctx.on_line(ctx.redactor(line)))
+    if outcome.exit_code != 0:
+        command = " ".join(argv) if instr.command.exec_form else instr.command.shell_text
+        tail = [ctx.redactor(line) for line in outcome.tail]
+        raise BuildFailed(
+            f"{ctx.file}:{instr.start_line}: RUN {ctx.redactor(command)} failed with exit code {outcome.exit_code}",
+            hint="read the output above; fix the command or the files it needs",
+            diagnosis={"file": ctx.file, "line": instr.start_line, "command": ctx.redactor(command),
+                       "exit_code": outcome.exit_code, "tail": tail, "sandbox": str(outcome.sandbox)},
+        )
+    return outcome

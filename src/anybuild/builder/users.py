@@ -1,0 +1,113 @@
+"""Users and groups named in USER, ``--chown`` and cache mounts, resolved in the image.
+
+Docker resolves names in the image's own ``/etc/passwd`` and ``/etc/group``
+(never the host's). Numeric ids need no files. A ``USER name`` without a group
+uses the user's primary group and its supplementary groups from ``/etc/group``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from anybuild.builder.inroot import RootDir
+from anybuild.errors import BuildFailed
+
+__all__ = ["Identity", "parse_group", "parse_passwd", "resolve_chown", "resolve_user"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Identity:
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+
+def parse_passwd(text: str) -> dict[str, tuple[int, int]]:
+    """name -> (uid, gid) from passwd text (malformed lines skipped)."""
+    users: dict[str, tuple[int, int]] = {}
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[2].isdigit() and fields[3].isdigit():
+            users.setdefault(fields[0], (int(fields[2]), int(fields[3])))
+    return users
+
+
+def parse_group(text: str) -> dict[str, tuple[int, tuple[str, ...]]]:
+    """name -> (gid, members) from group text."""
+    groups: dict[str, tuple[int, tuple[str, ...]]] = {}
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[2].isdigit():
+            members = tuple(m for m in (fields[3].split(",") if len(fields) > 3 else []) if m)
+            groups.setdefault(fields[0], (int(fields[2]), members))
+    return groups
+
+
+def _read(root: RootDir, rel: str) -> str:
+    try:
+        fd = root.open_file(root.resolve(rel))
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(4 * 1024 * 1024).decode("utf-8", "replace")
+
+
+def _lookup_user(name: str, users: dict[str, tuple[int, int]], what: str) -> tuple[int, int | None]:
+    if name.isdigit():
+        uid = int(name)
+        primary = next((g for u, g in users.values() if u == uid), None)
+        return uid, primary
+    if name not in users:
+        if name == "root":
+            return 0, 0  # root is root even without /etc/passwd (FROM scratch)
+        raise BuildFailed(
+            f"{what}: no user {name!r} in the image's /etc/passwd",
+            hint="create the user in an earlier RUN (useradd/adduser) or use a numeric uid",
+        )
+    return users[name]
+
+
+def _lookup_group(name: str, groups: dict[str, tuple[int, tuple[str, ...]]], what: str) -> int:
+    if name.isdigit():
+        return int(name)
+    if name not in groups:
+        if name == "root":
+            return 0
+        raise BuildFailed(
+            f"{what}: no group {name!r} in the image's /etc/group",
+            hint="create the group in an earlier RUN (groupadd/addgroup) or use a numeric gid",
+        )
+    return groups[name][0]
+
+
+def resolve_user(spec: str, root: RootDir) -> Identity:
+    """``USER`` value (``name``, ``uid``, ``name:group``, ``uid:gid``) -> ids for a RUN."""
+    if not spec:
+        spec = "0"
+    user, _, group = spec.partition(":")
+    users = parse_passwd(_read(root, "etc/passwd"))
+    groups = parse_group(_read(root, "etc/group"))
+    uid, primary = _lookup_user(user, users, f"USER {spec}")
+    if group:
+        return Identity(uid=uid, gid=_lookup_group(group, groups, f"USER {spec}"))
+    gid = primary if primary is not None else 0
+    name = next((n for n, (u, _) in users.items() if u == uid), user)
+    extra = tuple(sorted({g for g, members in groups.values() if name in members and g != gid}))
+    return Identity(uid=uid, gid=gid, groups=extra)
+
+
+def resolve_chown(spec: str, root: RootDir) -> tuple[int, int]:
+    """``--chown`` value -> (uid, gid).
+
+    Without a group, a numeric uid gives the same gid and a name gives the user's
+    primary group (what BuildKit does).
+    """
+    user, _, group = spec.partition(":")
+    users = parse_passwd(_read(root, "etc/passwd"))
+    uid, primary = _lookup_user(user, users, f"--chown={spec}")
+    if group:
+        return uid, _lookup_group(group, parse_group(_read(root, "etc/group")), f"--chown={spec}")
+    if user.isdigit() or primary is None:
+        return uid, uid
+    return uid, primary

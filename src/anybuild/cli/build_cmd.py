@@ -1,0 +1,384 @@
+"""`anybuild build`: one directory, some images of anybuild.toml, or all of them.
+
+Parse, call the library, render. Every build goes through the planner (the
+best backend that works here, in anybuild.toml's order, or ``--backend``),
+falls back only for environmental causes, and ends as one result
+(``anybuild.result/v1``): a summary table on a terminal, JSON with ``--json``,
+a file with ``--metadata-file``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from anybuild.backends.base import Backend, BuildRequest, LogSink, SecretSpec
+from anybuild.backends.builtin import BuiltinBackend
+from anybuild.backends.catalog import availability_checks, create_backend
+from anybuild.batch import build_images, default_jobs
+from anybuild.cli.options import config_option, resolve_config
+from anybuild.cli.session import Session, output_options, pass_session
+from anybuild.config import DEFAULT_BACKENDS, BackendName, Config, ImageSpec, find_config
+from anybuild.diagnose import diagnose_log
+from anybuild.environment.context import ProbeContext
+from anybuild.environment.export import diagnosis_facts
+from anybuild.environment.probe import collect_facts
+from anybuild.errors import ExitCode, UsageError
+from anybuild.gitstate import read_git_state
+from anybuild.planner import plan_build, push_registries
+from anybuild.process import SubprocessRunner
+from anybuild.project import ProjectOptions, ProjectSeams, build_project, run_request, select_images
+from anybuild.result import ImageOutcome, RunResult
+
+__all__ = ["build", "parse_build_args", "parse_mirrors", "parse_secret"]
+
+
+def parse_build_args(values: tuple[str, ...], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``NAME=VALUE`` pairs; a bare ``NAME`` takes its value from the environment, as docker does."""
+    args: dict[str, str] = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not key:
+            raise UsageError(f"--build-arg {value!r} has no name", hint="write --build-arg NAME=VALUE")
+        if sep:
+            args[key] = rest
+        elif env is not None and key in env:
+            args[key] = env[key]
+    return args
+
+
+def parse_labels(values: tuple[str, ...]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not key or not sep:
+            raise UsageError(f"--label {value!r} is not KEY=VALUE", hint="write --label org.example.team=web")
+        labels[key] = rest
+    return labels
+
+
+def parse_secret(value: str) -> SecretSpec:
+    """``id=ID,src=FILE`` | ``id=ID,env=VAR`` (``source=`` is an alias of ``src=``)."""
+    fields: dict[str, str] = {}
+    for part in value.split(","):
+        key, sep, rest = part.partition("=")
+        if not sep:
+            raise UsageError(f"--secret {value!r}: {part!r} is not KEY=VALUE", hint="write --secret id=ID,src=FILE")
+        fields[key.strip().lower()] = rest
+    if "id" not in fields:
+        raise UsageError(f"--secret {value!r} has no id=", hint="write --secret id=ID,src=FILE")
+    src = fields.get("src") or fields.get("source")
+    return SecretSpec(id=fields["id"], src=Path(src) if src else None, env=fields.get("env"))
+
+
+def parse_mirrors(values: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """``REGISTRY=MIRROR`` pairs (a bare ``MIRROR`` mirrors docker.io)."""
+    mirrors: dict[str, tuple[str, ...]] = {}
+    for value in values:
+        registry, sep, mirror = value.partition("=")
+        if not sep:
+            registry, mirror = "docker.io", value
+        mirrors[registry] = (*mirrors.get(registry, ()), mirror.removeprefix("http://").removeprefix("https://"))
+    return mirrors
+
+
+class Progress:
+    """Build output on stderr: a live table per image on a terminal, plain lines otherwise."""
+
+    def __init__(self, session: Session, mode: str, names: Sequence[str]) -> None:
+        self.session = session
+        self.names = list(names)
+        interactive = session.err.is_terminal and not session.json
+        self.mode = ("live" if interactive else "plain") if mode == "auto" else mode
+        if session.quiet:
+            self.mode = "quiet"
+        self.prefix = len(self.names) > 1
+        self._lock = threading.Lock()
+        self._last: dict[str, str] = dict.fromkeys(self.names, "waiting")
+        self._started: dict[str, float] = {}
+        self._live: Live | None = None
+
+    def __enter__(self) -> Progress:
+        if self.mode == "live":
+            self._live = Live(self._table(), console=self.session.err, refresh_per_second=4, transient=True,
+                              get_renderable=self._table)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def sink(self, name: str) -> LogSink:
+        return _ImageSink(self, name)
+
+    def line(self, name: str, text: str) -> None:
+        with self._lock:
+            self._started.setdefault(name, time.monotonic())
+            self._last[name] = text
+        match self.mode:
+            case "quiet" | "live":
+                return
+            case "json":
+                sys.stderr.write(self.session.redactor(json.dumps({"image": name, "log": text})) + "\n")
+                sys.stderr.flush()
+            case _:
+                self.session.echo(f"[{name}] {text}" if self.prefix else text, err=True)
+
+    def _table(self) -> Table:
+        table = Table(show_header=False, box=None, pad_edge=False)
+        table.add_column("image", style="bold")
+        table.add_column("time", justify="right")
+        table.add_column("now", overflow="ellipsis", no_wrap=True)
+        now = time.monotonic()
+        with self._lock:
+            for name in self.names:
+                began = self._started.get(name)
+                elapsed = f"{now - began:5.1f}s" if began is not None else ""
+                table.add_row(name, elapsed, self.session.redactor(self._last.get(name, "")))
+        return table
+
+
+class _ImageSink:
+    def __init__(self, progress: Progress, name: str) -> None:
+        self.progress = progress
+        self.name = name
+
+    def line(self, text: str) -> None:
+        self.progress.line(self.name, text)
+
+
+def _render_summary(console: Console, result: RunResult) -> None:
+    table = Table(title=f"{sum(i.ok for i in result.images)}/{len(result.images)} image(s) built "
+                        f"in {result.finished - result.started:.1f}s", title_justify="left")
+    for column in ("image", "backend", "digest", "references", "time", "cached", "result"):
+        table.add_column(column, overflow="fold")
+    for image in result.images:
+        seconds = image.seconds
+        refs = "\n".join(r.split("@", 1)[0] for r in image.references)
+        outcome = "ok" if image.ok else _failure_text(image)
+        steps = len(image.steps)
+        table.add_row(image.name, image.backend or "-", (image.digest or "-")[:19], refs or "-",
+                      f"{seconds:.1f}s" if seconds is not None else "-",
+                      f"{image.cache_hits}/{steps}" if steps else "-", outcome)
+    console.print(table)
+    for image in result.images:
+        if image.ok:
+            if image.backend_reason:
+                console.print(f"{image.name}: built with {image.backend}: {image.backend_reason}", markup=False)
+            continue
+        _render_failure(console, image)
+
+
+def _failure_text(image: ImageOutcome) -> str:
+    if image.diagnosis:
+        return f"failed: {image.diagnosis.get('title') or image.diagnosis.get('rule')}"
+    return "failed" if not image.error else f"failed ({image.error.get('kind')})"
+
+
+def _render_failure(console: Console, image: ImageOutcome) -> None:
+    error = image.error or {}
+    console.print(f"{image.name}: error: {error.get('message', 'failed')}", markup=False)
+    diagnosis = image.diagnosis or {}
+    if diagnosis:
+        console.print(f"{image.name}: root cause: {diagnosis.get('cause') or diagnosis.get('title')}", markup=False)
+        for evidence in diagnosis.get("evidence") or ():
+            text = evidence if isinstance(evidence, str) else f"line {evidence.get('line')}: {evidence.get('text')}"
+            console.print(f"{image.name}:   evidence: {text}", markup=False)
+    if error.get("hint"):
+        console.print(f"{image.name}: hint: {error['hint']}", markup=False)
+
+
+def _write_metadata(path: Path, data: dict[str, Any]) -> None:
+    """Write the result atomically: the next job never reads half a file."""
+    path = path.resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _project_images(config: Config | None, targets: Sequence[str], all_images: bool) -> tuple[ImageSpec, ...] | None:
+    """The images to build from anybuild.toml, or None for a one-directory build."""
+    if all_images:
+        if config is None:
+            raise UsageError("--all needs an anybuild.toml", hint="run from a repository with anybuild.toml, "
+                             "or pass --config FILE")
+        return select_images(config, targets, all_images=True)
+    if config is not None and targets and all(t in {s.name for s in config.images} for t in targets):
+        return select_images(config, targets, all_images=False)
+    if len(targets) > 1:
+        known = ", ".join(s.name for s in config.images) if config else ""
+        raise UsageError(
+            f"{' '.join(targets)}: build takes one directory, or image names from anybuild.toml",
+            hint=f"images here: {known}" if known else "give one build context directory",
+        )
+    return None
+
+
+def _optional_config(config_path: Path | None, cwd: Path, *, required: bool) -> Config | None:
+    if config_path is not None or required or find_config(cwd) is not None:
+        return resolve_config(config_path, cwd)
+    return None
+
+
+def _epoch(env: Mapping[str, str]) -> int | None:
+    raw = env.get("SOURCE_DATE_EPOCH")
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise UsageError(f"SOURCE_DATE_EPOCH={raw!r} is not a number of seconds",
+                         hint="set SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)") from exc
+
+
+def _exit_code(result: RunResult) -> int:
+    for image in result.images:
+        if not image.ok and image.error and isinstance(image.error.get("exit_code"), int):
+            return int(image.error["exit_code"])
+    return int(ExitCode.BUILD_FAILED)
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  anybuild build --all --push              every image of anybuild.toml, tags from git
+  anybuild build api --push                one image of anybuild.toml
+  anybuild build . -t ghcr.io/acme/api:dev --push
+  anybuild build --all --json --metadata-file result.json --progress plain
+  anybuild build -f docker/Dockerfile --target runtime --output oci:./out
+  anybuild build . --secret id=npmrc,src=$HOME/.npmrc --output docker-archive:image.tar
+  anybuild build --all --backend buildah
+""",
+)
+@click.argument("targets", nargs=-1)
+@click.option("--all", "all_images", is_flag=True, help="Build every image of anybuild.toml.")
+@config_option
+@click.option("--backend", type=click.Choice([b.value for b in BackendName]), default=None,
+              help="Build with this backend only (default: the best that works here, in anybuild.toml's order).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Images built at once (default: from cores and images).")
+@click.option("--fail-fast", is_flag=True, help="Stop starting images once one has failed.")
+@click.option("--metadata-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write the JSON result to this file (atomically).")
+@click.option("--reproducible", is_flag=True,
+              help="Date the created label by SOURCE_DATE_EPOCH or the commit, not the clock.")
+@click.option("-f", "--file", "dockerfile", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="The Dockerfile (default: PATH/Dockerfile).")
+@click.option("-t", "--tag", "tags", multiple=True, help="A full image reference; repeat for more.")
+@click.option("--label", "labels", multiple=True, help="KEY=VALUE set on the image; repeat for more.")
+@click.option("--build-arg", "build_args", multiple=True, help="NAME=VALUE for an ARG; repeat for more.")
+@click.option("--target", default=None, help="Build this stage (and what it needs) only.")
+@click.option("--platform", default=None, help="Target platform, e.g. linux/amd64.")
+@click.option("--secret", "secrets", multiple=True, help="id=ID,src=FILE or id=ID,env=VAR for RUN --mount=type=secret.")
+@click.option("--output", "output", default=None, help="oci:DIR or docker-archive:FILE.")
+@click.option("--push", is_flag=True, help="Push every reference.")
+@click.option("--load", is_flag=True, help="Load into the reachable Docker Engine.")
+@click.option("--progress", type=click.Choice(["auto", "live", "plain", "json"]), default="auto", show_default=True,
+              help="Build output on stderr: a live view on a terminal (auto), lines, or JSON lines.")
+@click.option("--sandbox", type=click.Choice(["runc", "unshare", "chroot", "proot"]), default=None,
+              help="Force the built-in builder's RUN sandbox (also ANYBUILD_SANDBOX).")
+@click.option("--insecure-registry", "insecure", multiple=True, help="A registry host to reach over plain HTTP.")
+@click.option("--registry-mirror", "mirrors", multiple=True, help="REGISTRY=MIRROR (bare MIRROR: docker.io).")
+@click.option("--no-cache", "no_cache", is_flag=True, help="Run every step (results are still cached).")
+@click.option("--cache-from", "cache_from", multiple=True, help="A registry repository to reuse steps from.")
+@click.option("--cache-to", "cache_to", default=None, help="A registry repository to push step caches to.")
+@output_options
+@pass_session
+def build(session: Session, *, targets: tuple[str, ...], all_images: bool, config_path: Path | None,
+          backend: str | None, jobs: int | None, fail_fast: bool, metadata_file: Path | None, reproducible: bool,
+          dockerfile: Path | None, tags: tuple[str, ...], labels: tuple[str, ...], build_args: tuple[str, ...],
+          target: str | None, platform: str | None, secrets: tuple[str, ...], output: str | None, push: bool,
+          load: bool, progress: str, sandbox: str | None, insecure: tuple[str, ...], mirrors: tuple[str, ...],
+          no_cache: bool, cache_from: tuple[str, ...], cache_to: str | None) -> None:
+    """Build images, with the best backend that works here.
+
+    TARGETS are image names from anybuild.toml (or --all for every one), or a
+    single build context directory (default: the current directory).
+    """
+    config = _optional_config(config_path, session.cwd, required=all_images)
+    images = _project_images(config, targets, all_images)
+    env = session.env
+    facts = collect_facts(ProbeContext(env=env, cwd=session.cwd, registries=push_registries(config)))
+    plan = plan_build(facts, order=config.build.backends if config else DEFAULT_BACKENDS,
+                      checks=availability_checks(), override=BackendName(backend) if backend else None)
+    runner = SubprocessRunner()
+
+    def backends(name: BackendName) -> Backend:
+        if name is BackendName.BUILTIN:
+            return BuiltinBackend(runner=runner, env=env, sandbox=sandbox, cache_from=cache_from, cache_to=cache_to)
+        return create_backend(name, facts, runner=runner, env=env)
+
+    known = diagnosis_facts(facts)
+    secret_specs = tuple(parse_secret(s) for s in secrets)
+    arguments = parse_build_args(build_args, env)
+
+    if images is not None:
+        assert config is not None
+        for flag, value in (("--tag", tags), ("--file", dockerfile), ("--target", target), ("--output", output),
+                            ("--label", labels)):
+            if value:
+                raise UsageError(f"{flag} applies to a one-directory build, not to images of anybuild.toml",
+                                 hint=f"set it in {config.file} under [images.NAME], or build a directory")
+        names = [s.name for s in images]
+    else:
+        context = Path(targets[0]) if targets else Path()
+        context = context if context.is_absolute() else session.cwd / context
+        if not context.is_dir():
+            hint = (f"images in {config.file}: {', '.join(s.name for s in config.images)}" if config
+                    else "give the build context directory (the one holding the Dockerfile)")
+            raise UsageError(f"{targets[0] if targets else context}: no such directory or image", hint=hint)
+        if push and not tags:
+            raise UsageError("--push needs at least one -t REFERENCE", hint="add -t registry/repository:tag")
+        names = [context.resolve().name or "image"]
+
+    def diagnose(lines: Sequence[str]) -> Sequence[Any]:
+        return diagnose_log(lines, known)
+
+    with Progress(session, progress, names) as view:
+        seams = ProjectSeams(plan=lambda _spec: plan, backends=backends, diagnose=diagnose, sink_for=view.sink)
+        if images is not None:
+            assert config is not None
+            options = ProjectOptions(
+                push=push, load=load, platform=platform, build_args=arguments, secrets=secret_specs,
+                no_cache=no_cache, insecure_registries=insecure, registry_mirrors=parse_mirrors(mirrors),
+                jobs=jobs or config.build.jobs or default_jobs(len(images)), fail_fast=fail_fast,
+                reproducible=reproducible, source_date_epoch=_epoch(env),
+            )
+            git = read_git_state(config.root, runner, env)
+            result = build_project(config, images, options, git=git, seams=seams)
+        else:
+            file = dockerfile if dockerfile is None or dockerfile.is_absolute() else session.cwd / dockerfile
+            request = BuildRequest(
+                context=context, dockerfile=file or context / "Dockerfile", tags=tags, labels=parse_labels(labels),
+                build_args=arguments, target=target, platform=platform, push=push, load=load, output=output,
+                secrets=secret_specs, no_cache=no_cache, insecure_registries=insecure,
+                registry_mirrors=parse_mirrors(mirrors),
+            )
+            spec = ImageSpec(name=names[0], context=context, dockerfile=request.dockerfile, repository="")
+            result = build_images([spec], lambda s: run_request(s.name, request, plan, seams), jobs=1)
+    if metadata_file is not None:
+        _write_metadata(metadata_file if metadata_file.is_absolute() else session.cwd / metadata_file,
+                        result.to_dict())
+    session.emit(result.to_dict(), lambda console: _render_summary(console, result))
+    if not result.ok:
+        sys.exit(_exit_code(result))

@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from anybuild.builder.sandbox import (
+    Mount,
+    MountKind,
+    NetworkMode,
+    RunSpec,
+    SandboxFacts,
+    SandboxKind,
+    choose_sandbox,
+    make_sandbox,
+    probe_sandbox_facts,
+)
+from anybuild.builder.sandbox.model import _allowed
+from anybuild.builder.snapshot import diff, scan
+from anybuild.errors import BackendError, EnvironmentUnsupported
+
+FACTS = probe_sandbox_facts()
+KINDS = [pytest.param(kind, id=kind.value) for kind in SandboxKind]
+PATH = ("PATH=/bin",)
+
+
+def sandbox_for(kind: SandboxKind, work: Path):
+    if _allowed(kind, FACTS) is None:
+        pytest.skip(f"sandbox {kind} cannot work here: {'; '.join(FACTS.to_evidence())}")
+    return make_sandbox(kind, work=work, facts=FACTS)
+
+
+def run(kind: SandboxKind, work: Path, rootfs: Path, script: str, **kw: object):
+    lines: list[str] = []
+    kw.setdefault("env", PATH)
+    spec = RunSpec(rootfs=rootfs, argv=("/bin/sh", "-c", script), **kw)  # type: ignore[arg-type]
+    outcome = sandbox_for(kind, work).run(spec, lines.append)
+    return outcome, lines
+
+
+def mounts_under(path: Path) -> list[str]:
+    text = Path("/proc/self/mountinfo").read_text()
+    return [line for line in text.splitlines() if str(path) in line]
+
+
+# -- choice: pure ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        (SandboxFacts(root=True, runc="/usr/sbin/runc", unshare="/usr/bin/unshare"), SandboxKind.RUNC),
+        (SandboxFacts(root=True, unshare="/usr/bin/unshare"), SandboxKind.UNSHARE),
+        (SandboxFacts(root=False, runc="/r", unshare="/u", userns=True), SandboxKind.RUNC),
+        (SandboxFacts(root=False, unshare="/u", userns=True), SandboxKind.UNSHARE),
+        (SandboxFacts(root=True), SandboxKind.CHROOT),
+        (SandboxFacts(root=False, runc="/r", unshare="/u", proot="/p"), SandboxKind.PROOT),
+    ],
+    ids=["root-runc", "root-unshare", "rootless-runc", "rootless-unshare", "root-chroot", "no-userns-proot"],
+)
+def test_choose_sandbox_facts_strongest_first(facts: SandboxFacts, expected: SandboxKind) -> None:
+    assert choose_sandbox(facts).kind is expected
+
+
+def test_choose_sandbox_nothing_possible_environment_unsupported() -> None:
+    with pytest.raises(EnvironmentUnsupported, match="proot"):
+        choose_sandbox(SandboxFacts(root=False, runc="/r", unshare="/u"))
+
+
+def test_choose_sandbox_env_override_selected() -> None:
+    facts = SandboxFacts(root=True, runc="/r", unshare="/u", proot="/p")
+    choice = choose_sandbox(facts, env={"ANYBUILD_SANDBOX": "proot"})
+    assert choice.kind is SandboxKind.PROOT
+    assert "requested" in choice.reason
+
+
+@pytest.mark.parametrize("wanted", ["runc", "bogus"])
+def test_choose_sandbox_override_impossible_backend_error(wanted: str) -> None:
+    with pytest.raises(BackendError):
+        choose_sandbox(SandboxFacts(root=False, proot="/p"), override=wanted)
+
+
+# -- real runs --------------------------------------------------------------------------------------
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", KINDS)
+def test_sandbox_run_output_exit_code_user_cwd_env(kind: SandboxKind, work: Path, rootfs: Path) -> None:
+    outcome, lines = run(kind, work, rootfs, 'echo "$GREETING"; id -u; id -g; pwd; exit 7',
+                         uid=1000, gid=1000, cwd="/tmp", env=(*PATH, "GREETING=hello world"))
+    assert outcome.exit_code == 7
+    assert outcome.sandbox is kind
+    assert lines == ["hello world", "1000", "1000", "/tmp"]
+    assert outcome.tail[-1] == "/tmp"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", KINDS)
+def test_sandbox_run_missing_command_127(kind: SandboxKind, work: Path, rootfs: Path) -> None:
+    spec = RunSpec(rootfs=rootfs, argv=("no-such-tool",), env=PATH)
+    assert sandbox_for(kind, work).run(spec, lambda _l: None).exit_code == 127
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", KINDS)
+def test_sandbox_run_proc_dev_resolv_visible(kind: SandboxKind, work: Path, rootfs: Path) -> None:
+    outcome, lines = run(kind, work, rootfs,
+                         "test -e /proc/self/status && echo proc; for n in null zero random urandom tty; do "
+                         "test -c /dev/$n && echo $n; done; test -d /dev/shm && echo shm; "
+                         "test -s /etc/resolv.conf && echo resolv; test -s /etc/hosts && echo hosts; "
+                         "echo x > /dev/null && echo writable-null")
+    assert outcome.exit_code == 0, lines
+    expected = ["proc", "null", "zero", "random", "urandom", "tty", "shm", "writable-null"]
+    assert [line for line in lines if line in expected] == expected
+    if Path("/etc/resolv.conf").exists():
+        assert "resolv" in lines
+    if Path("/etc/hosts").exists():
+        assert "hosts" in lines
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("which", ["busybox", "scratch"])
+def test_sandbox_run_leaves_no_trace_in_snapshot(kind: SandboxKind, work: Path, rootfs: Path,
+                                                 scratch_rootfs: Path, which: str) -> None:
+    target = rootfs if which == "busybox" else scratch_rootfs
+    secret = work.parent / "secret.txt"
+    secret.write_text("s3cr3t-value\n")
+    before = scan(target)
+    time.sleep(0.01)
+    outcome, lines = run(kind, work, target, "cat /run/secrets/token; true",
+                         mounts=(Mount(kind=MountKind.BIND, target="/run/secrets/token", source=secret,
+                                       readonly=True),
+                                 Mount(kind=MountKind.TMPFS, target="/var/tmpfs")))
+    assert outcome.exit_code == 0, lines
+    assert "s3cr3t-value" in lines
+    changes = diff(before, scan(target))
+    assert changes.empty, changes
+    assert mounts_under(target) == []
+    assert sorted(p.name for p in work.iterdir()) == []
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", KINDS)
+def test_sandbox_run_writes_land_in_rootfs(kind: SandboxKind, work: Path, rootfs: Path) -> None:
+    before = scan(rootfs)
+    outcome, _ = run(kind, work, rootfs, "mkdir -p /app && echo built > /app/out && rm /etc/group")
+    assert outcome.exit_code == 0
+    assert (rootfs / "app/out").read_text() == "built\n"
+    changes = diff(before, scan(rootfs))
+    assert "app/out" in changes.added
+    assert changes.deleted == ("etc/group",)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", [SandboxKind.RUNC, SandboxKind.UNSHARE])
+def test_sandbox_network_none_only_loopback(kind: SandboxKind, work: Path, rootfs: Path) -> None:
+    outcome, lines = run(kind, work, rootfs, "cat /proc/net/dev", network=NetworkMode.NONE)
+    assert outcome.exit_code == 0
+    interfaces = [line.split(":")[0].strip() for line in lines if ":" in line]
+    assert interfaces == ["lo"]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", KINDS)
+def test_sandbox_interrupted_process_killed_mounts_and_stubs_removed(kind: SandboxKind, work: Path,
+                                                                     scratch_rootfs: Path) -> None:
+    sandbox = sandbox_for(kind, work)
+    before = scan(scratch_rootfs)
+    main = threading.get_ident()
+    started = threading.Event()
+
+    def on_line(text: str) -> None:
+        if text == "started":
+            started.set()
+
+    def interrupt() -> None:
+        started.wait(20)
+        time.sleep(0.2)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    spec = RunSpec(rootfs=scratch_rootfs, argv=("/bin/sh", "-c", "echo $$ > /pid; echo started; exec sleep 600"),
+                   env=PATH)
+    with pytest.raises(KeyboardInterrupt):
+        sandbox.run(spec, on_line)
+    assert mounts_under(scratch_rootfs) == []
+    assert sorted(p.name for p in work.iterdir()) == []
+    assert set(scan(scratch_rootfs).entries) == {*before.entries, "pid"}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _sleepers(scratch_rootfs):
+        time.sleep(0.1)
+    assert _sleepers(scratch_rootfs) == []
+
+
+def _sleepers(rootfs: Path) -> list[int]:
+    """Processes still running `sleep 600` from this rootfs."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            root = os.readlink(proc / "root")
+        except OSError:
+            continue
+        if b"600" in cmdline and (root == str(rootfs) or any(str(rootfs).encode() in c for c in cmdline)):
+            found.append(int(proc.name))
+    return found

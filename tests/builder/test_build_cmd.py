@@ -1,0 +1,108 @@
+"""`anybuild build` argument parsing and the builtin backend's verdict (CLI and backend seams)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from anybuild.backends.base import SecretSpec
+from anybuild.backends.builtin import BuiltinBackend, builtin_verdict
+from anybuild.cli.build_cmd import parse_build_args, parse_mirrors, parse_secret
+from anybuild.cli.main import main
+from anybuild.environment.facts import FactKey, Facts
+from anybuild.errors import UsageError
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("id=npm,src=/x/.npmrc", SecretSpec(id="npm", src=Path("/x/.npmrc"))),
+     ("id=tok,env=TOKEN", SecretSpec(id="tok", env="TOKEN")),
+     ("id=a,source=f", SecretSpec(id="a", src=Path("f"))),
+     ("id=bare", SecretSpec(id="bare"))],
+    ids=["src", "env", "source-alias", "id-only"],
+)
+def test_parse_secret_forms(value: str, expected: SecretSpec) -> None:
+    assert parse_secret(value) == expected
+
+
+@pytest.mark.parametrize("value", ["src=/x", "id", "id=a,broken"], ids=["no-id", "no-equals", "bad-pair"])
+def test_parse_secret_malformed_usage_error(value: str) -> None:
+    with pytest.raises(UsageError):
+        parse_secret(value)
+
+
+def test_parse_build_args_values_and_bare_names_from_env() -> None:
+    # A bare NAME takes its value from the environment, and is left unset when absent (as docker does).
+    assert parse_build_args(("A=1", "B=x=y", "C", "D"), {"C": "from-env"}) == {"A": "1", "B": "x=y", "C": "from-env"}
+
+
+def test_parse_mirrors_bare_means_docker_hub() -> None:
+    assert parse_mirrors(("http://127.0.0.1:5000", "ghcr.io=mirror:1")) == {
+        "docker.io": ("127.0.0.1:5000",), "ghcr.io": ("mirror:1",)}
+
+
+def test_build_command_missing_dockerfile_context_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["build", "--json", "--backend", "builtin", str(tmp_path)])
+    assert exit_info.value.code == 2
+    image = json.loads(capsys.readouterr().out)["images"][0]
+    assert not image["ok"]
+    assert "no Dockerfile" in image["error"]["message"]
+
+
+def test_build_command_unknown_target_names_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "anybuild.toml").write_text('[images.api]\nrepository = "x/api"\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["build", "apu"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "apu: no such directory or image" in err
+    assert "images in" in err and "api" in err
+
+
+def test_build_command_tag_flag_with_config_images_is_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "anybuild.toml").write_text('[images.api]\nrepository = "x/api"\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["build", "--all", "-t", "x/api:1"])
+    assert exit_info.value.code == 2
+    assert "--tag applies to a one-directory build" in capsys.readouterr().err
+
+
+def facts(**values: object) -> Facts:
+    return Facts.from_values({str(k): v for k, v in values.items()})  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("given", "ok", "word"),
+    [({FactKey.UID: 0, FactKey.TOOL_RUNC: "1.1.5"}, True, "runc"),
+     ({FactKey.UID: 0}, True, "unshare"),
+     ({FactKey.UID: 1000, FactKey.USERNS_WORKS: True}, True, "unshare"),
+     ({FactKey.UID: 1000, FactKey.TOOL_PROOT: "5.3"}, True, "proot"),
+     ({FactKey.UID: 1000}, False, "proot")],
+    ids=["root-runc", "root", "userns", "proot-only", "nothing"],
+)
+def test_builtin_verdict_names_sandbox(given: dict[str, object], ok: bool, word: str) -> None:
+    verdict = builtin_verdict(facts(**{str(k): v for k, v in given.items()}))
+    assert verdict.ok is ok
+    assert word in (verdict.reason + verdict.fix)
+
+
+def test_builtin_backend_constructible_without_arguments() -> None:
+    backend = BuiltinBackend()
+    assert backend.name == "builtin"
+    assert backend.available(facts(**{str(FactKey.UID): 0})).ok

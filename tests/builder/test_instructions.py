@@ -1,0 +1,235 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from anybuild.builder.inroot import RootDir
+from anybuild.builder.instructions.copy import CopyPlan, copy_into, expand_sources, parse_chmod
+from anybuild.builder.instructions.metadata import apply_metadata, with_env, workdir_path
+from anybuild.builder.instructions.run import run_argv
+from anybuild.builder.users import parse_group, parse_passwd, resolve_chown, resolve_user
+from anybuild.dockerfile.convert import parse_instructions
+from anybuild.dockerfile.instructions import Run
+from anybuild.dockerfile.parser import parse_dockerfile
+from anybuild.errors import BuildFailed
+from anybuild.oci.config import ContainerConfig
+
+
+def instr(line: str):
+    return parse_instructions(parse_dockerfile("FROM scratch\n" + line + "\n"))[1]
+
+
+# -- metadata: pure config transforms --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "expected"),
+    [
+        ("ENV A=1 B=2", "env", ("PATH=/bin", "A=1", "B=2")),
+        ("ENV PATH=/x", "env", ("PATH=/x",)),
+        ("USER app:grp", "user", "app:grp"),
+        ("WORKDIR /srv", "working_dir", "/srv"),
+        ("EXPOSE 80 53/udp 8000-8001", "exposed_ports", ("53/udp", "80/tcp", "8000/tcp", "8001/tcp")),
+        ("VOLUME /data /cache", "volumes", ("/cache", "/data")),
+        ("CMD echo hi", "cmd", ("/bin/sh", "-c", "echo hi")),
+        ('CMD ["a", "b"]', "cmd", ("a", "b")),
+        ('ENTRYPOINT ["/e"]', "entrypoint", ("/e",)),
+        ("STOPSIGNAL SIGKILL", "stop_signal", "SIGKILL"),
+        ("LABEL a=b", "labels", {"a": "b"}),
+    ],
+    ids=["env", "env-replace", "user", "workdir", "expose", "volume", "cmd-shell", "cmd-exec", "entrypoint",
+         "stopsignal", "label"],
+)
+def test_apply_metadata_instruction_config_changed(line: str, field: str, expected: object) -> None:
+    config = ContainerConfig(env=("PATH=/bin",))
+    result = apply_metadata(instr(line), config)
+    assert getattr(result.config, field) == expected
+    assert not result.filesystem
+
+
+def test_apply_metadata_shell_changes_later_shell_form() -> None:
+    config = apply_metadata(instr('SHELL ["/bin/bash", "-eu", "-c"]'), ContainerConfig()).config
+    assert apply_metadata(instr("CMD run"), config).config.cmd == ("/bin/bash", "-eu", "-c", "run")
+
+
+def test_apply_metadata_onbuild_healthcheck_in_extra() -> None:
+    config = apply_metadata(instr("ONBUILD RUN echo x"), ContainerConfig()).config
+    config = apply_metadata(instr("HEALTHCHECK --interval=5s CMD true"), config).config
+    assert config.extra["OnBuild"] == ["RUN echo x"]
+    assert config.extra["Healthcheck"] == {"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000}
+
+
+@pytest.mark.parametrize(("current", "path", "expected"),
+                         [("", "app", "/app"), ("/a", "b/../c", "/a/c"), ("/a", "/abs", "/abs"), ("/", ".", "/")],
+                         ids=["from-root", "relative", "absolute", "dot"])
+def test_workdir_path_joined_and_cleaned(current: str, path: str, expected: str) -> None:
+    assert workdir_path(current, path) == expected
+
+
+def test_with_env_order_kept_new_appended() -> None:
+    assert with_env(("A=1", "B=2"), {"A": "3", "C": "4"}) == ("A=3", "B=2", "C=4")
+
+
+# -- RUN argv ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "argv"),
+    [
+        ("RUN echo hi", ("/bin/sh", "-c", "echo hi")),
+        ('RUN ["echo", "hi"]', ("echo", "hi")),
+        ("RUN <<EOF\necho one\necho two\nEOF", ("/bin/sh", "-c", "echo one\necho two\n")),
+        ("RUN cat <<EOF > /f\nbody\nEOF", ("/bin/sh", "-c", "cat <<EOF > /f\nbody\nEOF")),
+    ],
+    ids=["shell", "exec", "heredoc-body", "heredoc-inline"],
+)
+def test_run_argv_forms(text: str, argv: tuple[str, ...]) -> None:
+    run = parse_instructions(parse_dockerfile("FROM scratch\n" + text + "\n"))[1]
+    assert isinstance(run, Run)
+    assert run_argv(run, ("/bin/sh", "-c"))[0] == argv
+
+
+def test_run_argv_heredoc_shebang_script_file() -> None:
+    run = parse_instructions(parse_dockerfile("FROM scratch\nRUN <<EOF\n#!/bin/sh\necho x\nEOF\n"))[1]
+    assert isinstance(run, Run)
+    argv, files = run_argv(run, ("/bin/sh", "-c"))
+    assert len(argv) == 1 and argv[0] in files
+    assert files[argv[0]] == b"#!/bin/sh\necho x\n"
+
+
+# -- users -------------------------------------------------------------------------------------------
+
+PASSWD = "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n"
+GROUP = "root:x:0:\ngrp:x:1001:\nextra:x:2000:app,other\n"
+
+
+@pytest.fixture
+def etc_root(tmp_path: Path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text(PASSWD)
+    (tmp_path / "etc/group").write_text(GROUP)
+    with RootDir.open(tmp_path) as root:
+        yield root
+
+
+def test_parse_passwd_group_malformed_lines_skipped() -> None:
+    assert parse_passwd(PASSWD + "broken\n") == {"root": (0, 0), "app": (1000, 1001)}
+    assert parse_group(GROUP)["extra"] == (2000, ("app", "other"))
+
+
+@pytest.mark.parametrize(("spec", "uid", "gid", "groups"),
+                         [("app", 1000, 1001, (2000,)), ("1000", 1000, 1001, (2000,)), ("app:0", 1000, 0, ()),
+                          ("4242", 4242, 0, ()), ("", 0, 0, ())],
+                         ids=["name", "uid-known", "name-group", "uid-unknown", "empty"])
+def test_resolve_user_ids_from_image_files(etc_root: RootDir, spec: str, uid: int, gid: int,
+                                           groups: tuple[int, ...]) -> None:
+    ident = resolve_user(spec, etc_root)
+    assert (ident.uid, ident.gid, ident.groups) == (uid, gid, groups)
+
+
+@pytest.mark.parametrize(("spec", "expected"),
+                         [("app", (1000, 1001)), ("55", (55, 55)), ("app:extra", (1000, 2000)), ("1:2", (1, 2))],
+                         ids=["name-primary-group", "uid-same-gid", "names", "numbers"])
+def test_resolve_chown_docker_rules(etc_root: RootDir, spec: str, expected: tuple[int, int]) -> None:
+    assert resolve_chown(spec, etc_root) == expected
+
+
+def test_resolve_user_unknown_name_build_failed_with_hint(etc_root: RootDir) -> None:
+    with pytest.raises(BuildFailed, match="no user 'ghost'") as caught:
+        resolve_user("ghost", etc_root)
+    assert "useradd" in caught.value.hint
+
+
+# -- COPY rules on real directories ------------------------------------------------------------------
+
+
+@pytest.fixture
+def trees(tmp_path: Path):
+    ctx, dest = tmp_path / "ctx", tmp_path / "rootfs"
+    (ctx / "dir/sub").mkdir(parents=True)
+    (ctx / "dir/a.txt").write_text("a")
+    (ctx / "dir/sub/b.txt").write_text("b")
+    (ctx / "one.md").write_text("1")
+    (ctx / "two.md").write_text("2")
+    dest.mkdir()
+    (dest / "etc").mkdir()
+    (dest / "lib").symlink_to("/usr/lib")  # an absolute symlink: resolved inside the rootfs
+    with RootDir.open(ctx) as src, RootDir.open(dest) as dst:
+        yield src, dst, dest
+
+
+def plan(dest: str, **kw: object) -> CopyPlan:
+    return CopyPlan(dest=dest, dest_is_dir=dest.endswith("/"), owner=None, keep_owner=False, **kw)  # type: ignore[arg-type]
+
+
+def names(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize(
+    ("source", "dest", "expected"),
+    [
+        ("dir", "/d", {"d", "d/a.txt", "d/sub", "d/sub/b.txt"}),
+        ("dir/a.txt", "/f", {"f"}),
+        ("dir/a.txt", "/into/", {"into", "into/a.txt"}),
+        ("dir/a.txt", "/etc", {"etc/a.txt"}),
+        ("*.md", "/docs/", {"docs", "docs/one.md", "docs/two.md"}),
+    ],
+    ids=["dir-contents", "file-renamed", "file-into-slash", "file-into-existing-dir", "wildcard"],
+)
+def test_copy_into_docker_destination_rules(trees, source: str, dest: str, expected: set[str]) -> None:
+    src, dst, dest_path = trees
+    sources = expand_sources(src, source, ignored=lambda _r: False, what="COPY")
+    copy_into(dst, sources, plan(dest))
+    assert names(dest_path) - {"etc", "lib"} == expected | ({"etc/a.txt"} & expected)
+
+
+def test_copy_into_through_absolute_symlink_stays_in_rootfs(trees, tmp_path: Path) -> None:
+    src, dst, dest_path = trees
+    copy_into(dst, expand_sources(src, "one.md", ignored=lambda _r: False, what="COPY"), plan("/lib/x/"))
+    assert (dest_path / "usr/lib/x/one.md").read_text() == "1"
+    assert not Path("/usr/lib/x/one.md").exists()
+
+
+def test_copy_into_chmod_and_owner_applied(trees) -> None:
+    src, dst, dest_path = trees
+    sources = expand_sources(src, "dir", ignored=lambda _r: False, what="COPY")
+    copy_into(dst, sources, CopyPlan(dest="/d", dest_is_dir=False, owner=(7, 8), keep_owner=False, chmod=0o4700))
+    info = (dest_path / "d/sub/b.txt").stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o7777) == (7, 8, 0o700)
+    assert (dest_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_expand_sources_outside_context_refused(trees) -> None:
+    from anybuild.errors import ContextError
+
+    src, _, _ = trees
+    with pytest.raises(ContextError, match="outside the build context"):
+        expand_sources(src, "../etc/passwd", ignored=lambda _r: False, what="COPY")
+
+
+def test_expand_sources_ignored_file_not_found(trees) -> None:
+    from anybuild.errors import ContextError
+
+    src, _, _ = trees
+    with pytest.raises(ContextError, match="not found"):
+        expand_sources(src, "one.md", ignored=lambda rel: rel.endswith(".md"), what="COPY")
+
+
+@pytest.mark.parametrize(("value", "mode"), [("755", 0o755), ("0644", 0o644), (None, None)])
+def test_parse_chmod_octal(value: str | None, mode: int | None) -> None:
+    assert parse_chmod(value) == mode
+
+
+def test_parse_chmod_symbolic_refused() -> None:
+    with pytest.raises(BuildFailed, match="octal"):
+        parse_chmod("u+x")
+
+
+def test_copy_into_dangling_symlink_kept(trees) -> None:
+    src, dst, dest_path = trees
+    os.symlink("/nowhere", src.path / "dir" / "dangling")
+    copy_into(dst, expand_sources(src, "dir", ignored=lambda _r: False, what="COPY"), plan("/d"))
+    assert os.readlink(dest_path / "d/dangling") == "/nowhere"
