@@ -20,7 +20,7 @@ from tests.builder.building import Case, anybuild_build, docker_build
 from tests.builder.test_conformance import compare
 from tests.harness.procs import HarnessError
 
-KANIKO = Path("/work/shared/conformance/kaniko-integration")
+KANIKO = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "kaniko-integration"
 # Build args kaniko's own integration test passes (integration/images.go).
 ARGS: dict[str, dict[str, str]] = {
     "Dockerfile_test_run": {"file": "/file"},

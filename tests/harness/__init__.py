@@ -1,7 +1,7 @@
 """The anybuild test harness: real components on 127.0.0.1, in private temp dirs.
 
 Modules, one per component (fixtures.py wires them into pytest; contract in
-/work/notes/harness-contract.md):
+tests/harness/README.md):
 
 - procs: free ports, start in a new session with a log, readiness waits, group kill, unmount.
 - registry: `docker-registry serve` plain, with htpasswd Basic auth, or with TLS (tlsca).

@@ -1,5 +1,5 @@
 """Session-scoped pytest fixtures starting real components on 127.0.0.1 (see
-/work/notes/harness-contract.md). Under xdist every worker gets its own set; only the
+tests/harness/README.md). Under xdist every worker gets its own set; only the
 debootstrap cache is shared (file lock)."""
 
 from __future__ import annotations
