@@ -58,8 +58,8 @@ def _repository(tmp_path: Path, registry: Registry, *, break_frontend: bool = Fa
     return repo
 
 
-def _anybuild(repo: Path, *args: str, data: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ANYBUILD_DATA_DIR": str(data), "SOURCE_DATE_EPOCH": EPOCH}
+def _anybuild(repo: Path, *args: str, data: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ANYBUILD_DATA_DIR": str(data), "SOURCE_DATE_EPOCH": EPOCH, **extra}
     env.pop("GITHUB_ACTIONS", None)
     env.pop("GITHUB_REF", None)
     return subprocess.run([sys.executable, "-m", "anybuild", *args], cwd=repo, env=env, capture_output=True,
@@ -136,3 +136,20 @@ def test_build_all_one_failure_leaves_the_other_pushed(
     assert "RUN false" in done.stdout + done.stderr
     with pytest.raises(httpx.HTTPStatusError):
         manifest_digest(registry.url, "acme/moltbook-frontend", "1.2.3")
+
+
+def test_build_with_docker_backend_same_result_schema(
+    tmp_path: Path, registry: Registry, base_images: BaseImages, dockerd: Dockerd
+) -> None:
+    """Sam's story: with a healthy daemon, the same command and the same JSON result."""
+    repo = _repository(tmp_path, registry)
+    done = _anybuild(repo, "build", "frontend", "--push", "--json", "--progress", "plain", "--backend", "docker",
+                     data=tmp_path / "data", DOCKER_HOST=dockerd.env["DOCKER_HOST"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    jsonschema.validate(result, load_result_schema())
+    (image,) = result["images"]
+    assert image["backend"] == "docker"
+    assert manifest_digest(registry.url, "acme/moltbook-frontend", "1.2.3") == image["digest"]
+    labels = _config_labels(registry, "acme/moltbook-frontend", image["digest"])
+    assert labels["org.opencontainers.image.version"] == "1.2.3"
