@@ -40,10 +40,10 @@ def _git(repo: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-def _repository(tmp_path: Path, registry: Registry, *, break_frontend: bool = False) -> Path:
+def _repository(tmp_path: Path, registry: Registry, *, break_frontend: bool = False, org: str = "acme") -> Path:
     repo = Path(shutil.copytree(EXAMPLE, tmp_path / "moltbook"))
     config = repo / "anybuild.toml"
-    text = config.read_text().replace("ghcr.io/acme/", f"{registry.host}/acme/")
+    text = config.read_text().replace("ghcr.io/acme/", f"{registry.host}/{org}/")
     text += (f'\n[registries."docker.io"]\nmirrors = ["{registry.host}"]\n'
              f'\n[registries."{registry.host}"]\ninsecure = true\n')
     config.write_text(text)
@@ -120,14 +120,14 @@ def test_build_all_one_failure_leaves_the_other_pushed(
     tmp_path: Path, registry: Registry, base_images: BaseImages
 ) -> None:
     base_images.node()
-    repo = _repository(tmp_path, registry, break_frontend=True)
+    repo = _repository(tmp_path, registry, break_frontend=True, org="broken")
     done = _anybuild(repo, "build", "frontend", "api", "--push", "--progress", "plain", "--backend", "builtin",
                      "--metadata-file", "result.json", data=tmp_path / "data")
     assert done.returncode == 1, done.stderr[-3000:]
     result = json.loads((repo / "result.json").read_text())
     images = {image["name"]: image for image in result["images"]}
     assert images["api"]["ok"]
-    assert manifest_digest(registry.url, "acme/moltbook-api", "1.2.3") == images["api"]["digest"]
+    assert manifest_digest(registry.url, "broken/moltbook-api", "1.2.3") == images["api"]["digest"]
     failed = images["frontend"]
     assert not failed["ok"]
     assert failed["diagnosis"]["rule"] == "run-nonzero"
@@ -135,14 +135,14 @@ def test_build_all_one_failure_leaves_the_other_pushed(
     assert "frontend" in done.stdout and "api" in done.stdout
     assert "RUN false" in done.stdout + done.stderr
     with pytest.raises(httpx.HTTPStatusError):
-        manifest_digest(registry.url, "acme/moltbook-frontend", "1.2.3")
+        manifest_digest(registry.url, "broken/moltbook-frontend", "1.2.3")
 
 
 def test_build_with_docker_backend_same_result_schema(
     tmp_path: Path, registry: Registry, base_images: BaseImages, dockerd: Dockerd
 ) -> None:
     """Sam's story: with a healthy daemon, the same command and the same JSON result."""
-    repo = _repository(tmp_path, registry)
+    repo = _repository(tmp_path, registry, org="sam")
     done = _anybuild(repo, "build", "frontend", "--push", "--json", "--progress", "plain", "--backend", "docker",
                      data=tmp_path / "data", DOCKER_HOST=dockerd.env["DOCKER_HOST"])
     assert done.returncode == 0, done.stderr[-3000:]
@@ -150,6 +150,6 @@ def test_build_with_docker_backend_same_result_schema(
     jsonschema.validate(result, load_result_schema())
     (image,) = result["images"]
     assert image["backend"] == "docker"
-    assert manifest_digest(registry.url, "acme/moltbook-frontend", "1.2.3") == image["digest"]
-    labels = _config_labels(registry, "acme/moltbook-frontend", image["digest"])
+    assert manifest_digest(registry.url, "sam/moltbook-frontend", "1.2.3") == image["digest"]
+    labels = _config_labels(registry, "sam/moltbook-frontend", image["digest"])
     assert labels["org.opencontainers.image.version"] == "1.2.3"

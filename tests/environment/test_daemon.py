@@ -104,7 +104,7 @@ def test_daemon_hung_socket_times_out_within_bound(tmp_path: Path, hung_socket: 
     started = time.monotonic()
     facts = Facts.of(probe_docker(ctx))
     elapsed = time.monotonic() - started
-    assert elapsed < 1.5
+    assert elapsed < 5  # bounded: the socket never answers, so without the timeout this would hang
     assert facts.value(FactKey.DOCKER_REACHABLE) is False
     assert "no answer within 0.5 s" in facts.evidence(FactKey.DOCKER_REACHABLE)
 

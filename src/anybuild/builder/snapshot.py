@@ -223,8 +223,12 @@ def _changed(path: str, old: Entry, new: Entry, digest: Callable[[str], str] | N
         return True
     if old.kind is Kind.DIR:
         return False  # a directory's content is its entries, compared path by path
-    if old.nlink != new.nlink:
+    if new.nlink > old.nlink:
         return True  # a new hard link to it: the layer must hold both names to keep them linked
+    if new.nlink < old.nlink and old.ino == new.ino:
+        # Only a link to it was removed (which moves ctime): the file itself is what it was,
+        # as an overlay upper directory sees it too. Compare content where a digest is known.
+        return old.digest is not None and digest is not None and digest(path) != old.digest
     untouched = old.ino == new.ino and old.ctime_ns == new.ctime_ns
     if untouched and old.digest is None:
         return False

@@ -129,6 +129,7 @@ class _Acc:
             self.visit(path, new=False)
             return
         elif not (stat.S_ISREG(info.st_mode) and _same_metadata(below, info)
+                  and info.st_nlink == below.st_nlink  # a new hard link to it: the layer needs both names
                   and _same_bytes(self.upper / path, self.lower / path)):
             self.modified.append(path)  # written, or copied up for a metadata change
         if directory:
