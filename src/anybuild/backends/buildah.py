@@ -17,8 +17,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from anybuild.backends.base import BuildRequest, BuildResult, LogSink, Verdict
-from anybuild.backends.failure import failure_error
-from anybuild.backends.invocation import WORK, Command, Invocation, run_invocation
+from anybuild.backends.failure import run_or_fail
+from anybuild.backends.invocation import WORK, Command, Invocation
 from anybuild.backends.registries_conf import registries_conf
 from anybuild.config import BackendName
 from anybuild.environment.facts import FactKey, Facts
@@ -241,17 +241,8 @@ class BuildahBackend:
 
     def build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
         started = time.time()
-        run = run_invocation(
-            self.invocation(request),
-            runner=self.runner,
-            base_env=self.env,
-            sink=sink,
-            cwd=request.context,
-            timeout=self.timeout,
-        )
-        failed = run.failed
-        if failed is not None:
-            raise failure_error(self.name, run.lines, failed.returncode)
+        run = run_or_fail(self.name, self.invocation(request), runner=self.runner, env=self.env, sink=sink,
+                          cwd=request.context, timeout=self.timeout)
         digests = [run.outputs[k].strip() for k in sorted(run.outputs) if k.startswith("digest-")]
         references = list(request.tags) if (request.push or request.load) else []
         return BuildResult(

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from anybuild.backends.base import BuildRequest, BuildResult, LogSink, Verdict
-from anybuild.backends.failure import failure_error
-from anybuild.backends.invocation import WORK, Command, Invocation, run_invocation
+from anybuild.backends.failure import run_or_fail
+from anybuild.backends.invocation import WORK, Command, Invocation
 from anybuild.config import BackendName
 from anybuild.environment.facts import FactKey, Facts
 from anybuild.errors import BackendError
@@ -226,17 +226,8 @@ class DockerBackend:
 
     def build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
         started = time.time()
-        run = run_invocation(
-            self.invocation(request),
-            runner=self.runner,
-            base_env=self.env,
-            sink=sink,
-            cwd=request.context,
-            timeout=self.timeout,
-        )
-        failed = run.failed
-        if failed is not None:
-            raise failure_error(self.name, run.lines, failed.returncode)
+        run = run_or_fail(self.name, self.invocation(request), runner=self.runner, env=self.env, sink=sink,
+                          cwd=request.context, timeout=self.timeout)
         digest = _digest(run.outputs, run.lines) if request.push else None
         references = request.tags if (request.push or request.load or self.mode is not DockerMode.BUILDX) else ()
         return BuildResult(

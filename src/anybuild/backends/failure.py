@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+from anybuild.backends.base import LogSink
+from anybuild.backends.invocation import Invocation, InvocationRun, run_invocation
 from anybuild.config import BackendName
 from anybuild.errors import BackendError, BuildFailed
+from anybuild.process import Runner
 
-__all__ = ["ENVIRONMENTAL_PATTERNS", "environmental_line", "failure_error", "log_tail"]
+__all__ = ["ENVIRONMENTAL_PATTERNS", "environmental_line", "failure_error", "log_tail", "run_or_fail"]
 
 # Lines that mean "this backend cannot work here", never "this Dockerfile is wrong".
 ENVIRONMENTAL_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
@@ -62,3 +66,20 @@ def failure_error(backend: BackendName, lines: Sequence[str], returncode: int) -
         diagnosis={"backend": str(backend), "exit_code": returncode, "log_tail": tail},
         hint="fix the Dockerfile step quoted above, then build again",
     )
+
+
+def run_or_fail(
+    backend: BackendName,
+    invocation: Invocation,
+    *,
+    runner: Runner,
+    env: Mapping[str, str],
+    sink: LogSink,
+    cwd: Path,
+    timeout: float | None,
+) -> InvocationRun:
+    """Run a backend's invocation; a failed command becomes BuildFailed or an environmental BackendError."""
+    run = run_invocation(invocation, runner=runner, base_env=env, sink=sink, cwd=cwd, timeout=timeout)
+    if run.failed is not None:
+        raise failure_error(backend, run.lines, run.failed.returncode)
+    return run

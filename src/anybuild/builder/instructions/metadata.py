@@ -139,7 +139,7 @@ def apply_metadata(instr: Instruction, config: ContainerConfig) -> StepResult:
             new = replace(config, volumes=tuple(sorted({*config.volumes, *paths})))
             text = f"VOLUME {_go_list(paths)}"
         case Onbuild(expression=expression):
-            triggers = [*config.extra.get("OnBuild", []), expression]
+            triggers = [*(config.extra.get("OnBuild") or []), expression]  # a base may have "OnBuild": null
             new = replace(config, extra={**config.extra, "OnBuild": triggers})
             text = f"ONBUILD {expression}"
         case Maintainer(name=name):
