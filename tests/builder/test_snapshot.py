@@ -181,7 +181,10 @@ def test_write_layer_changes_whiteouts_opaque_in_walk_order(pair: tuple[Path, Pa
     names = layer_names(data)
     assert names == sorted(names, key=lambda n: n.rstrip("/").split("/"))
     assert "var/.wh.cache" in names
-    assert "opt/app/.wh..wh..opq" in names
+    # opt/app was removed and made again. The walk sees that by the directory's new inode (opaque marker);
+    # when the filesystem hands the same inode back, it sees the old child gone (a whiteout): both hide it.
+    assert "opt/app/.wh..wh..opq" in names or "opt/app/.wh.old" in names
+    assert "opt/app/fresh" in names
     assert "usr" in names and "usr/local" in names  # parents of changes, as BuildKit includes them
     assert "bin/busybox" not in names
     assert blob.size == len(data)
