@@ -56,7 +56,7 @@ class ProjectSeams:
 
     plan: Callable[[ImageSpec], Plan]
     backends: BackendFactory
-    diagnose: Callable[[Sequence[str]], Sequence[Any]]
+    diagnose: Diagnose  # ranked diagnoses of a log, root cause first
     sink_for: Callable[[str], LogSink]  # by image name
     clock: Callable[[], float] = time.time
 
@@ -143,7 +143,7 @@ def run_request(
     sink = _Recorder(seams.sink_for(name))
     try:
         outcome = build_with_fallback(
-            plan, request, sink, backends=seams.backends, diagnose=_fallback_diagnose(seams.diagnose)
+            plan, request, sink, backends=seams.backends, diagnose=seams.diagnose
         )
     except BuildFailed as exc:
         # The backend's own error line belongs to the log the diagnosis reads.
@@ -180,13 +180,6 @@ class _Recorder:
     def line(self, text: str) -> None:
         self.lines.append(text)
         self.sink.line(text)
-
-
-def _fallback_diagnose(diagnose: Callable[[Sequence[str]], Sequence[Any]]) -> Diagnose:
-    def run(lines: Sequence[str]) -> Sequence[Any]:
-        return diagnose(lines)
-
-    return run
 
 
 def _with_diagnosis(

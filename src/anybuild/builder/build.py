@@ -47,7 +47,7 @@ from anybuild.registry.credentials import CredentialResolver
 from anybuild.registry.reference import Reference
 from anybuild.registry.transfer import push_image
 
-__all__ = ["BuildEnvironment", "build_image", "data_dir", "export_layout", "read_secrets"]
+__all__ = ["BuildEnvironment", "build_image", "data_dir", "export_layout", "read_secrets", "source_date_epoch"]
 
 
 def data_dir(env: Mapping[str, str]) -> Path:
@@ -92,7 +92,8 @@ def read_secrets(request: BuildRequest, env: Mapping[str, str]) -> dict[str, byt
     return secrets
 
 
-def _epoch(env: Mapping[str, str]) -> int | None:
+def source_date_epoch(env: Mapping[str, str]) -> int | None:
+    """SOURCE_DATE_EPOCH as seconds, None when unset; a usage error when it is not a number."""
     value = env.get("SOURCE_DATE_EPOCH", "").strip()
     if not value:
         return None
@@ -198,7 +199,7 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
         inputs = BuildInputs(
             context=request.context, dockerfile=request.dockerfile, platform=platform,
             build_args=dict(request.build_args), target=request.target, secrets=secrets,
-            source_date_epoch=_epoch(env.env), network=NetworkMode.DEFAULT, ignored=ignore.excluded,
+            source_date_epoch=source_date_epoch(env.env), network=NetworkMode.DEFAULT, ignored=ignore.excluded,
             docker_media_types=env.docker_media_types, labels=dict(request.labels),
         )
         images = ImageSource(store=store, platform=platform, client_factory=client,

@@ -10,9 +10,7 @@ a file with ``--metadata-file``.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -28,6 +26,7 @@ from anybuild.backends.base import Backend, BuildRequest, LogSink, SecretSpec
 from anybuild.backends.builtin import BuiltinBackend
 from anybuild.backends.catalog import availability_checks, create_backend
 from anybuild.batch import build_images, default_jobs
+from anybuild.builder.build import source_date_epoch
 from anybuild.cli.options import config_option, resolve_config
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.config import DEFAULT_BACKENDS, BackendName, Config, ImageSpec, find_config
@@ -37,6 +36,7 @@ from anybuild.environment.export import diagnosis_facts
 from anybuild.environment.probe import collect_facts
 from anybuild.errors import ExitCode, UsageError
 from anybuild.gitstate import read_git_state
+from anybuild.oci.layout import atomic_write
 from anybuild.planner import plan_build, push_registries
 from anybuild.process import SubprocessRunner
 from anybuild.project import ProjectOptions, ProjectSeams, build_project, run_request, select_images
@@ -203,17 +203,8 @@ def _render_failure(console: Console, image: ImageOutcome) -> None:
 
 def _write_metadata(path: Path, data: dict[str, Any]) -> None:
     """Write the result atomically: the next job never reads half a file."""
-    path = path.resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path.resolve()) as handle:
+        handle.write((json.dumps(data, indent=2) + "\n").encode())
 
 
 def _project_images(config: Config | None, targets: Sequence[str], all_images: bool) -> tuple[ImageSpec, ...] | None:
@@ -238,17 +229,6 @@ def _optional_config(config_path: Path | None, cwd: Path, *, required: bool) -> 
     if config_path is not None or required or find_config(cwd) is not None:
         return resolve_config(config_path, cwd)
     return None
-
-
-def _epoch(env: Mapping[str, str]) -> int | None:
-    raw = env.get("SOURCE_DATE_EPOCH")
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise UsageError(f"SOURCE_DATE_EPOCH={raw!r} is not a number of seconds",
-                         hint="set SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)") from exc
 
 
 def _exit_code(result: RunResult) -> int:
@@ -362,7 +342,7 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
                 push=push, load=load, platform=platform, build_args=arguments, secrets=secret_specs,
                 no_cache=no_cache, insecure_registries=insecure, registry_mirrors=parse_mirrors(mirrors),
                 jobs=jobs or config.build.jobs or default_jobs(len(images)), fail_fast=fail_fast,
-                reproducible=reproducible, source_date_epoch=_epoch(env),
+                reproducible=reproducible, source_date_epoch=source_date_epoch(env),
             )
             git = read_git_state(config.root, runner, env)
             result = build_project(config, images, options, git=git, seams=seams)
