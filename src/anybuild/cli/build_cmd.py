@@ -29,7 +29,7 @@ from anybuild.batch import build_images, default_jobs
 from anybuild.builder.build import source_date_epoch
 from anybuild.cli.options import config_option, resolve_config
 from anybuild.cli.session import Session, output_options, pass_session
-from anybuild.config import DEFAULT_BACKENDS, BackendName, Config, ImageSpec, find_config
+from anybuild.config import DEFAULT_BACKENDS, BackendName, Config, ImageSpec, find_config, load_config
 from anybuild.diagnose import diagnose_log
 from anybuild.environment.context import ProbeContext
 from anybuild.environment.export import diagnosis_facts
@@ -226,9 +226,10 @@ def _project_images(config: Config | None, targets: Sequence[str], all_images: b
 
 
 def _optional_config(config_path: Path | None, cwd: Path, *, required: bool) -> Config | None:
-    if config_path is not None or required or find_config(cwd) is not None:
+    if config_path is not None or required:
         return resolve_config(config_path, cwd)
-    return None
+    found = find_config(cwd)  # walk up once; optional here, so no file is not an error
+    return load_config(found) if found is not None else None
 
 
 def _exit_code(result: RunResult) -> int:
