@@ -34,6 +34,7 @@ from anybuild.builder.sandbox import (
 from anybuild.builder.sandbox.stubs import unmount_below
 from anybuild.config import BackendName
 from anybuild.dockerfile.dockerignore import DockerIgnore, find_ignore_file
+from anybuild.epoch import source_date_epoch
 from anybuild.errors import AnybuildError, BuildFailed, ContextError, Interrupted, UsageError
 from anybuild.oci.archive import write_docker_archive
 from anybuild.oci.descriptor import Descriptor
@@ -47,7 +48,7 @@ from anybuild.registry.credentials import CredentialResolver
 from anybuild.registry.reference import Reference
 from anybuild.registry.transfer import push_image
 
-__all__ = ["BuildEnvironment", "build_image", "data_dir", "export_layout", "read_secrets", "source_date_epoch"]
+__all__ = ["BuildEnvironment", "build_image", "data_dir", "export_layout", "read_secrets"]
 
 
 def data_dir(env: Mapping[str, str]) -> Path:
@@ -90,17 +91,6 @@ def read_secrets(request: BuildRequest, env: Mapping[str, str]) -> dict[str, byt
         elif spec.id in env:
             secrets[spec.id] = env[spec.id].encode()
     return secrets
-
-
-def source_date_epoch(env: Mapping[str, str]) -> int | None:
-    """SOURCE_DATE_EPOCH as seconds, None when unset; a usage error when it is not a number."""
-    value = env.get("SOURCE_DATE_EPOCH", "").strip()
-    if not value:
-        return None
-    if not value.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds",
-                         hint="e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)")
-    return int(value)
 
 
 def export_layout(store: LayoutStore, manifest: Descriptor, destination: Path, tags: tuple[str, ...]) -> None:

@@ -26,7 +26,6 @@ from anybuild.backends.base import Backend, BuildRequest, LogSink, SecretSpec
 from anybuild.backends.builtin import BuiltinBackend
 from anybuild.backends.catalog import availability_checks, create_backend
 from anybuild.batch import build_images, default_jobs
-from anybuild.builder.build import source_date_epoch
 from anybuild.cli.options import config_option, resolve_config
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.config import DEFAULT_BACKENDS, BackendName, Config, ImageSpec, find_config, load_config
@@ -34,6 +33,7 @@ from anybuild.diagnose import diagnose_log
 from anybuild.environment.context import ProbeContext
 from anybuild.environment.export import diagnosis_facts
 from anybuild.environment.probe import collect_facts
+from anybuild.epoch import source_date_epoch
 from anybuild.errors import ExitCode, UsageError
 from anybuild.gitstate import read_git_state
 from anybuild.oci.layout import atomic_write

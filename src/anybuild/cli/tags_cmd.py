@@ -11,6 +11,7 @@ from rich.console import Console
 
 from anybuild.cli.options import config_option, resolve_config
 from anybuild.cli.session import Session, output_options, pass_session
+from anybuild.epoch import source_date_epoch
 from anybuild.errors import UsageError
 from anybuild.gitstate import GitState, read_git_state
 from anybuild.process import SubprocessRunner
@@ -50,7 +51,7 @@ def tags(session: Session, images: tuple[str, ...], reproducible: bool, config_p
     specs = [cfg.image(name) for name in images] if images else list(cfg.images)
     git = read_git_state(cfg.root, SubprocessRunner(), session.env)
     now = datetime.now(UTC)
-    epoch = _int_env(session, "SOURCE_DATE_EPOCH", None)
+    epoch = source_date_epoch(session.env)
     short = _int_env(session, "DOCKER_METADATA_SHORT_SHA_LENGTH", DEFAULT_SHORT_SHA_LENGTH)
     results = [
         (spec.name, spec.repository, compute_image_metadata(
