@@ -22,7 +22,7 @@ from anybuild.backends.base import BuildRequest, BuildResult, LogSink
 from anybuild.builder.cache import StepCache, StepStore
 from anybuild.builder.executor import BuildInputs, BuiltImage, Executor
 from anybuild.builder.images import ImageSource
-from anybuild.builder.overlay import choose_snapshotter, make_snapshotter
+from anybuild.builder.overlay import SnapshotterChoice, UpperPlacement, choose_snapshotter, make_snapshotter
 from anybuild.builder.sandbox import (
     NetworkMode,
     Sandbox,
@@ -32,6 +32,8 @@ from anybuild.builder.sandbox import (
     probe_sandbox_facts,
 )
 from anybuild.builder.sandbox.stubs import unmount_below
+from anybuild.builder.snapshotter import SnapshotterKind
+from anybuild.builder.stack import LayerSnapshots, Stacker
 from anybuild.config import BackendName
 from anybuild.dockerfile.dockerignore import DockerIgnore, find_ignore_file
 from anybuild.epoch import source_date_epoch
@@ -156,6 +158,14 @@ def _remove_work(work: Path, runner: Runner) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+def _stacker(choice: SnapshotterChoice, snapshots: LayerSnapshots, store: LayoutStore, work: Path,
+             runner: Runner) -> Stacker | None:
+    """Stages as overlays of layer snapshots where uppers can live in the data directory (see .stack)."""
+    if choice.kind is not SnapshotterKind.OVERLAY or choice.placement is not UpperPlacement.DATA_DIR:
+        return None
+    return Stacker(snapshots=snapshots, blobs=store, scratch=work, runner=runner, volatile=choice.volatile)
+
+
 def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironment | None = None) -> BuildResult:
     """Build *request* with the built-in builder; raise BuildFailed / BackendError / Interrupted."""
     env = environment or BuildEnvironment()
@@ -173,7 +183,6 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     (root / "cache" / "mounts").mkdir(parents=True, exist_ok=True)
     (root / "tmp").mkdir(parents=True, exist_ok=True)
     snapshots = choose_snapshotter(env.env, root / "tmp")  # a trial overlay mount in the data directory
-    sink.line(f"snapshotter: {snapshots.describe()}")
     store = LayoutStore.create(root / "store")
     platform = Platform.parse(request.platform) if request.platform else Platform.parse("linux/amd64")
     insecure = frozenset(request.insecure_registries)
@@ -184,6 +193,9 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
 
     ignore = DockerIgnore.from_file(find_ignore_file(request.context, request.dockerfile))
     work = Path(tempfile.mkdtemp(prefix="build-", dir=root / "tmp"))
+    snapshot_store = LayerSnapshots(root / "snapshots")
+    stacker = _stacker(snapshots, snapshot_store, store, work, env.runner)
+    sink.line(f"snapshotter: {snapshots.describe()}" + (" over layer snapshots" if stacker else ""))
     try:
         sandbox: Sandbox = make_sandbox(choice.kind, work=work, facts=facts, runner=env.runner)
         inputs = BuildInputs(
@@ -201,14 +213,17 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
         executor = Executor(inputs=inputs, sandbox=sandbox, images=images, store=store, work=work, cache=cache,
                             cache_dir=root / "cache" / "mounts", runner=env.runner,
                             on_line=lambda line: sink.line(redactor(line)), clock=env.clock, redactor=redactor,
-                            snapshotter=make_snapshotter(snapshots, scratch=work))
+                            snapshotter=make_snapshotter(snapshots, scratch=work), stacker=stacker)
         try:
-            image = executor.build()
+            with snapshot_store.in_use():
+                image = executor.build()
             if cache_to is not None:
                 pushed = cache.export(cache_to)
                 sink.line(f"exported {pushed} cache entries to {env.cache_to}")
         finally:
             cache.close()
+            if stacker is not None:
+                stacker.close()
         references = _outputs(request, store, image, env=env, client=client, sink=sink, sources=images.sources)
     except KeyboardInterrupt:
         raise Interrupted("the build was interrupted; its sandbox, mounts and temporary files were removed",

@@ -36,6 +36,7 @@ from anybuild.builder.rootfs import RecordedMeta, UnpackOptions
 from anybuild.builder.sandbox import NetworkMode, Sandbox
 from anybuild.builder.snapshot import Snapshot
 from anybuild.builder.snapshotter import Capture, Snapshotter, WalkSnapshotter
+from anybuild.builder.stack import StackCapture, Stacker, chain_ids
 from anybuild.builder.step import StepResult
 from anybuild.builder.users import resolve_chown
 from anybuild.dockerfile.convert import parse_instructions
@@ -125,6 +126,7 @@ class Executor:
     file: str = "Dockerfile"
     cache: StepCache | None = None  # the step cache (None: no lookups, nothing recorded)
     snapshotter: Snapshotter = field(default_factory=WalkSnapshotter)  # anybuild.builder.overlay chooses
+    stacker: Stacker | None = None  # stages as overlays of layer snapshots (replaces the snapshotter's rootfs)
 
     # -- top level ---------------------------------------------------------------------
 
@@ -151,10 +153,11 @@ class Executor:
         rootfs.chmod(0o755)  # an image's / is 0755 (mkdtemp makes 0700)
         if stage.parent is not None:
             prev = self.states[stage.parent]
-            if self.cache is not None:
-                self.cache.materialize(self, prev)
-            shutil.rmtree(rootfs)
-            self._copy_tree(prev.rootfs, rootfs)
+            if self.stacker is None:  # stacked: the same layers, nothing to copy
+                if self.cache is not None:
+                    self.cache.materialize(self, prev)
+                shutil.rmtree(rootfs)
+                self._copy_tree(prev.rootfs, rootfs)
             # a stage built FROM another keeps that stage's ARG values (BuildKit does)
             return dataclasses.replace(prev, stage=stage, rootfs=rootfs, layers=list(prev.layers),
                                        diff_ids=list(prev.diff_ids), history=list(prev.history),
@@ -163,7 +166,7 @@ class Executor:
                                        cmd_set=False)
         image = self.images.get(stage.image)
         # with a step cache the base is unpacked on the stage's first miss (never, when every step hits)
-        deferred = self.cache is not None and self.cache.defer(stage.index, image.layers)
+        deferred = self.stacker is not None or (self.cache is not None and self.cache.defer(stage.index, image.layers))
         recorded = {} if deferred else unpack_image(image, self.store, rootfs, self.unpack)
         config = image.config.config
         if "PATH" not in env_map(config.env):
@@ -226,7 +229,10 @@ class Executor:
                                                         started):
             return
         touches = isinstance(expanded, Run | Copy | Add | Workdir)
-        with self.snapshotter.step(state.rootfs, state.snapshot, filesystem=touches) as capture:
+        stepping = (self.stacker.step(state.rootfs, state.layers, state.diff_ids)
+                    if self.stacker is not None and touches else
+                    self.snapshotter.step(state.rootfs, state.snapshot, filesystem=touches))
+        with stepping as capture:
             match expanded:
                 case Run():
                     result = self._run(state, expanded)
@@ -279,11 +285,16 @@ class Executor:
         stages = [s.stage for s in self.states.values()]
         for stage in stages:
             if stage.name == name.lower() or (name.isdigit() and int(name) == stage.index):
+                state = self.states[stage.index]
+                if self.stacker is not None:
+                    return self.stacker.view(state.layers, state.diff_ids)
                 if self.cache is not None:
-                    self.cache.materialize(self, self.states[stage.index])
-                return self.states[stage.index].rootfs
+                    self.cache.materialize(self, state)
+                return state.rootfs
         if name not in self.image_roots:
             image: BaseImage = self.images.get(name)
+            if self.stacker is not None:
+                return self.stacker.view(image.layers, image.config.diff_ids)
             rootfs = Path(tempfile.mkdtemp(prefix="image-", dir=self.work))
             rootfs.chmod(0o755)
             unpack_image(image, self.store, rootfs, self.unpack)
@@ -315,6 +326,8 @@ class Executor:
             raise
         state.layers.append(Descriptor(media_type=MediaType.OCI_LAYER_GZIP, digest=digest, size=blob.size))
         state.diff_ids.append(Digest.parse(blob.diff_id))
+        if isinstance(capture, StackCapture):
+            capture.keep(chain_ids(state.diff_ids)[-1])  # the step's upper is the new top layer's snapshot
         state.history.append(History(created=self._now(), created_by=result.created_by,
                                      comment="buildkit.dockerfile.v0"))
 

@@ -38,6 +38,7 @@ from anybuild.errors import IntegrityError
 
 __all__ = [
     "OPAQUE",
+    "OVERLAY_OPAQUE_XATTR",
     "WHITEOUT_PREFIX",
     "RecordedMeta",
     "UnpackOptions",
@@ -48,6 +49,7 @@ __all__ = [
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
+OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -61,6 +63,9 @@ class UnpackOptions:
     chown: bool
     mknod: bool
     xattrs: bool = True
+    # write whiteouts as overlayfs does (a 0:0 character device, ``trusted.overlay.opaque=y``)
+    # instead of applying them: the directory becomes an overlay lower layer (anybuild.builder.stack)
+    overlay_whiteouts: bool = False
 
     @classmethod
     def for_current_process(cls) -> UnpackOptions:
@@ -83,6 +88,7 @@ class UnpackReport:
     entries: int
     recorded: dict[str, RecordedMeta] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()  # human notes: "usr/bin/x: xattr security.foo not kept (EPERM)"
+    dirs: frozenset[str] = frozenset()  # the directories the layer has an entry for
 
 
 def _gzip_reader(stream: IO[bytes]) -> IO[bytes]:
@@ -152,7 +158,8 @@ def unpack_layer(stream: IO[bytes], root: RootDir, options: UnpackOptions) -> Un
             hint="check that the blob is a layer (tar, tar+gzip or tar+zstd) and was fully downloaded",
         ) from exc
     state.finish()
-    return UnpackReport(entries=state.count, recorded=state.recorded, skipped=tuple(state.skipped))
+    return UnpackReport(entries=state.count, recorded=state.recorded, skipped=tuple(state.skipped),
+                        dirs=frozenset(rel for rel, _ in state.dirs))
 
 
 @dataclass(slots=True)
@@ -196,14 +203,31 @@ class _State:
         clean = clean_relative(rel)
         if clean is None or clean == ".":
             raise IntegrityError(f"whiteout for {rel!r} points outside the image root")
-        self.root.remove(clean)
+        if not self.options.overlay_whiteouts:
+            self.root.remove(clean)
+            return
+        with self.root.parent(clean, create=True) as (fd, name):
+            if _lstat_at(fd, name) is not None:
+                remove_at(fd, name)
+            os.mknod(name, stat.S_IFCHR | 0o600, 0, dir_fd=fd)
 
     def _opaque(self, rel: str) -> None:
         fd = self.root.open_dir(rel, create=True)
         try:
+            if self.options.overlay_whiteouts:
+                self._set_opaque(fd, ".")
+                return
             self._empty_except_written(fd, rel)
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _set_opaque(fd: int, name: str) -> None:
+        readable = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        try:
+            os.setxattr(readable, OVERLAY_OPAQUE_XATTR, b"y")
+        finally:
+            os.close(readable)
 
     def _empty_except_written(self, dir_path_fd: int, rel: str) -> None:
         readable = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_path_fd)
@@ -237,11 +261,13 @@ class _State:
         with self.root.parent(rel, create=True) as (fd, name):
             existing = _lstat_at(fd, name)
             if member.isdir():
-                if existing is not None and not stat.S_ISDIR(existing.st_mode):
+                replaced = existing is not None and not stat.S_ISDIR(existing.st_mode)
+                if replaced:
                     remove_at(fd, name)
-                    existing = None
-                if existing is None:
+                if existing is None or replaced:
                     os.mkdir(name, 0o700, dir_fd=fd)
+                if replaced and self.options.overlay_whiteouts and _is_overlay_whiteout(existing):
+                    self._set_opaque(fd, name)  # deleted, then made again: nothing below shows through
                 self._owner(fd, name, rel, member)
                 self.dirs.append((rel, member))  # mode and times once the children are in
                 return
@@ -339,6 +365,10 @@ class _State:
                     os.utime(dir_fd, ns=_times(member))
                 finally:
                     os.close(dir_fd)
+
+
+def _is_overlay_whiteout(info: os.stat_result | None) -> bool:
+    return info is not None and stat.S_ISCHR(info.st_mode) and info.st_rdev == 0
 
 
 def _lstat_at(fd: int, name: str) -> os.stat_result | None:

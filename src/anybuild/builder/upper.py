@@ -32,11 +32,12 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anybuild.builder.rootfs import OVERLAY_OPAQUE_XATTR
 from anybuild.builder.snapshot import Changeset, path_key
 
 __all__ = ["OPAQUE_XATTR", "apply_upper", "changes_from_upper", "is_whiteout"]
 
-OPAQUE_XATTR = "trusted.overlay.opaque"
+OPAQUE_XATTR = OVERLAY_OPAQUE_XATTR
 _OVERLAY_XATTRS = "trusted.overlay."
 _CHUNK = 1024 * 1024
 

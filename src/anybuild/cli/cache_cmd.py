@@ -11,6 +11,7 @@ from rich.table import Table
 
 from anybuild.builder.build import data_dir
 from anybuild.builder.cache import PruneResult, StepStore, StoredEntry
+from anybuild.builder.stack import LayerSnapshots, SnapshotUsage
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.errors import UsageError
 
@@ -34,6 +35,10 @@ def parse_size(text: str) -> int:
 
 def _store(session: Session) -> StepStore:
     return StepStore(data_dir(session.env) / "cache" / "steps")
+
+
+def _snapshots(session: Session) -> LayerSnapshots:
+    return LayerSnapshots(data_dir(session.env) / "snapshots")
 
 
 def _entry_dict(stored: StoredEntry) -> dict[str, object]:
@@ -66,7 +71,9 @@ def ls(session: Session) -> None:
     """List cached steps, most recently used first."""
     store = _store(session)
     entries = [_entry_dict(e) for e in store.entries()]
-    data = {"directory": str(store.root), "entries": entries, "storage": store.usage()}
+    snapshots = _snapshots(session).usage()
+    data = {"directory": str(store.root), "entries": entries, "storage": store.usage(),
+            "snapshots": {"count": snapshots.count, "storage": snapshots.size}}
     session.emit(data, lambda console: _render_ls(console, data, entries))
 
 
@@ -79,6 +86,9 @@ def _render_ls(console: Console, data: dict[str, object], entries: list[dict[str
         key = str(entry["key"]).removeprefix("sha256:")[:12]
         table.add_row(key, str(entry["size"]), str(entry["last_used"]), str(entry["created_by"])[:60])
     console.print(table)
+    snapshots = data["snapshots"]
+    assert isinstance(snapshots, dict)
+    console.print(f"{snapshots['count']} unpacked layer snapshot(s), {snapshots['storage']} bytes", markup=False)
 
 
 @cache.command(
@@ -95,13 +105,24 @@ Examples:
 @output_options
 @pass_session
 def prune(session: Session, keep_storage: str | None, everything: bool) -> None:
-    """Remove least recently used steps (and blobs no step uses)."""
+    """Remove least recently used steps (and blobs no step uses) and unpacked layer snapshots.
+
+    --keep-storage applies to the cached layers and, separately, to the snapshots.
+    """
     limit = parse_size(keep_storage) if keep_storage is not None else None
     result = _store(session).prune(keep_storage=limit, everything=everything)
-    data = {"entries": result.entries, "blobs": result.blobs, "freed": result.freed}
-    session.emit(data, lambda console: _render_prune(console, result))
+    snapshots = _snapshots(session).prune(keep_storage=limit, everything=everything)
+    data: dict[str, object] = {"entries": result.entries, "blobs": result.blobs, "freed": result.freed,
+                               "snapshots": None if snapshots is None else snapshots.count,
+                               "snapshots_freed": None if snapshots is None else snapshots.size}
+    session.emit(data, lambda console: _render_prune(console, result, snapshots))
 
 
-def _render_prune(console: Console, result: PruneResult) -> None:
+def _render_prune(console: Console, result: PruneResult, snapshots: SnapshotUsage | None) -> None:
     console.print(f"removed {result.entries} cached step(s) and {result.blobs} blob(s), "
                   f"freed {result.freed} bytes", markup=False)
+    if snapshots is None:
+        console.print("layer snapshots not pruned: a build is using them; run prune again when it ends",
+                      markup=False)
+    elif snapshots.count:
+        console.print(f"removed {snapshots.count} layer snapshot(s), freed {snapshots.size} bytes", markup=False)

@@ -141,7 +141,8 @@ class StepCache:
         if entry.layer is not None and entry.diff_id is not None:
             state.layers.append(entry.layer)
             state.diff_ids.append(Digest.parse(entry.diff_id))
-            self.pending.setdefault(index, []).append(entry.layer)
+            if ex.stacker is None:  # stacked stages are their layers: nothing to unpack later
+                self.pending.setdefault(index, []).append(entry.layer)
         state.history.append(entry.history)
         if entry.config.env != state.config.env:
             old = env_map(state.config.env)

@@ -1,0 +1,416 @@
+"""The stacked overlay snapshotter: every layer unpacked once, a stage an overlay of layers.
+
+Where an overlay with its upper directory in the data directory works (root,
+a data directory that is not itself on overlayfs), a stage's filesystem is not
+a directory the builder fills; it is the stack of its layers, each an overlay
+*lower* directory in :class:`LayerSnapshots` (``DATA/snapshots/<chain id>``)::
+
+    FROM debian          lowers = [debian layer]                 (unpacked once, ever)
+    RUN ...              mount lowers + a fresh upper on the stage's rootfs path;
+                         the upper is the step's layer, then *becomes* the next lower
+    COPY --from=build    a read-only overlay of that stage's lowers
+    FROM build AS test   the same lowers: nothing is copied
+
+so what a step costs follows what it changes: a cached step costs nothing (its
+layer is a lower already, or is unpacked once for every later build), a stage
+built from another copies no file, and no upper directory is ever applied
+file by file. Snapshots are keyed by the OCI *chain id* (the layer and all its
+parents), as containerd keys them, so an upper adopted as a snapshot is only
+ever stacked on the layers it was written over.
+
+Layers unpacked from blobs become overlay directories directly: whiteouts are
+written as overlayfs writes them, the decompressed stream is checked against
+the layer's diff id, and a directory the layer does not describe (a missing
+parent, the root) takes its metadata from the layers below, as it would when
+applied. The mount options must fit in a page: layers go in through short
+symbolic links in the build's scratch directory, and when a stack is too deep
+even so its lower part is flattened into one directory for the build.
+
+Concurrent builds share the snapshots safely: a snapshot appears by one
+``rename`` or not at all, and builds hold a shared lock that ``anybuild cache
+prune`` needs exclusively to remove snapshots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, cast
+
+from anybuild.builder.inroot import RootDir
+from anybuild.builder.overlay import LibcMounter, Mounter, overlay_options
+from anybuild.builder.rootfs import UnpackOptions, decompressed, unpack_layer
+from anybuild.builder.snapshot import Snapshot
+from anybuild.builder.snapshotter import Taken
+from anybuild.builder.upper import changes_from_upper, is_whiteout
+from anybuild.errors import BuildFailed, IntegrityError
+from anybuild.oci.descriptor import Descriptor
+from anybuild.oci.digest import Digest
+from anybuild.oci.layout import LayoutStore
+from anybuild.process import Runner
+
+__all__ = ["LayerSnapshots", "SnapshotUsage", "StackCapture", "Stacker", "chain_ids"]
+
+_OPTIONS_LIMIT = 4000  # mount(2) copies one page of options (4096 bytes on every Linux architecture here)
+_CHUNK = 1024 * 1024
+
+
+def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
+    """The OCI chain ids of a layer stack, bottom first.
+
+    ``chain(L1) = diff(L1)`` and ``chain(Ln) = sha256(chain(Ln-1) + " " + diff(Ln))``.
+    """
+    chains: list[Digest] = []
+    for diff_id in diff_ids:
+        if not chains:
+            chains.append(diff_id)
+            continue
+        text = f"{chains[-1]} {diff_id}".encode()
+        chains.append(Digest.parse(f"sha256:{hashlib.sha256(text).hexdigest()}"))
+    return chains
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotUsage:
+    count: int
+    size: int
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for top, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            with contextlib.suppress(OSError):
+                total += (Path(top) / name).lstat().st_blocks * 512
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class LayerSnapshots:
+    """Unpacked layers as overlay lower directories, ``ROOT/<chain id hex>``, shared by builds."""
+
+    root: Path
+
+    def path(self, chain: Digest) -> Path:
+        return self.root / chain.hex
+
+    def has(self, chain: Digest) -> bool:
+        return self.path(chain).is_dir()
+
+    def staging(self) -> Path:
+        """A fresh directory on the snapshots' filesystem, to fill and then :meth:`put`."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.root))
+
+    def put(self, source: Path, chain: Digest) -> Path:
+        """Move the directory *source* (same filesystem) in as *chain*'s snapshot; keep an existing one."""
+        target = self.path(chain)
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            source.rename(target)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            shutil.rmtree(source, ignore_errors=True)  # another build put the same layers first
+        return target
+
+    @contextmanager
+    def _locked(self, mode: int) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("a") as handle:
+            fcntl.flock(handle, mode)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Held by a build for its whole run: no prune removes a snapshot under it."""
+        with self._locked(fcntl.LOCK_SH):
+            yield
+
+    def _items(self) -> list[tuple[Path, float, int]]:
+        """(snapshot, last use, size), most recently used first."""
+        if not self.root.is_dir():
+            return []
+        found = [(p, p.stat().st_mtime, _tree_size(p)) for p in self.root.iterdir()
+                 if p.is_dir() and not p.name.startswith(".")]
+        return sorted(found, key=lambda item: -item[1])
+
+    def usage(self) -> SnapshotUsage:
+        items = self._items()
+        return SnapshotUsage(count=len(items), size=sum(size for _, _, size in items))
+
+    def touch(self, chain: Digest) -> None:
+        """Record a use of *chain*'s snapshot, for :meth:`prune`."""
+        with contextlib.suppress(OSError):
+            os.utime(self.path(chain))
+
+    def prune(self, *, keep_storage: int | None = None, everything: bool = False) -> SnapshotUsage | None:
+        """Remove least recently used snapshots beyond *keep_storage* bytes (all with *everything*).
+
+        Snapshots are unpacked layers, made again from their blobs when needed. None when a
+        running build holds them (nothing is removed then).
+        """
+        if not self.root.is_dir() or (keep_storage is None and not everything):
+            return SnapshotUsage(count=0, size=0)
+        try:
+            with self._locked(fcntl.LOCK_EX | fcntl.LOCK_NB):
+                count = freed = kept = 0
+                for path, _used, size in self._items():
+                    if not everything and keep_storage is not None and kept + size <= keep_storage:
+                        kept += size
+                        continue
+                    shutil.rmtree(path, ignore_errors=True)
+                    count, freed = count + 1, freed + size
+                for stale in self.root.glob(".incoming-*"):
+                    shutil.rmtree(stale, ignore_errors=True)  # left by a build that was killed
+                return SnapshotUsage(count=count, size=freed)
+        except BlockingIOError:
+            return None
+
+
+class _Hashing:
+    """A read-only stream that hashes what passes through it."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self.inner = inner
+        self.sha = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        self.sha.update(data)
+        return data
+
+    def drain(self) -> str:
+        while self.read(_CHUNK):
+            pass
+        return f"sha256:{self.sha.hexdigest()}"
+
+
+def _dir_meta_from(lowers: Sequence[Path], rel: str) -> os.stat_result | None:
+    """The metadata a directory *rel* shows in the overlay of *lowers* (bottom first), if it is one."""
+    for lower in reversed(lowers):
+        try:
+            info = os.lstat(lower / rel if rel != "." else lower)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        return info if stat.S_ISDIR(info.st_mode) and not is_whiteout(info) else None
+    return None
+
+
+def _describe_implicit_dirs(target: Path, declared: frozenset[str], lowers: Sequence[Path]) -> None:
+    """Give the directories a layer made without an entry of their own the lower layers' metadata."""
+    for top, _dirs, _files in os.walk(target):  # symlinks to directories are not entered
+        rel = os.path.relpath(top, target)
+        if rel not in declared:
+            below = _dir_meta_from(lowers, rel)
+            mode, uid, gid = (stat.S_IMODE(below.st_mode), below.st_uid, below.st_gid) if below else (0o755, 0, 0)
+            os.chown(top, uid, gid, follow_symlinks=False)
+            Path(top).chmod(mode)
+            if below is not None:
+                os.utime(top, ns=(below.st_atime_ns, below.st_mtime_ns), follow_symlinks=False)
+
+
+@dataclass(slots=True, kw_only=True)
+class StackCapture:
+    """One step's overlay: :meth:`finish` ends it, :meth:`keep` makes its upper the next lower layer."""
+
+    stacker: Stacker
+    rootfs: Path
+    upper: Path
+    lowers: tuple[Path, ...]
+    mounted: bool = True
+    kept: bool = False
+
+    def unmount(self) -> None:
+        if self.mounted:
+            self.stacker.unmount(self.rootfs)
+            self.mounted = False
+
+    def finish(self) -> Taken:
+        self.unmount()
+        with self.stacker.view_of(self.lowers) as lower:
+            changes = changes_from_upper(self.upper, lower)
+        return Taken(changes=changes, source=self.upper, after=Snapshot(entries={}))
+
+    def keep(self, chain: Digest) -> None:
+        """The step made the layer whose chain id is *chain*: its upper is that snapshot now."""
+        self.stacker.snapshots.put(self.upper, chain)
+        self.kept = True
+
+
+@dataclass(slots=True, kw_only=True)
+class Stacker:
+    """Mounts stages as overlays of their layers' snapshots, unpacking a layer the first time it is needed."""
+
+    snapshots: LayerSnapshots
+    blobs: LayoutStore
+    scratch: Path  # the build's private directory, on the snapshots' filesystem
+    runner: Runner
+    unpack: UnpackOptions = field(default_factory=UnpackOptions.for_current_process)
+    mounter: Mounter = field(default_factory=LibcMounter)
+    volatile: bool = True
+    options_limit: int = _OPTIONS_LIMIT
+    _links: dict[Path, Path] = field(default_factory=dict)
+    _flat: dict[Path, Path] = field(default_factory=dict)  # top lower of a flattened part -> its copy
+    _views: dict[tuple[Path, ...], Path] = field(default_factory=dict)
+    _touched: set[Digest] = field(default_factory=set)
+    unpacked: int = 0  # layers unpacked by this build (the rest were snapshots already)
+
+    # -- layers -> lower directories ------------------------------------------------------
+
+    def lowers(self, layers: Sequence[Descriptor], diff_ids: Sequence[Digest]) -> tuple[Path, ...]:
+        """The snapshot directories of a stack, bottom first; a missing one is unpacked from its blob."""
+        if len(layers) != len(diff_ids):
+            raise IntegrityError(f"the image has {len(layers)} layers but {len(diff_ids)} diff ids in its config",
+                                 hint="the base image is malformed: rebuild it or use another one")
+        paths: list[Path] = []
+        for layer, diff_id, chain in zip(layers, diff_ids, chain_ids(diff_ids), strict=True):
+            if not self.snapshots.has(chain):
+                self._unpack(layer, diff_id, chain, paths)
+            elif chain not in self._touched:
+                self.snapshots.touch(chain)
+            self._touched.add(chain)
+            paths.append(self.snapshots.path(chain))
+        return tuple(paths)
+
+    def _unpack(self, layer: Descriptor, diff_id: Digest, chain: Digest, below: Sequence[Path]) -> None:
+        staging = self.snapshots.staging()
+        try:
+            with self.blobs.open_blob(layer.digest) as blob, RootDir.open(staging) as root:
+                stream = _Hashing(decompressed(blob))
+                report = unpack_layer(cast(IO[bytes], stream), root,
+                                      dataclasses.replace(self.unpack, overlay_whiteouts=True))
+                got = stream.drain()
+            if got != str(diff_id):
+                raise IntegrityError(f"layer {layer.digest} unpacks to {got}, but the image says {diff_id}",
+                                     hint="the blob or the image config is corrupt: pull or build it again")
+            _describe_implicit_dirs(staging, report.dirs, below)
+            self.snapshots.put(staging, chain)
+            self.unpacked += 1
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    # -- mounting -------------------------------------------------------------------------
+
+    def _link(self, lower: Path) -> Path:
+        """A short name for *lower*, so that more layers fit in the mount options."""
+        if lower not in self._links:
+            links = self.scratch / "l"
+            links.mkdir(exist_ok=True)
+            link = links / format(len(self._links), "x")
+            link.symlink_to(lower)
+            self._links[lower] = link
+        return self._links[lower]
+
+    def _lowerdir(self, lowers: Sequence[Path], reserve: int) -> str:
+        """The ``lowerdir=`` value (top first) for *lowers*, flattening the bottom when it would not fit."""
+        stack = list(lowers) or [self._empty()]
+        while True:
+            value = ":".join(str(self._link(p)) for p in reversed(stack))
+            if len(value) + reserve <= self.options_limit or len(stack) <= 2:
+                return value
+            keep = max(1, len(stack) // 2)
+            stack = [self._flatten(stack[: len(stack) - keep]), *stack[len(stack) - keep:]]
+
+    def _empty(self) -> Path:
+        empty = self.scratch / "empty-lower"
+        empty.mkdir(mode=0o755, exist_ok=True)
+        return empty
+
+    def _flatten(self, lowers: Sequence[Path]) -> Path:
+        """One directory with the merged contents of *lowers* (for this build only)."""
+        if lowers[-1] in self._flat:
+            return self._flat[lowers[-1]]
+        flat = Path(tempfile.mkdtemp(prefix="flat-", dir=self.scratch))
+        with self.view_of(lowers) as merged:
+            shutil.rmtree(flat)
+            result = self.runner.run(["cp", "-a", "--reflink=auto", str(merged), str(flat)])
+            if not result.ok:
+                raise BuildFailed(f"cannot flatten {len(lowers)} layers: {result.output.strip()}",
+                                  hint="check free disk space in the data directory")
+        self._flat[lowers[-1]] = flat
+        return flat
+
+    def unmount(self, target: Path) -> None:
+        try:
+            self.mounter.unmount(target)
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            self.mounter.unmount(target, detach=True)  # a process of the step still holds it
+
+    def _mount_view(self, lowers: Sequence[Path]) -> Path:
+        """A read-only overlay of *lowers*; overlayfs wants two lower directories at least without an upper."""
+        target = Path(tempfile.mkdtemp(prefix="view-", dir=self.scratch))
+        stack = [self._empty(), *lowers] if len(lowers) < 2 else list(lowers)
+        self.mounter.mount("overlay", target, "overlay", f"lowerdir={self._lowerdir(stack, 16)}")
+        return target
+
+    @contextmanager
+    def view_of(self, lowers: Sequence[Path]) -> Iterator[Path]:
+        """A read-only merged view of *lowers* for the length of the block."""
+        if not lowers:
+            yield self._empty()
+            return
+        target = self._mount_view(lowers)
+        try:
+            yield target
+        finally:
+            with contextlib.suppress(OSError):
+                self.unmount(target)
+            with contextlib.suppress(OSError):
+                target.rmdir()
+
+    def view(self, layers: Sequence[Descriptor], diff_ids: Sequence[Digest]) -> Path:
+        """A read-only merged view of a stack, mounted until :meth:`close` (for ``COPY --from``)."""
+        lowers = self.lowers(layers, diff_ids)
+        if lowers not in self._views:
+            self._views[lowers] = self._mount_view(lowers) if lowers else self._empty()
+        return self._views[lowers]
+
+    @contextmanager
+    def step(self, rootfs: Path, layers: Sequence[Descriptor], diff_ids: Sequence[Digest]) -> Iterator[StackCapture]:
+        """Mount the stack with a fresh upper directory on *rootfs* around one step."""
+        lowers = self.lowers(layers, diff_ids)
+        base = Path(tempfile.mkdtemp(prefix="step-", dir=self.scratch))
+        capture: StackCapture | None = None
+        try:
+            upper, work = base / "upper", base / "work"
+            upper.mkdir()
+            work.mkdir()
+            top = _dir_meta_from(lowers, ".")  # the merged root shows the upper root's owner and mode
+            os.chown(upper, top.st_uid if top else 0, top.st_gid if top else 0)
+            upper.chmod(stat.S_IMODE(top.st_mode) if top else 0o755)
+            tail = overlay_options(Path("X"), upper, work, volatile=self.volatile).removeprefix("lowerdir=X")
+            options = f"lowerdir={self._lowerdir(lowers, len(tail))}{tail}"
+            self.mounter.mount("overlay", rootfs, "overlay", options)
+            capture = StackCapture(stacker=self, rootfs=rootfs, upper=upper, lowers=lowers)
+            yield capture
+        finally:
+            if capture is not None and capture.mounted:
+                with contextlib.suppress(OSError):
+                    capture.unmount()
+            shutil.rmtree(base, ignore_errors=True)
+
+    def close(self) -> None:
+        """Unmount the views; the scratch directory goes with the build."""
+        for target in self._views.values():
+            if target.name.startswith("view-"):
+                with contextlib.suppress(OSError):
+                    self.unmount(target)
+        self._views.clear()

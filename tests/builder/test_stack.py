@@ -1,0 +1,215 @@
+"""The stacked overlay snapshotter: layers unpacked once as overlay lower directories.
+
+The merged view of a stack must equal what applying the same layers one by one
+gives (the walk's way), whiteouts, opaque directories, missing parents and all;
+a layer whose bytes do not match its diff id leaves nothing behind; a stack too
+deep for the mount options is flattened and still right; and snapshots are
+shared by builds, pruned least recently used first, never while a build runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from anybuild.builder.inroot import RootDir
+from anybuild.builder.rootfs import OVERLAY_OPAQUE_XATTR, UnpackOptions, unpack_layer
+from anybuild.builder.stack import LayerSnapshots, Stacker, chain_ids
+from anybuild.errors import IntegrityError
+from anybuild.oci.descriptor import Descriptor
+from anybuild.oci.digest import Digest
+from anybuild.oci.layout import LayoutStore
+from anybuild.oci.mediatype import MediaType
+from anybuild.process import SubprocessRunner
+from tests.builder.layers import E, tar_bytes
+from tests.builder.test_overlay import mounts_under
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="overlay mounts, whiteouts and trusted xattrs need root")
+
+A = "sha256:" + "a" * 64
+B = "sha256:" + "b" * 64
+
+
+def test_chain_ids_follow_the_oci_definition() -> None:
+    first, second = Digest.parse(A), Digest.parse(B)
+    chains = chain_ids([first, second])
+    assert chains[0] == first
+    assert str(chains[1]) == "sha256:" + hashlib.sha256(f"{A} {B}".encode()).hexdigest()
+    assert chain_ids([]) == []
+    assert chain_ids([second, first])[1] != chains[1]  # the order of the layers is part of the id
+
+
+LAYERS: list[list[E]] = [
+    [  # a base: directories with their own metadata
+        E("etc", "dir", mode=0o755), E("etc/motd", data=b"hello\n"), E("etc/old", data=b"old"),
+        E("usr", "dir", mode=0o750, uid=7, gid=8), E("usr/bin", "dir", mode=0o755),
+        E("usr/bin/tool", data=b"\x7fELF", mode=0o755),
+        E("var", "dir"), E("var/lib", "dir"), E("var/lib/app", "dir"), E("var/lib/app/a", data=b"a"),
+        E("var/lib/app/sub", "dir"), E("var/lib/app/sub/b", data=b"b"),
+        E("srv", "dir"), E("srv/data", "dir"), E("srv/data/f", data=b"f"),
+        E("link", "symlink", link="etc/motd"),
+    ],
+    [  # deletions, an opaque directory, a missing parent, type changes, a hard link
+        E("etc/.wh.old"), E("var/lib/app/.wh..wh..opq"), E("var/lib/app/fresh", data=b"fresh"),
+        E("usr/bin/new", data=b"new", mode=0o700, uid=1, gid=2),  # no entry for usr/ nor usr/bin/
+        E("srv/.wh.data"), E("srv/data", data=b"now a file"),
+        E("etc/motd", "dir"), E("etc/motd/inside", data=b"dir now"),
+        E("hard", data=b"linked"), E("hard2", "link", link="hard"),
+    ],
+    [  # a later layer brings a deleted name back and deletes through a replaced directory
+        E("etc/old", data=b"back"), E("var/lib/.wh.app"), E("var/lib/app", "dir", mode=0o700),
+        E("var/lib/app/z", data=b"z"),
+    ],
+]
+
+
+def _store_layers(store: LayoutStore, layers: list[list[E]]) -> tuple[list[Descriptor], list[Digest]]:
+    descriptors, diff_ids = [], []
+    for entries in layers:
+        raw = tar_bytes(entries)
+        diff_ids.append(Digest.parse("sha256:" + hashlib.sha256(raw).hexdigest()))
+        descriptors.append(store.write_blob([tar_bytes(entries, "gzip")], media_type=MediaType.OCI_LAYER_GZIP))
+    return descriptors, diff_ids
+
+
+def _tree(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every entry below *root*: type, mode, owner and (not for directories, whose mtimes the kernel
+    moves as children are written) times and contents."""
+    found: dict[str, tuple[object, ...]] = {}
+    for top, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            path = Path(top) / name
+            info = path.lstat()
+            rel = str(path.relative_to(root))
+            kind = stat.S_IFMT(info.st_mode)
+            extra: tuple[object, ...] = ()
+            if stat.S_ISREG(info.st_mode):
+                extra = (path.read_bytes(), info.st_mtime_ns, info.st_nlink)
+            elif stat.S_ISLNK(info.st_mode):
+                extra = (os.readlink(path), info.st_mtime_ns)
+            found[rel] = (kind, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, *extra)
+    return found
+
+
+@pytest.fixture
+def stacker(tmp_path: Path) -> Iterator[Stacker]:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    made = Stacker(snapshots=LayerSnapshots(tmp_path / "snapshots"), blobs=LayoutStore.create(tmp_path / "store"),
+                   scratch=scratch, runner=SubprocessRunner())
+    yield made
+    made.close()
+    assert mounts_under(tmp_path) == []
+
+
+@pytest.mark.root
+@needs_root
+@pytest.mark.parametrize("limit", [4000, 400], ids=["stacked", "flattened"])
+def test_stack_view_equals_layers_applied_one_by_one(limit: int, stacker: Stacker, tmp_path: Path) -> None:
+    stacker.options_limit = limit
+    layers = LAYERS + [[E(f"deep/{i}", data=str(i).encode())] for i in range(12)]  # 15 layers: too many for 400
+    descriptors, diff_ids = _store_layers(stacker.blobs, layers)
+    applied = tmp_path / "applied"
+    applied.mkdir()
+    with RootDir.open(applied) as root:
+        for descriptor in descriptors:
+            with stacker.blobs.open_blob(descriptor.digest) as stream:
+                unpack_layer(stream, root, UnpackOptions.for_current_process())
+
+    view = stacker.view(descriptors, diff_ids)
+
+    assert _tree(view) == _tree(applied)
+    assert (view / "etc/old").read_bytes() == b"back"
+    assert sorted(p.name for p in (view / "var/lib/app").iterdir()) == ["z"]
+    assert any(p.name.startswith("flat-") for p in stacker.scratch.iterdir()) is (limit == 400)
+    assert stacker.unpacked == len(layers)
+
+
+@pytest.mark.root
+@needs_root
+def test_snapshot_holds_overlay_whiteouts_and_lower_metadata_for_undescribed_dirs(stacker: Stacker) -> None:
+    descriptors, diff_ids = _store_layers(stacker.blobs, LAYERS[:2])
+    lowers = stacker.lowers(descriptors, diff_ids)
+
+    second = lowers[1]
+    whiteout = (second / "etc/old").lstat()
+    assert stat.S_ISCHR(whiteout.st_mode) and whiteout.st_rdev == 0
+    assert os.getxattr(second / "var/lib/app", OVERLAY_OPAQUE_XATTR) == b"y"
+    usr = (second / "usr").lstat()  # made for usr/bin/new: takes the base layer's usr/
+    assert (stat.S_IMODE(usr.st_mode), usr.st_uid, usr.st_gid) == (0o750, 7, 8)
+    assert stat.S_IMODE(second.lstat().st_mode) == 0o755
+    assert lowers == tuple(stacker.snapshots.path(c) for c in chain_ids(diff_ids))
+
+
+@pytest.mark.root
+@needs_root
+def test_layer_not_matching_its_diff_id_refused_nothing_left(stacker: Stacker) -> None:
+    descriptors, _ = _store_layers(stacker.blobs, LAYERS[:1])
+    wrong = [Digest.parse(B)]
+
+    with pytest.raises(IntegrityError, match="unpacks to sha256:"):
+        stacker.lowers(descriptors, wrong)
+
+    assert not stacker.snapshots.has(wrong[0])
+    assert [p.name for p in stacker.snapshots.root.iterdir() if p.name != ".lock"] == []
+
+
+@pytest.mark.root
+@needs_root
+def test_snapshots_unpacked_once_shared_by_a_second_build(stacker: Stacker, tmp_path: Path) -> None:
+    descriptors, diff_ids = _store_layers(stacker.blobs, LAYERS)
+    first = stacker.lowers(descriptors, diff_ids)
+    inodes = [p.stat().st_ino for p in first]
+    again = Stacker(snapshots=stacker.snapshots, blobs=stacker.blobs, scratch=stacker.scratch,
+                    runner=SubprocessRunner())
+
+    assert again.lowers(descriptors, diff_ids) == first
+    assert again.unpacked == 0
+    assert [p.stat().st_ino for p in first] == inodes
+
+
+@pytest.mark.root
+@needs_root
+def test_step_upper_becomes_the_next_snapshot(stacker: Stacker, tmp_path: Path) -> None:
+    descriptors, diff_ids = _store_layers(stacker.blobs, LAYERS[:1])
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    new_chain = Digest.parse(A)
+    with stacker.step(rootfs, descriptors, diff_ids) as capture:
+        (rootfs / "etc/motd").unlink()
+        (rootfs / "added").write_text("x")
+        taken = capture.finish()
+        capture.keep(new_chain)
+
+    assert taken.changes.added == ("added",)
+    assert taken.changes.deleted == ("etc/motd",)
+    assert list(rootfs.iterdir()) == []  # nothing mounted, nothing written to the mount point
+    kept = stacker.snapshots.path(new_chain)
+    assert (kept / "added").read_text() == "x"
+    assert stat.S_ISCHR((kept / "etc/motd").lstat().st_mode)
+
+
+@pytest.mark.root
+@needs_root
+def test_prune_keeps_recent_snapshots_within_budget_and_waits_for_builds(stacker: Stacker) -> None:
+    descriptors, diff_ids = _store_layers(stacker.blobs, [[E(f"f{i}", data=os.urandom(64 * 1024))] for i in range(3)])
+    lowers = stacker.lowers(descriptors, diff_ids)
+    for age, path in enumerate(reversed(lowers)):  # the top layer most recently used
+        os.utime(path, (1_700_000_000 - age * 100, 1_700_000_000 - age * 100))
+    store = stacker.snapshots
+    one = max(store.usage().size // 3, 1)
+
+    with store.in_use():
+        assert store.prune(everything=True) is None
+    removed = store.prune(keep_storage=one + one // 2)
+
+    assert removed is not None and removed.count == 2
+    assert [p.exists() for p in lowers] == [False, False, True]
+    assert store.prune() == store.prune(keep_storage=None)  # no flag: nothing removed
+    assert lowers[2].exists()
+    assert store.prune(everything=True) is not None and not lowers[2].exists()
