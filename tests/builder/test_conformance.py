@@ -37,6 +37,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
 MOUNT_STUBS = "Docker 20.10 (BuildKit 0.8) leaves RUN --mount target stubs in the layer; BuildKit >= 0.10 does not"
 KNOWN_DOCKER_ONLY: dict[str, tuple[frozenset[str], str]] = {
     "bind-mount": (frozenset({"mnt"}), MOUNT_STUBS),
+    "bind-mount-rw": (frozenset({"mnt", "mnt/in", "mnt/s"}), MOUNT_STUBS),
     "cache-mount": (frozenset({"var/cache", "var/cache/thing"}), MOUNT_STUBS),
     "secret-mount": (frozenset({"run", "run/secrets"}), MOUNT_STUBS),
     "tmpfs-mount": (frozenset({"scratch"}), MOUNT_STUBS),

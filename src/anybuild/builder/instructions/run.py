@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -101,12 +102,24 @@ def _mounts(instr: Run, ctx: RunContext, workdir: Path) -> list[Mount]:
                 base = ctx.stage_roots(spec.from_) if spec.from_ else ctx.context
                 with RootDir.open(base) as root:
                     source = root.host_path(root.resolve(spec.source or "."))
+                writable = spec.readonly is False
+                if writable:  # `rw`: writes are discarded (BuildKit), never made to the context or a stage
+                    source = _scratch_copy(source, workdir / f"rw-{len(mounts)}")
                 mounts.append(Mount(kind=MountKind.BIND, target=spec.target or "/", source=source,
-                                    readonly=spec.readonly is not False))
+                                    readonly=not writable))
             case _:
                 raise BuildFailed(f"{ctx.file}:{instr.start_line}: RUN --mount=type={spec.type} is not supported "
                                   "by the builtin builder", hint="use the docker backend for ssh mounts")
     return mounts
+
+
+def _scratch_copy(source: Path, copy: Path) -> Path:
+    """A throw-away copy of *source* (symlinks copied as links, never followed)."""
+    if source.is_dir() and not source.is_symlink():
+        shutil.copytree(source, copy, symlinks=True)
+    else:
+        shutil.copy2(source, copy, follow_symlinks=False)
+    return copy
 
 
 def run_step(instr: Run, config: ContainerConfig, env: Mapping[str, str], rootfs: Path, ctx: RunContext) -> RunOutcome:
