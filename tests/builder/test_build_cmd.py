@@ -83,6 +83,20 @@ def test_build_command_tag_flag_with_config_images_is_usage_error(
     assert "--tag applies to a one-directory build" in capsys.readouterr().err
 
 
+def test_build_command_bad_tag_refused_before_building(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Dockerfile would fail if it were built: the reference must be refused first.
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nRUN exit 3\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["build", "--backend", "builtin", "-t", "registry.example/Team/API:1", "--push", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "must be lowercase" in err
+    assert "RUN" not in err and "exit 3" not in err
+
+
 def facts(**values: object) -> Facts:
     return Facts.from_values({str(k): v for k, v in values.items()})  # type: ignore[misc]
 

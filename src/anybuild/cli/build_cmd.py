@@ -40,6 +40,7 @@ from anybuild.oci.layout import atomic_write
 from anybuild.planner import plan_build, push_registries
 from anybuild.process import SubprocessRunner
 from anybuild.project import ProjectOptions, ProjectSeams, build_project, run_request, select_images
+from anybuild.registry.reference import Reference
 from anybuild.result import ImageOutcome, RunResult
 
 __all__ = ["build", "parse_build_args", "parse_mirrors", "parse_secret"]
@@ -330,6 +331,8 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
             raise UsageError(f"{targets[0] if targets else context}: no such directory or image", hint=hint)
         if push and not tags:
             raise UsageError("--push needs at least one -t REFERENCE", hint="add -t registry/repository:tag")
+        for tag in tags:  # a bad reference is refused now, not after a long build
+            Reference.parse(tag)
         names = [context.resolve().name or "image"]
 
     def diagnose(lines: Sequence[str]) -> Sequence[Any]:
