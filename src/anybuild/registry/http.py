@@ -12,6 +12,7 @@ HTTPS is tried without certificate verification and then HTTP.
 from __future__ import annotations
 
 import email.utils
+import functools
 import ipaddress
 import logging
 import ssl
@@ -88,6 +89,12 @@ def _retry_after(response: httpx.Response, now: Callable[[], float]) -> float | 
     return max(0.0, when.timestamp() - now())
 
 
+@functools.cache
+def _public_roots() -> ssl.SSLContext:
+    """The TLS context for the public roots, made once: loading the CA bundle costs ~50 ms a client."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class RegistryHttp:
     """An httpx client per TLS mode, scheme resolution per host, and the retry loop."""
 
@@ -114,7 +121,7 @@ class RegistryHttp:
         self._wall_clock = wall_clock
         self._schemes: dict[str, str] = {}
         self._lock = threading.Lock()
-        verify: ssl.SSLContext | bool = True
+        verify = _public_roots()
         if ca_bundle is not None:  # the public roots httpx uses, plus the CA given
             verify = ssl.create_default_context(cafile=certifi.where())
             verify.load_verify_locations(cafile=str(ca_bundle))
