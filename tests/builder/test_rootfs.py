@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from anybuild.builder.inroot import RootDir, clean_relative
+from anybuild.builder.inroot import RootDir, clean_relative, remove_at
 from anybuild.builder.rootfs import UnpackOptions, unpack_layer
 from anybuild.errors import IntegrityError
 from tests.builder.layers import E, tar_bytes
@@ -231,3 +231,35 @@ def test_unpack_not_a_tar_integrity_error(world: tuple[Path, Path]) -> None:
     rootfs, _ = world
     with RootDir.open(rootfs) as root, pytest.raises(IntegrityError, match="not a valid tar"):
         unpack_layer(io.BytesIO(b"\x1f\x8b" + b"garbage" * 100), root, AS_ROOT)
+
+
+# -- remembered directories -----------------------------------------------------------------
+
+
+def test_rootdir_remembered_dir_forgotten_when_replaced_by_symlink(tmp_path: Path) -> None:
+    root_path = tmp_path / "root"
+    (root_path / "a").mkdir(parents=True)
+    (root_path / "elsewhere").mkdir()
+    with RootDir.open(root_path) as root:
+        with root.parent("a/x", create=True) as (fd, name):
+            os.mkdir(name, dir_fd=fd)  # "a" is remembered now
+        with root.parent("a") as (fd, name):
+            remove_at(fd, name)
+        (root_path / "a").symlink_to("elsewhere")
+        with root.parent("a/y", create=True) as (fd, name):
+            os.mkdir(name, dir_fd=fd)
+
+    assert (root_path / "elsewhere" / "y").is_dir()  # through the new symlink, not into the removed directory
+
+
+def test_rootdir_remembered_dir_removed_behind_its_back_walked_again(tmp_path: Path) -> None:
+    root_path = tmp_path / "root"
+    (root_path / "a").mkdir(parents=True)
+    with RootDir.open(root_path) as root:
+        assert root.lstat("a/missing") is None  # "a" is remembered now
+        (root_path / "a").rmdir()  # not through remove_at: only the link count tells
+        (root_path / "a").mkdir()
+        fd = root.open_file("a/new", os.O_WRONLY | os.O_CREAT)
+        os.close(fd)
+
+    assert (root_path / "a" / "new").is_file()

@@ -24,7 +24,7 @@ import posixpath
 import shutil
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["MAX_SYMLINKS", "RootDir", "clean_relative", "remove_at"]
@@ -46,18 +46,38 @@ def clean_relative(name: str) -> str | None:
     return cleaned
 
 
+_CACHED_DIRS = 512
+_removals = [0]  # bumped by every remove_at: a cached directory descriptor may no longer be what a path names
+
+
 @dataclass(slots=True)
 class RootDir:
-    """An open root directory; resolve and operate on paths strictly inside it."""
+    """An open root directory; resolve and operate on paths strictly inside it.
+
+    Directories resolved once are remembered (as descriptors) for the life of the
+    instance, so a COPY of 2,000 files or a layer of 30,000 does not walk every
+    parent again for each. An instance lives for one operation of the builder, while
+    no sandboxed process runs; the memory is dropped whenever anything is removed
+    (the only way a resolved directory can stop being what its path names here).
+    """
 
     path: Path
     fd: int
+    _dirs: dict[tuple[str, bool], int] = field(default_factory=dict)
+    _removals: int = 0
 
     @classmethod
     def open(cls, path: Path) -> RootDir:
-        return cls(path=path, fd=os.open(path, _DIR_FLAGS))
+        return cls(path=path, fd=os.open(path, _DIR_FLAGS), _removals=_removals[0])
+
+    def _forget(self) -> None:
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
+        self._removals = _removals[0]
 
     def close(self) -> None:
+        self._forget()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -77,6 +97,21 @@ class RootDir:
         a symlink in any component is an error (``ELOOP``) instead of being resolved.
         Raises ``FileNotFoundError``, ``NotADirectoryError`` or ``OSError(ELOOP)``.
         """
+        if self._removals != _removals[0]:
+            self._forget()
+        key = (rel, follow)
+        cached = self._dirs.get(key)
+        if cached is not None and os.fstat(cached).st_nlink > 0:
+            return os.dup(cached)
+        fd = self._walk(rel, create=create, follow=follow)
+        if cached is not None:
+            os.close(self._dirs.pop(key))
+        if len(self._dirs) >= _CACHED_DIRS:
+            self._forget()
+        self._dirs[key] = os.dup(fd)
+        return fd
+
+    def _walk(self, rel: str, *, create: bool, follow: bool) -> int:
         stack = [os.dup(self.fd)]
         pending = [p for p in reversed(rel.split("/")) if p not in ("", ".")]
         links = 0
@@ -209,6 +244,7 @@ def remove_at(dir_fd: int, name: str) -> bool:
         info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return False
+    _removals[0] += 1
     if stat.S_ISDIR(info.st_mode):
         _make_removable(dir_fd, name)
         # shutil.rmtree with dir_fd is fd-based and never follows symlinks
