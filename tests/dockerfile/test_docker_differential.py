@@ -88,10 +88,9 @@ COMPARED = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels", "Exposed
             "Healthcheck", "Shell", "OnBuild", "ArgsEscaped")
 # Known differences between the builder's metadata transforms and Docker, kept visible (strict xfail).
 # When the builder fixes one, its case XPASSes (strict) and the entry must go.
-_ARGS_ESCAPED = "builder metadata.apply_metadata: BuildKit sets ArgsEscaped=true with every CMD"
-BUILDER_GAPS: dict[str, str] = {
-    **dict.fromkeys(("cmd-shell", "cmd-exec", "cmd-empty", "entrypoint-and-cmd", "shell-then-cmd"), _ARGS_ESCAPED),
-}
+# Cases where the builder is known to differ from Docker, kept as strict xfails (none left:
+# ArgsEscaped on CMD was the last one).
+BUILDER_GAPS: dict[str, str] = {}
 
 
 def _dockerfile(body: str) -> str:

@@ -115,7 +115,9 @@ def apply_metadata(instr: Instruction, config: ContainerConfig) -> StepResult:
             text = f"WORKDIR {new.working_dir}"
         case Cmd(command=command):
             cmd = _command(command, config)
-            return StepResult(config=replace(config, cmd=cmd), created_by=f"CMD {_go_list(cmd)}", cmd_set=True)
+            # BuildKit marks every CMD "ArgsEscaped" (a Docker image spec field; Windows reads it)
+            escaped = replace(config, cmd=cmd, extra={**config.extra, "ArgsEscaped": True})
+            return StepResult(config=escaped, created_by=f"CMD {_go_list(cmd)}", cmd_set=True)
         case Entrypoint(command=command):
             entry = _command(command, config)
             new = replace(config, entrypoint=entry)
