@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from anybuild.builder.cache import StepStore
+from anybuild.builder.stack import LayerSnapshots
 from anybuild.cli.cache_cmd import parse_size
 from anybuild.cli.main import main
 from anybuild.errors import UsageError
@@ -57,6 +59,10 @@ def test_cache_cmd_ls_and_prune_least_recently_used(tmp_path: Path, busybox: dic
     listing = json.loads(out)
     assert len(listing["entries"]) == 14
     assert listing["storage"] == StepStore(data / "cache" / "steps").usage() > 0
+    snapshots = LayerSnapshots(data / "snapshots").usage()
+    assert listing["snapshots"] == {"count": snapshots.count, "storage": snapshots.size}
+    if os.geteuid() == 0:  # stacked overlay snapshots need root; without it the walk keeps none
+        assert snapshots.count > 0
     newest = listing["entries"][:7]  # most recently used first: the second build's steps
     steps = [e["created_by"] for e in newest]
     assert "ENV GREETING=new" in steps and "ENV GREETING=old" not in steps
@@ -73,3 +79,5 @@ def test_cache_cmd_ls_and_prune_least_recently_used(tmp_path: Path, busybox: dic
     assert code == 0 and "removed" in out
     code, out = cli(["cache", "ls", "--json"], capsys)
     assert json.loads(out)["entries"] == [] and json.loads(out)["storage"] == 0
+    assert json.loads(out)["snapshots"] == {"count": 0, "storage": 0}
+    assert build(new, busybox, data)[0].cache_hits == 0  # base layers are unpacked again from their blobs

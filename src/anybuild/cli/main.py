@@ -16,7 +16,6 @@ from typing import Any, NoReturn
 
 import click
 
-from anybuild import __version__
 from anybuild.cli.commands import COMMANDS
 from anybuild.cli.session import Session
 from anybuild.errors import AnybuildError, ExitCode, Interrupted, UsageError
@@ -51,6 +50,15 @@ class LazyGroup(click.Group):
         return command
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    import anybuild
+
+    click.echo(f"anybuild, version {anybuild.__version__}")
+    ctx.exit()
+
+
 @click.group(
     cls=LazyGroup,
     epilog=EPILOG,
@@ -60,7 +68,8 @@ class LazyGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Show tracebacks and internal detail.")
 @click.option("-q", "--quiet", count=True, help="Print less.")
 @click.option("-v", "--verbose", count=True, help="Print more (repeat for more).")
-@click.version_option(__version__, "--version", prog_name="anybuild")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 @click.pass_context
 def cli(ctx: click.Context, json_output: bool, debug: bool, quiet: int, verbose: int) -> None:
     """Build OCI container images anywhere, including where `docker build` breaks.
