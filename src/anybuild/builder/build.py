@@ -20,6 +20,7 @@ from pathlib import Path
 
 from anybuild.backends.base import BuildRequest, BuildResult, LogSink
 from anybuild.builder.cache import StepCache, StepStore
+from anybuild.builder.cache.hashes import ContextHashes
 from anybuild.builder.executor import BuildInputs, BuiltImage, Executor
 from anybuild.builder.images import ImageSource
 from anybuild.builder.overlay import SnapshotterChoice, UpperPlacement, choose_snapshotter, make_snapshotter
@@ -207,6 +208,7 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
         images = ImageSource(store=store, platform=platform, client_factory=client,
                              mirrors=dict(request.registry_mirrors), named=dict(env.named_images))
         cache = StepCache(store=StepStore(root / "cache" / "steps"), layers=store, context=request.context,
+                          hashes=ContextHashes.for_context(root / "cache" / "context", request.context),
                           ignore=ignore, use=not request.no_cache, client_factory=client,
                           cache_from=tuple(Reference.parse(r).defaulted() for r in env.cache_from))
         cache_to = Reference.parse(env.cache_to).defaulted() if env.cache_to else None

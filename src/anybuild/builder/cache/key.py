@@ -22,6 +22,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from anybuild.builder.cache.hashes import ContextHashes
+
 __all__ = [
     "KEY_VERSION",
     "FileDigest",
@@ -100,11 +102,14 @@ def under(files: Sequence[str], prefix: str) -> list[str]:
     return [f for f in files if f == clean or f.startswith(clean + "/")]
 
 
-def hash_files(root: Path, files: Sequence[str]) -> list[FileDigest]:
+def hash_files(root: Path, files: Sequence[str], hashes: ContextHashes | None = None) -> list[FileDigest]:
     """(path, digest) for each file under *root*: content and permission bits, or a symlink's target.
 
     Modification times are left out, as BuildKit leaves them out of its content keys.
+    *hashes* remembers content digests between builds (a file is read again only when
+    its metadata changed).
     """
+    hashes = hashes if hashes is not None else ContextHashes()
     out: list[FileDigest] = []
     for rel in files:
         path = root / rel
@@ -119,9 +124,5 @@ def hash_files(root: Path, files: Sequence[str]) -> list[FileDigest]:
         if not stat.S_ISREG(info.st_mode):
             out.append((rel, f"{stat.S_IFMT(info.st_mode):o}:{stat.S_IMODE(info.st_mode):o}"))
             continue
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(1024 * 1024):
-                digest.update(chunk)
-        out.append((rel, f"{stat.S_IMODE(info.st_mode):o}:sha256:{digest.hexdigest()}"))
+        out.append((rel, f"{stat.S_IMODE(info.st_mode):o}:sha256:{hashes.sha256(path, rel, info)}"))
     return out

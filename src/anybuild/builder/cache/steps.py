@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from anybuild.backends.base import StepTiming
+from anybuild.builder.cache.hashes import ContextHashes
 from anybuild.builder.cache.key import base_key, hash_files, step_key, under
 from anybuild.builder.cache.registry import export_entries, import_entry
 from anybuild.builder.cache.store import CacheEntry, StepStore
@@ -46,6 +47,7 @@ class StepCache:
     use: bool = True  # False: --no-cache (results are still recorded)
     cache_from: tuple[Reference, ...] = ()
     client_factory: Callable[[], RegistryClient] | None = None
+    hashes: ContextHashes = field(default_factory=ContextHashes)  # context file digests kept between builds
     hits: int = 0
     keys: list[str] = field(default_factory=list)
     current: dict[int, str] = field(default_factory=dict)
@@ -96,7 +98,7 @@ class StepCache:
                         refs[mount.from_] = self._ref_key(ex, mount.from_)
                     else:
                         chosen = under(self._context_files(), mount.source or ".")
-                        files += hash_files(self.context, chosen)
+                        files += hash_files(self.context, chosen, self.hashes)
                 # the ARG/ENV values a RUN sees; undeclared proxy args stay out (as in BuildKit)
                 return step_key(parent, instr, env=state.scope.lookup(), files=files, refs=refs)
             case Add() if any(s.path.startswith(("http://", "https://")) for s in instr.sources) \
@@ -106,7 +108,7 @@ class StepCache:
                 return step_key(parent, instr, refs={name: self._ref_key(ex, name)})
             case Copy() | Add():
                 chosen = list(sources_for(instr, self._context_files()))
-                return step_key(parent, instr, files=hash_files(self.context, chosen))
+                return step_key(parent, instr, files=hash_files(self.context, chosen, self.hashes))
             case _:
                 return step_key(parent, instr)
 
@@ -197,6 +199,7 @@ class StepCache:
         return export_entries(self._client, repo, self.store, self.keys, self.layers)
 
     def close(self) -> None:
+        self.hashes.save()
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -1,0 +1,91 @@
+"""Digests of build-context files remembered by their metadata, as git's index remembers them.
+
+Every build keys its COPY and ``RUN --mount=type=bind`` steps by the digests of the
+context files they read; reading a 2,000-file source tree on every rebuild costs
+more than the rest of a no-change rebuild. :class:`ContextHashes` keeps, per
+context directory, each file's digest with the ``(size, mtime, ctime, inode)`` it
+had when read, and reads the file again only when one of them changed. ``ctime``
+cannot be set by users and moves on every write, so an edit is always seen; a file
+changed less than :data:`SETTLE_NS` before it was hashed is not remembered (its
+next change could fall within the same timestamp tick).
+
+The file (``DATA/cache/context/<hash of the context path>.json``) is written
+atomically; a missing or unreadable one is an empty memory, never an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from anybuild.oci.layout import atomic_write
+
+__all__ = ["SETTLE_NS", "ContextHashes"]
+
+SETTLE_NS = 2_000_000_000
+_VERSION = 1
+
+Entry = tuple[int, int, int, int, str]  # size, mtime_ns, ctime_ns, inode, sha256 hex
+
+
+def _read(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(slots=True)
+class ContextHashes:
+    file: Path | None = None  # None: remembered for this process only
+    entries: dict[str, Entry] = field(default_factory=dict)
+    clock_ns: Callable[[], int] = time.time_ns
+    reads: int = 0  # files actually read (for tests and figures)
+    changed: bool = False
+
+    @classmethod
+    def for_context(cls, directory: Path, context: Path) -> ContextHashes:
+        name = hashlib.sha256(str(context.resolve()).encode()).hexdigest()[:32]
+        return cls.load(directory / f"{name}.json")
+
+    @classmethod
+    def load(cls, file: Path) -> ContextHashes:
+        try:
+            doc = json.loads(file.read_bytes())
+            entries = {str(k): (int(v[0]), int(v[1]), int(v[2]), int(v[3]), str(v[4]))
+                       for k, v in doc["files"].items()} if doc.get("version") == _VERSION else {}
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+            entries = {}
+        return cls(file=file, entries=entries)
+
+    def sha256(self, path: Path, rel: str, info: os.stat_result) -> str:
+        """The hex SHA-256 of the regular file *path* (whose ``lstat`` is *info*)."""
+        key = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+        known = self.entries.get(rel)
+        if known is not None and known[:4] == key:
+            return known[4]
+        digest = _read(path)
+        self.reads += 1
+        if self.clock_ns() - max(info.st_mtime_ns, info.st_ctime_ns) > SETTLE_NS:
+            self.entries[rel] = (*key, digest)
+            self.changed = True
+        elif self.entries.pop(rel, None) is not None:
+            self.changed = True
+        return digest
+
+    def save(self) -> None:
+        """Write the memory back (best effort: a read-only data directory only costs speed)."""
+        if self.file is None or not self.changed:
+            return
+        with contextlib.suppress(OSError):
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(self.file) as stream:
+                stream.write(json.dumps({"version": _VERSION, "files": self.entries}).encode())
+            self.changed = False
