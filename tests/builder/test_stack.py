@@ -213,3 +213,47 @@ def test_prune_keeps_recent_snapshots_within_budget_and_waits_for_builds(stacker
     assert store.prune() == store.prune(keep_storage=None)  # no flag: nothing removed
     assert lowers[2].exists()
     assert store.prune(everything=True) is not None and not lowers[2].exists()
+
+
+@pytest.mark.root
+@needs_root
+def test_devpod_stack_data_dir_on_overlayfs_deleting_layers_stay_on_tmpfs(nested_overlay: Path,
+                                                                          tmp_path: Path) -> None:
+    # The data directory is an overlay mount: it can be a lower layer, never hold a whiteout.
+    pod = nested_overlay / f"stack-{tmp_path.name}"
+    scratch = pod / "scratch"
+    scratch.mkdir(parents=True)
+    stacker = Stacker(snapshots=LayerSnapshots(pod / "snapshots"), blobs=LayoutStore.create(tmp_path / "store"),
+                      scratch=scratch, runner=SubprocessRunner(), upper_on_tmpfs=True)
+    try:
+        descriptors, diff_ids = _store_layers(stacker.blobs, LAYERS)
+        applied = tmp_path / "applied"
+        applied.mkdir()
+        with RootDir.open(applied) as root:
+            for descriptor in descriptors:
+                with stacker.blobs.open_blob(descriptor.digest) as stream:
+                    unpack_layer(stream, root, UnpackOptions.for_current_process())
+
+        lowers = stacker.lowers(descriptors, diff_ids)
+        assert _tree(stacker.view(descriptors, diff_ids)) == _tree(applied)
+        assert lowers[0].parent == stacker.snapshots.root  # the base deletes nothing: shared in the data dir
+        assert all(p.parent != stacker.snapshots.root for p in lowers[1:])  # whiteouts: on the build's tmpfs
+
+        rootfs = scratch / "rootfs"
+        rootfs.mkdir()
+        adds, deletes = Digest.parse(A), Digest.parse(B)
+        with stacker.step(rootfs, descriptors[:1], diff_ids[:1]) as capture:
+            (rootfs / "usr/bin/added").write_text("x")
+            capture.finish()
+            capture.keep(adds)
+        with stacker.step(rootfs, descriptors[:1], diff_ids[:1]) as capture:
+            (rootfs / "etc/motd").unlink()
+            capture.finish()
+            capture.keep(deletes)
+        assert (stacker.snapshots.path(adds) / "usr/bin/added").read_text() == "x"
+        assert not stacker.snapshots.has(deletes)
+        kept = scratch / "tmpfs" / "snapshots" / deletes.hex / "etc" / "motd"
+        assert stat.S_ISCHR(kept.lstat().st_mode)  # the whiteout, kept on the tmpfs
+    finally:
+        stacker.close()
+    assert mounts_under(pod) == []

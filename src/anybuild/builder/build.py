@@ -162,9 +162,10 @@ def _remove_work(work: Path, runner: Runner) -> None:
 def _stacker(choice: SnapshotterChoice, snapshots: LayerSnapshots, store: LayoutStore, work: Path,
              runner: Runner) -> Stacker | None:
     """Stages as overlays of layer snapshots where uppers can live in the data directory (see .stack)."""
-    if choice.kind is not SnapshotterKind.OVERLAY or choice.placement is not UpperPlacement.DATA_DIR:
+    if choice.kind is not SnapshotterKind.OVERLAY or choice.placement is None:
         return None
-    return Stacker(snapshots=snapshots, blobs=store, scratch=work, runner=runner, volatile=choice.volatile)
+    return Stacker(snapshots=snapshots, blobs=store, scratch=work, runner=runner, volatile=choice.volatile,
+                   upper_on_tmpfs=choice.placement is UpperPlacement.TMPFS)
 
 
 def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironment | None = None) -> BuildResult:

@@ -53,7 +53,7 @@ from anybuild.builder.overlay import LibcMounter, Mounter, overlay_options
 from anybuild.builder.rootfs import UnpackOptions, decompressed, unpack_layer
 from anybuild.builder.snapshot import Snapshot
 from anybuild.builder.snapshotter import Taken
-from anybuild.builder.upper import changes_from_upper, is_whiteout
+from anybuild.builder.upper import OPAQUE_XATTR, apply_upper, changes_from_upper, is_whiteout
 from anybuild.errors import BuildFailed, IntegrityError
 from anybuild.oci.descriptor import Descriptor
 from anybuild.oci.digest import Digest
@@ -224,6 +224,20 @@ def _describe_implicit_dirs(target: Path, declared: frozenset[str], lowers: Sequ
                 os.utime(top, ns=(below.st_atime_ns, below.st_mtime_ns), follow_symlinks=False)
 
 
+def _has_overlay_markers(tree: Path) -> bool:
+    """Whether *tree* holds a whiteout (0:0 device) or an opaque directory."""
+    for top, dirs, files in os.walk(tree):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                if os.getxattr(Path(top) / name, OPAQUE_XATTR, follow_symlinks=False) == b"y":
+                    return True
+        for name in files:
+            with contextlib.suppress(OSError):
+                if is_whiteout((Path(top) / name).lstat()):
+                    return True
+    return False
+
+
 @dataclass(slots=True, kw_only=True)
 class StackCapture:
     """One step's overlay: :meth:`finish` ends it, :meth:`keep` makes its upper the next lower layer."""
@@ -248,7 +262,7 @@ class StackCapture:
 
     def keep(self, chain: Digest) -> None:
         """The step made the layer whose chain id is *chain*: its upper is that snapshot now."""
-        self.stacker.snapshots.put(self.upper, chain)
+        self.stacker.adopt(self.upper, chain)
         self.kept = True
 
 
@@ -264,6 +278,12 @@ class Stacker:
     mounter: Mounter = field(default_factory=LibcMounter)
     volatile: bool = True
     options_limit: int = _OPTIONS_LIMIT
+    # The devpod case: the data directory is itself on overlayfs, which can be a lower layer but
+    # not an upper one, and cannot hold whiteouts or opaque markers. Uppers then live on a tmpfs
+    # of the build's own, and so do the snapshots of layers that delete something; the others
+    # are copied into the data directory once and shared as usual.
+    upper_on_tmpfs: bool = False
+    _tmpfs: Path | None = None
     _links: dict[Path, Path] = field(default_factory=dict)
     _flat: dict[Path, Path] = field(default_factory=dict)  # top lower of a flattened part -> its copy
     _views: dict[tuple[Path, ...], Path] = field(default_factory=dict)
@@ -279,16 +299,59 @@ class Stacker:
                                  hint="the base image is malformed: rebuild it or use another one")
         paths: list[Path] = []
         for layer, diff_id, chain in zip(layers, diff_ids, chain_ids(diff_ids), strict=True):
-            if not self.snapshots.has(chain):
-                self._unpack(layer, diff_id, chain, paths)
-            elif chain not in self._touched:
-                self.snapshots.touch(chain)
-            self._touched.add(chain)
-            paths.append(self.snapshots.path(chain))
+            if self.snapshots.has(chain):
+                if chain not in self._touched:
+                    self.snapshots.touch(chain)
+                    self._touched.add(chain)
+                paths.append(self.snapshots.path(chain))
+            elif (private := self._private(chain)) is not None and private.is_dir():
+                paths.append(private)
+            else:
+                paths.append(self._unpack(layer, diff_id, chain, paths))
         return tuple(paths)
 
-    def _unpack(self, layer: Descriptor, diff_id: Digest, chain: Digest, below: Sequence[Path]) -> None:
-        staging = self.snapshots.staging()
+    def _scratch_tmpfs(self) -> Path:
+        """The build's tmpfs (devpod case), mounted on first use, unmounted by :meth:`close`."""
+        if self._tmpfs is None:
+            target = self.scratch / "tmpfs"
+            target.mkdir()
+            self.mounter.mount("tmpfs", target, "tmpfs", "mode=0700")
+            self._tmpfs = target
+            (target / "snapshots").mkdir()
+        return self._tmpfs
+
+    def _private(self, chain: Digest) -> Path | None:
+        """Where this build keeps *chain*'s snapshot when the data directory cannot (devpod case)."""
+        return self._scratch_tmpfs() / "snapshots" / chain.hex if self.upper_on_tmpfs else None
+
+    def adopt(self, upper: Path, chain: Digest) -> None:
+        """Make a step's *upper* directory the snapshot of *chain*."""
+        private = self._private(chain)
+        if private is None:
+            self.snapshots.put(upper, chain)
+        elif _has_overlay_markers(upper):
+            upper.rename(private)  # on the same tmpfs
+        else:
+            staging = self.snapshots.staging()
+            try:
+                apply_upper(upper, staging, move=False)  # a faithful copy: nothing to delete in it
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            self.snapshots.put(staging, chain)
+
+    def _unpack(self, layer: Descriptor, diff_id: Digest, chain: Digest, below: Sequence[Path]) -> Path:
+        try:
+            return self._unpack_into(self.snapshots.staging(), layer, diff_id, chain, below)
+        except IntegrityError:
+            if (private := self._private(chain)) is None:
+                raise
+        # overlayfs refuses a whiteout or an opaque marker: this layer's snapshot stays on the tmpfs
+        staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=private.parent))
+        return self._unpack_into(staging, layer, diff_id, chain, below, target=private)
+
+    def _unpack_into(self, staging: Path, layer: Descriptor, diff_id: Digest, chain: Digest,
+                     below: Sequence[Path], *, target: Path | None = None) -> Path:
         try:
             with self.blobs.open_blob(layer.digest) as blob, RootDir.open(staging) as root:
                 stream = _Hashing(decompressed(blob))
@@ -299,8 +362,12 @@ class Stacker:
                 raise IntegrityError(f"layer {layer.digest} unpacks to {got}, but the image says {diff_id}",
                                      hint="the blob or the image config is corrupt: pull or build it again")
             _describe_implicit_dirs(staging, report.dirs, below)
-            self.snapshots.put(staging, chain)
+            if target is None:
+                target = self.snapshots.put(staging, chain)
+            else:
+                staging.rename(target)
             self.unpacked += 1
+            return target
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -387,7 +454,8 @@ class Stacker:
     def step(self, rootfs: Path, layers: Sequence[Descriptor], diff_ids: Sequence[Digest]) -> Iterator[StackCapture]:
         """Mount the stack with a fresh upper directory on *rootfs* around one step."""
         lowers = self.lowers(layers, diff_ids)
-        base = Path(tempfile.mkdtemp(prefix="step-", dir=self.scratch))
+        where = self._scratch_tmpfs() if self.upper_on_tmpfs else self.scratch
+        base = Path(tempfile.mkdtemp(prefix="step-", dir=where))
         capture: StackCapture | None = None
         try:
             upper, work = base / "upper", base / "work"
@@ -408,9 +476,13 @@ class Stacker:
             shutil.rmtree(base, ignore_errors=True)
 
     def close(self) -> None:
-        """Unmount the views; the scratch directory goes with the build."""
+        """Unmount the views and the build's tmpfs; the scratch directory goes with the build."""
         for target in self._views.values():
             if target.name.startswith("view-"):
                 with contextlib.suppress(OSError):
                     self.unmount(target)
         self._views.clear()
+        if self._tmpfs is not None:
+            with contextlib.suppress(OSError):
+                self.unmount(self._tmpfs)
+            self._tmpfs = None
