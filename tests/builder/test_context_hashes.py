@@ -9,7 +9,9 @@ from pathlib import Path
 from anybuild.builder.cache.hashes import SETTLE_NS, ContextHashes
 from anybuild.builder.cache.key import hash_files
 
-LATER = time.time_ns() + 10 * SETTLE_NS  # a clock well past every file's ctime
+def later() -> int:
+    """A clock well past every file's ctime."""
+    return time.time_ns() + 10 * SETTLE_NS
 
 
 def make(tmp_path: Path) -> tuple[Path, list[str]]:
@@ -24,7 +26,7 @@ def test_unchanged_files_not_read_again_even_by_a_new_process(tmp_path: Path) ->
     context, files = make(tmp_path)
     store = tmp_path / "data" / "context"
     first = ContextHashes.for_context(store, context)
-    first.clock_ns = lambda: LATER
+    first.clock_ns = later
     digests = hash_files(context, files, first)
     first.save()
 
@@ -39,7 +41,7 @@ def test_unchanged_files_not_read_again_even_by_a_new_process(tmp_path: Path) ->
 
 def test_edit_with_same_size_and_restored_mtime_still_seen(tmp_path: Path) -> None:
     context, files = make(tmp_path)
-    hashes = ContextHashes(clock_ns=lambda: LATER)
+    hashes = ContextHashes(clock_ns=later)
     before = dict(hash_files(context, files, hashes))
     target = context / "src" / "m0.py"
     info = target.stat()

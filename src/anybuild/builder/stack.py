@@ -1,7 +1,7 @@
 """The stacked overlay snapshotter: every layer unpacked once, a stage an overlay of layers.
 
-Where an overlay with its upper directory in the data directory works (root,
-a data directory that is not itself on overlayfs), a stage's filesystem is not
+Wherever an overlay mount works (root; the trial mount of
+:func:`~anybuild.builder.overlay.choose_snapshotter` decides), a stage's filesystem is not
 a directory the builder fills; it is the stack of its layers, each an overlay
 *lower* directory in :class:`LayerSnapshots` (``DATA/snapshots/<chain id>``)::
 
@@ -25,6 +25,11 @@ parent, the root) takes its metadata from the layers below, as it would when
 applied. The mount options must fit in a page: layers go in through short
 symbolic links in the build's scratch directory, and when a stack is too deep
 even so its lower part is flattened into one directory for the build.
+
+On a devpod the data directory is itself on overlayfs, which can be a lower layer
+but neither an upper one nor the home of a whiteout: uppers then live on the
+build's own tmpfs, and a layer that deletes something keeps its snapshot there
+for the build; the others are copied into the shared store once.
 
 Concurrent builds share the snapshots safely: a snapshot appears by one
 ``rename`` or not at all, and builds hold a shared lock that ``anybuild cache
