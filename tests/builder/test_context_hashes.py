@@ -9,6 +9,7 @@ from pathlib import Path
 from anybuild.builder.cache.hashes import SETTLE_NS, ContextHashes
 from anybuild.builder.cache.key import hash_files
 
+
 def later() -> int:
     """A clock well past every file's ctime."""
     return time.time_ns() + 10 * SETTLE_NS
