@@ -29,7 +29,6 @@ from anybuild.batch import build_images, default_jobs
 from anybuild.cli.options import config_option, resolve_config
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.config import DEFAULT_BACKENDS, BackendName, Config, ImageSpec, find_config, load_config
-from anybuild.diagnose import diagnose_log
 from anybuild.environment.context import ProbeContext
 from anybuild.environment.export import diagnosis_facts
 from anybuild.environment.probe import collect_facts
@@ -336,6 +335,8 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
         names = [context.resolve().name or "image"]
 
     def diagnose(lines: Sequence[str]) -> Sequence[Any]:
+        from anybuild.diagnose import diagnose_log  # only a failed build needs the rules (~60 ms to load)
+
         return diagnose_log(lines, known)
 
     with Progress(session, progress, names) as view:
