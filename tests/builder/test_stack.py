@@ -19,7 +19,7 @@ import pytest
 
 from anybuild.builder.inroot import RootDir
 from anybuild.builder.rootfs import OVERLAY_OPAQUE_XATTR, UnpackOptions, unpack_layer
-from anybuild.builder.stack import LayerSnapshots, Stacker, chain_ids
+from anybuild.builder.stack import LayerSnapshots, SnapshotUsage, Stacker, chain_ids
 from anybuild.errors import IntegrityError
 from anybuild.oci.descriptor import Descriptor
 from anybuild.oci.digest import Digest
@@ -77,6 +77,16 @@ def _store_layers(store: LayoutStore, layers: list[list[E]]) -> tuple[list[Descr
     return descriptors, diff_ids
 
 
+def _applied(blobs: LayoutStore, descriptors: list[Descriptor], target: Path) -> Path:
+    """*target* with the layers applied one by one, the walk's way."""
+    target.mkdir()
+    with RootDir.open(target) as root:
+        for descriptor in descriptors:
+            with blobs.open_blob(descriptor.digest) as stream:
+                unpack_layer(stream, root, UnpackOptions.for_current_process())
+    return target
+
+
 def _tree(root: Path) -> dict[str, tuple[object, ...]]:
     """Every entry below *root*: type, mode, owner and (not for directories, whose mtimes the kernel
     moves as children are written) times and contents."""
@@ -114,12 +124,7 @@ def test_stack_view_equals_layers_applied_one_by_one(limit: int, stacker: Stacke
     stacker.options_limit = limit
     layers = LAYERS + [[E(f"deep/{i}", data=str(i).encode())] for i in range(12)]  # 15 layers: too many for 400
     descriptors, diff_ids = _store_layers(stacker.blobs, layers)
-    applied = tmp_path / "applied"
-    applied.mkdir()
-    with RootDir.open(applied) as root:
-        for descriptor in descriptors:
-            with stacker.blobs.open_blob(descriptor.digest) as stream:
-                unpack_layer(stream, root, UnpackOptions.for_current_process())
+    applied = _applied(stacker.blobs, descriptors, tmp_path / "applied")
 
     view = stacker.view(descriptors, diff_ids)
 
@@ -210,7 +215,7 @@ def test_prune_keeps_recent_snapshots_within_budget_and_waits_for_builds(stacker
 
     assert removed is not None and removed.count == 2
     assert [p.exists() for p in lowers] == [False, False, True]
-    assert store.prune() == store.prune(keep_storage=None)  # no flag: nothing removed
+    assert store.prune() == SnapshotUsage(count=0, size=0)  # no flag: nothing removed
     assert lowers[2].exists()
     assert store.prune(everything=True) is not None and not lowers[2].exists()
 
@@ -227,12 +232,7 @@ def test_devpod_stack_data_dir_on_overlayfs_deleting_layers_stay_on_tmpfs(nested
                       scratch=scratch, runner=SubprocessRunner(), upper_on_tmpfs=True)
     try:
         descriptors, diff_ids = _store_layers(stacker.blobs, LAYERS)
-        applied = tmp_path / "applied"
-        applied.mkdir()
-        with RootDir.open(applied) as root:
-            for descriptor in descriptors:
-                with stacker.blobs.open_blob(descriptor.digest) as stream:
-                    unpack_layer(stream, root, UnpackOptions.for_current_process())
+        applied = _applied(stacker.blobs, descriptors, tmp_path / "applied")
 
         lowers = stacker.lowers(descriptors, diff_ids)
         assert _tree(stacker.view(descriptors, diff_ids)) == _tree(applied)

@@ -55,6 +55,7 @@ __all__ = [
     "filesystem_type",
     "make_snapshotter",
     "overlay_options",
+    "unmount_or_detach",
 ]
 
 _MNT_DETACH = 2
@@ -92,6 +93,16 @@ class LibcMounter:
 class UpperPlacement(StrEnum):
     DATA_DIR = "data-dir"
     TMPFS = "tmpfs"
+
+
+def unmount_or_detach(mounter: Mounter, target: Path) -> None:
+    """Unmount *target*; lazily (``MNT_DETACH``) when a process of the step still holds it."""
+    try:
+        mounter.unmount(target)
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
+        mounter.unmount(target, detach=True)
 
 
 def overlay_options(lower: Path, upper: Path, work: Path, *, volatile: bool) -> str:
@@ -132,15 +143,9 @@ class _OverlayCapture:
     finished: bool = False
 
     def unmount(self) -> None:
-        if not self.mounted:
-            return
-        try:
-            self.mounter.unmount(self.rootfs)
-        except OSError as exc:
-            if exc.errno != errno.EBUSY:
-                raise
-            self.mounter.unmount(self.rootfs, detach=True)  # a process of the step still holds it
-        self.mounted = False
+        if self.mounted:
+            unmount_or_detach(self.mounter, self.rootfs)
+            self.mounted = False
 
     def finish(self) -> Taken:
         self.unmount()

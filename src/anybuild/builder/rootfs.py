@@ -44,6 +44,7 @@ __all__ = [
     "UnpackOptions",
     "UnpackReport",
     "decompressed",
+    "is_whiteout",
     "unpack_layer",
 ]
 
@@ -266,7 +267,7 @@ class _State:
                     remove_at(fd, name)
                 if existing is None or replaced:
                     os.mkdir(name, 0o700, dir_fd=fd)
-                if replaced and self.options.overlay_whiteouts and _is_overlay_whiteout(existing):
+                if replaced and self.options.overlay_whiteouts and existing is not None and is_whiteout(existing):
                     self._set_opaque(fd, name)  # deleted, then made again: nothing below shows through
                 self._owner(fd, name, rel, member)
                 self.dirs.append((rel, member))  # mode and times once the children are in
@@ -367,8 +368,9 @@ class _State:
                     os.close(dir_fd)
 
 
-def _is_overlay_whiteout(info: os.stat_result | None) -> bool:
-    return info is not None and stat.S_ISCHR(info.st_mode) and info.st_rdev == 0
+def is_whiteout(info: os.stat_result) -> bool:
+    """Whether *info* is an overlayfs whiteout (a 0:0 character device)."""
+    return stat.S_ISCHR(info.st_mode) and info.st_rdev == 0
 
 
 def _lstat_at(fd: int, name: str) -> os.stat_result | None:

@@ -53,8 +53,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
 
+from anybuild.builder.cache.store import flocked
 from anybuild.builder.inroot import RootDir
-from anybuild.builder.overlay import LibcMounter, Mounter, overlay_options
+from anybuild.builder.overlay import LibcMounter, Mounter, overlay_options, unmount_or_detach
 from anybuild.builder.rootfs import UnpackOptions, decompressed, unpack_layer
 from anybuild.builder.snapshot import Snapshot
 from anybuild.builder.snapshotter import Taken
@@ -130,21 +131,9 @@ class LayerSnapshots:
             shutil.rmtree(source, ignore_errors=True)  # another build put the same layers first
         return target
 
-    @contextmanager
-    def _locked(self, mode: int) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".lock").open("a") as handle:
-            fcntl.flock(handle, mode)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    @contextmanager
-    def in_use(self) -> Iterator[None]:
+    def in_use(self) -> contextlib.AbstractContextManager[None]:
         """Held by a build for its whole run: no prune removes a snapshot under it."""
-        with self._locked(fcntl.LOCK_SH):
-            yield
+        return flocked(self.root, fcntl.LOCK_SH)
 
     def _items(self) -> list[tuple[Path, float, int]]:
         """(snapshot, last use, size), most recently used first."""
@@ -172,7 +161,7 @@ class LayerSnapshots:
         if not self.root.is_dir() or (keep_storage is None and not everything):
             return SnapshotUsage(count=0, size=0)
         try:
-            with self._locked(fcntl.LOCK_EX | fcntl.LOCK_NB):
+            with flocked(self.root, fcntl.LOCK_EX | fcntl.LOCK_NB):
                 count = freed = kept = 0
                 for path, _used, size in self._items():
                     if not everything and keep_storage is not None and kept + size <= keep_storage:
@@ -252,7 +241,6 @@ class StackCapture:
     upper: Path
     lowers: tuple[Path, ...]
     mounted: bool = True
-    kept: bool = False
 
     def unmount(self) -> None:
         if self.mounted:
@@ -268,7 +256,6 @@ class StackCapture:
     def keep(self, chain: Digest) -> None:
         """The step made the layer whose chain id is *chain*: its upper is that snapshot now."""
         self.stacker.adopt(self.upper, chain)
-        self.kept = True
 
 
 @dataclass(slots=True, kw_only=True)
@@ -419,12 +406,7 @@ class Stacker:
         return flat
 
     def unmount(self, target: Path) -> None:
-        try:
-            self.mounter.unmount(target)
-        except OSError as exc:
-            if exc.errno != errno.EBUSY:
-                raise
-            self.mounter.unmount(target, detach=True)  # a process of the step still holds it
+        unmount_or_detach(self.mounter, target)
 
     def _mount_view(self, lowers: Sequence[Path]) -> Path:
         """A read-only overlay of *lowers*; overlayfs wants two lower directories at least without an upper."""

@@ -32,7 +32,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anybuild.builder.rootfs import OVERLAY_OPAQUE_XATTR
+from anybuild.builder.rootfs import OVERLAY_OPAQUE_XATTR, is_whiteout
 from anybuild.builder.snapshot import Changeset, path_key
 
 __all__ = ["OPAQUE_XATTR", "apply_upper", "changes_from_upper", "is_whiteout"]
@@ -40,10 +40,6 @@ __all__ = ["OPAQUE_XATTR", "apply_upper", "changes_from_upper", "is_whiteout"]
 OPAQUE_XATTR = OVERLAY_OPAQUE_XATTR
 _OVERLAY_XATTRS = "trusted.overlay."
 _CHUNK = 1024 * 1024
-
-
-def is_whiteout(info: os.stat_result) -> bool:
-    return stat.S_ISCHR(info.st_mode) and info.st_rdev == 0
 
 
 def _opaque(path: Path) -> bool:

@@ -74,10 +74,11 @@ def ls(session: Session) -> None:
     snapshots = _snapshots(session).usage()
     data = {"directory": str(store.root), "entries": entries, "storage": store.usage(),
             "snapshots": {"count": snapshots.count, "storage": snapshots.size}}
-    session.emit(data, lambda console: _render_ls(console, data, entries))
+    session.emit(data, lambda console: _render_ls(console, data, entries, snapshots))
 
 
-def _render_ls(console: Console, data: dict[str, object], entries: list[dict[str, object]]) -> None:
+def _render_ls(console: Console, data: dict[str, object], entries: list[dict[str, object]],
+               snapshots: SnapshotUsage) -> None:
     table = Table(title=f"{len(entries)} cached step(s), {data['storage']} bytes in {data['directory']}",
                   title_justify="left")
     for column in ("key", "size", "last used", "step"):
@@ -86,9 +87,7 @@ def _render_ls(console: Console, data: dict[str, object], entries: list[dict[str
         key = str(entry["key"]).removeprefix("sha256:")[:12]
         table.add_row(key, str(entry["size"]), str(entry["last_used"]), str(entry["created_by"])[:60])
     console.print(table)
-    snapshots = data["snapshots"]
-    assert isinstance(snapshots, dict)
-    console.print(f"{snapshots['count']} unpacked layer snapshot(s), {snapshots['storage']} bytes", markup=False)
+    console.print(f"{snapshots.count} unpacked layer snapshot(s), {snapshots.size} bytes", markup=False)
 
 
 @cache.command(

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anybuild.builder.snapshot import file_digest
 from anybuild.oci.layout import atomic_write
 
 __all__ = ["SETTLE_NS", "ContextHashes"]
@@ -32,14 +33,6 @@ SETTLE_NS = 2_000_000_000
 _VERSION = 1
 
 Entry = tuple[int, int, int, int, str]  # size, mtime_ns, ctime_ns, inode, sha256 hex
-
-
-def _read(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(slots=True)
@@ -71,7 +64,7 @@ class ContextHashes:
         known = self.entries.get(rel)
         if known is not None and known[:4] == key:
             return known[4]
-        digest = _read(path)
+        digest = file_digest(path).removeprefix("sha256:")
         self.reads += 1
         if self.clock_ns() - max(info.st_mtime_ns, info.st_ctime_ns) > SETTLE_NS:
             self.entries[rel] = (*key, digest)

@@ -35,6 +35,19 @@ from anybuild.oci.layout import LayoutStore
 __all__ = ["CacheEntry", "PruneResult", "StepStore", "StoredEntry", "key_hex"]
 
 
+@contextlib.contextmanager
+def flocked(directory: Path, mode: int) -> Iterator[None]:
+    """Hold ``flock(mode)`` on *directory*/.lock (made if missing) for the block: how the stores that
+    concurrent builds share take turns."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("a") as handle:
+        fcntl.flock(handle, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def key_hex(key: str) -> str:
     return key.removeprefix("sha256:")
 
@@ -104,15 +117,8 @@ class StepStore:
     def blob_path(self, digest: Digest) -> Path:
         return self.root / "blobs" / str(digest.algorithm) / digest.hex
 
-    @contextlib.contextmanager
-    def _locked(self, mode: int) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".lock").open("a") as handle:
-            fcntl.flock(handle, mode)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _locked(self, mode: int) -> contextlib.AbstractContextManager[None]:
+        return flocked(self.root, mode)
 
     def _place(self, source: Path, target: Path) -> None:
         """Hard-link *source* (a complete blob) to *target*; copy through a temporary name across devices.
