@@ -17,17 +17,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anybuild.backends.base import BuildRequest, LogSink, SecretSpec
 from anybuild.backends.fallback import Attempt, BackendFactory, Diagnose, build_with_fallback
 from anybuild.batch import build_images
 from anybuild.config import Config, ImageSpec
 from anybuild.errors import AnybuildError, BuildFailed, UsageError
-from anybuild.gitstate import GitState
 from anybuild.planner import Plan
 from anybuild.result import ImageOutcome, RunResult, StepRecord
-from anybuild.tags.image import compute_image_metadata
+
+if TYPE_CHECKING:
+    from anybuild.gitstate import GitState
 
 __all__ = ["ProjectOptions", "ProjectSeams", "build_project", "run_request", "select_images"]
 
@@ -89,6 +90,8 @@ def build_project(
     seams: ProjectSeams,
 ) -> RunResult:
     """Build *images* of *config* with *options*; never raises for one image's failure."""
+    from anybuild.tags.image import compute_image_metadata  # the tag rules: project builds only
+
     now = datetime.fromtimestamp(seams.clock(), tz=UTC)
     mirrors = {host: r.mirrors for host, r in config.registries.items() if r.mirrors}
     mirrors.update(options.registry_mirrors)

@@ -92,3 +92,19 @@ def test_storage_real_trial_on_nested_overlay_fails_invalid_argument(nested_over
     assert facts.value(FactKey.ANYBUILD_OVERLAY) is False
     assert "Invalid argument" in facts.evidence(FactKey.ANYBUILD_OVERLAY)
     assert not [p for p in nested_overlay.iterdir() if p.name.startswith(".anybuild-overlay-probe")]
+
+
+def test_storage_for_a_build_tries_only_buildahs_overlay_and_only_with_buildah(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "ANYBUILD_DATA_DIR": str(tmp_path / "data")}
+    ctx = replace(context(tmp_path, env), thorough=False)
+    facts = Facts.of(probe_storage(ctx, 0))
+    assert facts.value(FactKey.ANYBUILD_OVERLAY) is None
+    assert "the built-in builder tries overlay itself" in facts.evidence(FactKey.ANYBUILD_OVERLAY)
+    assert facts.value(FactKey.TMPFS_OVERLAY) is None
+    assert facts.evidence(FactKey.BUILDAH_OVERLAY) == "not tried: neither buildah nor podman is on PATH"
+    (bin_dir / "buildah").write_text("#!/bin/sh\n")
+    (bin_dir / "buildah").chmod(0o755)
+    facts = Facts.of(probe_storage(ctx, 0))
+    assert facts.evidence(FactKey.BUILDAH_OVERLAY) == "not tried (trials disabled)"  # asked, as doctor would

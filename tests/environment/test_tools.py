@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from anybuild.environment.facts import FactKey, Facts
@@ -39,3 +40,19 @@ def test_tools_versions_read_and_absent_tools_named(tmp_path: Path) -> None:
     assert "did not finish" in facts.evidence(FactKey.TOOL_RUNC)
     assert facts.value(FactKey.DOCKER_BUILDX) is None
     assert facts.value(FactKey.DOCKER_CLIENTS) == (f"{first}/docker=28.2.2", f"{second}/docker=20.10.24+dfsg1")
+
+
+def test_tools_for_a_build_asks_docker_alone_for_its_version(tmp_path: Path) -> None:
+    bin_dir, asked = tmp_path / "bin", tmp_path / "asked"
+    for name in ("buildah", "kubectl", "runc"):
+        _script(bin_dir, name, f'echo {name} >> "{asked}"; echo "{name} version 9.9.9"')
+    docker = f'echo "docker $1" >> "{asked}"; [ "$1" = buildx ] && exit 1; echo "Docker version 28.2.2"'
+    _script(bin_dir, "docker", docker)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path)}
+    ctx = replace(context(tmp_path, env), thorough=False)
+    facts = Facts.of(probe_tools(ctx))
+    assert facts.value(FactKey.TOOL_DOCKER) == "28.2.2"  # docker_mode() reads the client version
+    for key in (FactKey.TOOL_BUILDAH, FactKey.TOOL_KUBECTL, FactKey.TOOL_RUNC):
+        assert facts.value(key) == "present", facts.evidence(key)
+    assert facts.evidence(FactKey.TOOL_KUBECTL) == str(bin_dir / "kubectl")
+    assert sorted(asked.read_text().split("\n")) == ["", "docker --version", "docker --version", "docker buildx"]

@@ -9,11 +9,12 @@ a file with ``--metadata-file``.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,6 @@ from rich.live import Live
 from rich.table import Table
 
 from anybuild.backends.base import Backend, BuildRequest, LogSink, SecretSpec
-from anybuild.backends.builtin import BuiltinBackend
 from anybuild.backends.catalog import availability_checks, create_backend
 from anybuild.batch import build_images, default_jobs
 from anybuild.cli.options import config_option, resolve_config
@@ -31,10 +31,10 @@ from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.config import DEFAULT_BACKENDS, BackendName, Config, ImageSpec, find_config, load_config
 from anybuild.environment.context import ProbeContext
 from anybuild.environment.export import diagnosis_facts
+from anybuild.environment.facts import Facts
 from anybuild.environment.probe import collect_facts
 from anybuild.epoch import source_date_epoch
 from anybuild.errors import ExitCode, UsageError
-from anybuild.gitstate import read_git_state
 from anybuild.oci.layout import atomic_write
 from anybuild.planner import plan_build, push_registries
 from anybuild.process import SubprocessRunner
@@ -232,6 +232,42 @@ def _optional_config(config_path: Path | None, cwd: Path, *, required: bool) -> 
     return load_config(found) if found is not None else None
 
 
+def _probe_in_background(ctx: ProbeContext) -> Callable[[], Facts]:
+    """Start the environment probes in a thread; the returned call waits for their facts.
+
+    The probes mostly wait on subprocesses and trial mounts (~0.15 s), which is
+    time the main thread spends importing the backend it will build with.
+    """
+    outcome: list[Facts | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(collect_facts(ctx))
+        except BaseException as exc:  # re-raised in the caller's thread, with its traceback
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="probe-facts", daemon=True)
+    thread.start()
+
+    def facts() -> Facts:
+        thread.join()
+        found = outcome[0]
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
+    return facts
+
+
+def _import_backend(name: BackendName) -> None:
+    """Load the backend's modules now (the built-in builder's take ~0.2 s); a backend not built yet is skipped."""
+    try:
+        importlib.import_module(f"anybuild.backends.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"anybuild.backends.{name}":
+            raise
+
+
 def _exit_code(result: RunResult) -> int:
     for image in result.images:
         if not image.ok and image.error and isinstance(image.error.get("exit_code"), int):
@@ -299,13 +335,19 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
     config = _optional_config(config_path, session.cwd, required=all_images)
     images = _project_images(config, targets, all_images)
     env = session.env
-    facts = collect_facts(ProbeContext(env=env, cwd=session.cwd, registries=push_registries(config)))
-    plan = plan_build(facts, order=config.build.backends if config else DEFAULT_BACKENDS,
-                      checks=availability_checks(), override=BackendName(backend) if backend else None)
+    order = config.build.backends if config else DEFAULT_BACKENDS
+    probed = _probe_in_background(ProbeContext(env=env, cwd=session.cwd, registries=push_registries(config),
+                                                  thorough=False))
+    _import_backend(BackendName(backend) if backend else order[0])
+    facts = probed()
+    plan = plan_build(facts, order=order, checks=availability_checks(),
+                      override=BackendName(backend) if backend else None)
     runner = SubprocessRunner()
 
     def backends(name: BackendName) -> Backend:
         if name is BackendName.BUILTIN:
+            from anybuild.backends.builtin import BuiltinBackend
+
             return BuiltinBackend(runner=runner, env=env, sandbox=sandbox, cache_from=cache_from, cache_to=cache_to)
         return create_backend(name, facts, runner=runner, env=env)
 
@@ -349,6 +391,8 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
                 jobs=jobs or config.build.jobs or default_jobs(len(images)), fail_fast=fail_fast,
                 reproducible=reproducible, source_date_epoch=source_date_epoch(env),
             )
+            from anybuild.gitstate import read_git_state  # tags from git: project builds only
+
             git = read_git_state(config.root, runner, env)
             result = build_project(config, images, options, git=git, seams=seams)
         else:

@@ -30,7 +30,11 @@ class ProbeContext:
     ``root`` prefixes every absolute system path the probes read (/proc, /etc,
     /.dockerenv, /var/run/secrets…). ``trials`` allows real side-effect probes
     (a trial overlay mount, an ``unshare --user`` attempt); tests of prepared
-    trees turn it off.
+    trees turn it off. ``thorough`` (doctor) asks everything; a build turns it
+    off to ask only what its plan reads: tools by presence (docker's version and
+    buildx excepted, they choose its mode), no overlay trial for the built-in
+    builder (it makes its own) or on tmpfs, buildah's only where buildah or
+    podman is on PATH.
     """
 
     root: Path = Path("/")
@@ -41,6 +45,7 @@ class ProbeContext:
     timeout: float = 1.0
     online: bool = False
     trials: bool = True
+    thorough: bool = True
     registries: tuple[str, ...] = ()
     docker_transport: TransportFactory = default_transport
     docker_daemon_config: Path | None = None  # default <root>/etc/docker/daemon.json

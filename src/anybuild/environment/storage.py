@@ -130,8 +130,9 @@ def buildah_storage_dir(ctx: ProbeContext, uid: int | None) -> tuple[Path, str]:
 
 
 def probe_data_dir(
-    ctx: ProbeContext, directory: Path, source: str, fstype_key: FactKey, overlay_key: FactKey
+    ctx: ProbeContext, directory: Path, source: str, fstype_key: FactKey, overlay_key: FactKey, *, trial: str = ""
 ) -> list[Fact]:
+    """The filesystem under *directory* and an overlay trial there, unless *trial* says why not."""
     entries = parse_mountinfo(ctx.read("/proc/self/mountinfo") or "")
     where = _existing(directory)
     entry = mount_for(where, entries)
@@ -141,6 +142,8 @@ def probe_data_dir(
         fstype = _fact(
             fstype_key, entry.fstype, f"{directory} ({source}) is on {entry.describe()}; mountinfo: {entry.line}"
         )
+    if trial:
+        return [fstype, _fact(overlay_key, None, f"not tried: {trial}")]
     return [fstype, _overlay_trial(ctx, where, overlay_key, directory)]
 
 
@@ -178,11 +181,19 @@ def probe_storage(ctx: ProbeContext, uid: int | None) -> list[Fact]:
     data = ctx.anybuild_data_dir
     source = "ANYBUILD_DATA_DIR" if ctx.env.get("ANYBUILD_DATA_DIR") else "default"
     facts = [_fact(FactKey.ANYBUILD_DATA_DIR, str(data), source)]
-    facts += probe_data_dir(ctx, data, source, FactKey.ANYBUILD_FSTYPE, FactKey.ANYBUILD_OVERLAY)
+    own = "" if ctx.thorough else "the built-in builder tries overlay itself when it builds"
+    facts += probe_data_dir(ctx, data, source, FactKey.ANYBUILD_FSTYPE, FactKey.ANYBUILD_OVERLAY, trial=own)
     buildah_dir, buildah_source = buildah_storage_dir(ctx, uid)
     facts.append(_fact(FactKey.BUILDAH_STORAGE_DIR, str(buildah_dir), buildah_source))
-    facts += probe_data_dir(ctx, buildah_dir, buildah_source, FactKey.BUILDAH_FSTYPE, FactKey.BUILDAH_OVERLAY)
-    facts.append(_tmpfs_trial(ctx))
+    theirs = ""
+    if not ctx.thorough and not (ctx.which("buildah") or ctx.which("podman")):
+        theirs = "neither buildah nor podman is on PATH"
+    facts += probe_data_dir(ctx, buildah_dir, buildah_source, FactKey.BUILDAH_FSTYPE, FactKey.BUILDAH_OVERLAY,
+                            trial=theirs)
+    if ctx.thorough:
+        facts.append(_tmpfs_trial(ctx))
+    else:
+        facts.append(_fact(FactKey.TMPFS_OVERLAY, None, "not tried: a build does not read it"))
     return facts
 
 

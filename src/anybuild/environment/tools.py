@@ -28,6 +28,7 @@ TOOLS: tuple[tuple[FactKey, tuple[str, ...], tuple[str, ...] | None], ...] = (
 )
 _VERSION = re.compile(r"\bv?(\d+\.\d+(?:\.\d+)?(?:[-+.~][0-9A-Za-z.+~-]+)?)")
 _KANIKO_PATH = "/kaniko/executor"
+_VERSION_NEEDED = frozenset({FactKey.TOOL_DOCKER})  # docker_mode() reads client versions
 
 
 def _fact(key: FactKey, value: FactValue, evidence: str) -> Fact:
@@ -48,6 +49,8 @@ def _version(ctx: ProbeContext, path: str, args: tuple[str, ...] | None) -> tupl
 
 
 def _one(ctx: ProbeContext, key: FactKey, names: tuple[str, ...], args: tuple[str, ...] | None) -> Fact:
+    if not ctx.thorough and key not in _VERSION_NEEDED:
+        args = None  # a build reads presence only (kubectl alone costs ~70 ms of CPU to say its version)
     for name in names:
         path = ctx.which(name)
         if path:
