@@ -27,6 +27,15 @@ manifests and cross-repository mounts are not counted).
 --devpod measures the devpod configuration instead: an overlay mount (like a devpod's
 container filesystem) holding anybuild's ANYBUILD_DATA_DIR and, for buildah-vfs, its storage;
 W1 and W4 only; target anybuild <= 0.5x buildah-vfs.
+
+File creation can cost 30x more for a few minutes after many deletions: on ext4 without a
+journal (this machine's root filesystem), allocating an inode skips, one lookup each, every
+inode of its block group freed in the last 60-360 s (kernel: find_inode_bit -> recently_deleted),
+so a test run or a previous bench just before slows every tool's RUN and COPY. The bench
+therefore deletes nothing until it ends, times 500 file creations in its work directory before
+each build (the "create" figure, µs per file, printed with every build and in the report), and
+before the timed runs waits up to --settle seconds (default 420) for that cost to fall under
+100 µs. Compare tools within one run, by medians.
 """
 
 from __future__ import annotations
@@ -36,7 +45,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import statistics
 import subprocess
@@ -45,7 +53,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -206,6 +214,28 @@ class Measurement:
     resent_bytes: int  # part of pushed_bytes the registry already stored before this build
     load1: float
     error: str = ""
+    create_us: float = 0.0  # file creation cost in the work directory just before the build
+
+
+def creation_cost(where: Path, files: int = 500) -> float:
+    """Microseconds per empty file created in a fresh directory under *where* (kept until the bench ends)."""
+    where.mkdir(parents=True, exist_ok=True)
+    probe = Path(tempfile.mkdtemp(prefix="create-", dir=where))
+    started = time.perf_counter()
+    for index in range(files):
+        os.close(os.open(probe / f"f{index}", os.O_CREAT | os.O_WRONLY, 0o644))
+    return (time.perf_counter() - started) / files * 1e6
+
+
+def settle(where: Path, limit_s: float, threshold_us: float = 100.0) -> float:
+    """Wait (up to *limit_s*) until creating a file under *where* costs under *threshold_us*; the last cost."""
+    deadline = time.monotonic() + limit_s
+    while (cost := creation_cost(where)) > threshold_us and time.monotonic() < deadline:
+        print(f"file creation costs {cost:.0f} µs here (recent deletions?); waiting for it to fall under "
+              f"{threshold_us:.0f} µs, {deadline - time.monotonic():.0f} s left (--settle 0 skips)",
+              file=sys.stderr, flush=True)
+        time.sleep(min(20.0, max(0.0, deadline - time.monotonic())))
+    return cost
 
 
 def _blob_root(registry: Registry) -> Path:
@@ -348,14 +378,17 @@ class Bench:
         self.results.setdefault(workload, {}).setdefault(tool, []).append(measurement)
         status = "ok" if measurement.ok else f"FAILED {measurement.error[:300]}"
         print(f"  {workload} {tool:<20} {measurement.wall_s:8.2f} s  rss {measurement.peak_rss_bytes / MiB:7.1f} MiB"
-              f"  pushed {measurement.pushed_bytes / MiB:8.2f} MiB  load {measurement.load1:.2f}  {status}",
+              f"  pushed {measurement.pushed_bytes / MiB:8.2f} MiB  load {measurement.load1:.2f}"
+              f"  create {measurement.create_us:5.0f} µs  {status}",
               file=sys.stderr, flush=True)
 
     def measure(self, tool: Tool, ctx: Path, ref: str, label: str) -> Measurement:
         log = self.work / "logs" / f"{tool.slug}-{label}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        return run_timed(tool.commands(ctx, ref), env=tool.env, log=log, extra_roots=tool.extra_roots,
-                         marker=tool.marker, registry=self.registry)
+        cost = creation_cost(self.work / "probes")
+        measured = run_timed(tool.commands(ctx, ref), env=tool.env, log=log, extra_roots=tool.extra_roots,
+                             marker=tool.marker, registry=self.registry)
+        return replace(measured, create_us=cost)
 
     def warm_up(self, tool: Tool) -> str | None:
         """Pull both bases into the tool (untimed) with a trivial build; the error text if it fails."""
@@ -394,7 +427,7 @@ class Bench:
         if "W3" in want:
             ctx = make_context(base / "w3", w3_dockerfile(nonce), sources)
             self.record("W3", tool.name, self.measure(tool, ctx, f"{repo}/w3:r{run}", f"r{run}-W3"))
-        shutil.rmtree(base, ignore_errors=True)
+        # the contexts stay until the bench ends: deleting them would slow the next tool's file creation
 
     def fail_all(self, tool: str, runs: int, error: str) -> None:
         for workload in self.workloads:
@@ -456,6 +489,7 @@ def median_of(items: list[Measurement]) -> dict[str, object]:
         "uploads": statistics.median(m.uploads for m in good),
         "resent_mib": statistics.median(m.resent_bytes for m in good) / MiB,
         "all_wall_s": [round(m.wall_s, 2) for m in good],
+        "create_us": [round(m.create_us) for m in good],
     }
 
 
@@ -515,7 +549,8 @@ def report(bench: Bench, tools: Sequence[str], devpod: bool) -> tuple[str, dict[
             if mine is not None and mine["ok"] and not tool.startswith("anybuild"):
                 ratio = f"{float(mine['wall_s']) / float(row['wall_s']):.2f}x"  # type: ignore[arg-type]
             out.append(f"  {tool:<20} {row['wall_s']:>8.2f} {row['peak_rss_mib']:>13.1f} {row['pushed_mib']:>11.2f}"
-                       f" {row['resent_mib']:>12.2f} {row['uploads']:>8.0f} {ratio:>16}")
+                       f" {row['resent_mib']:>12.2f} {row['uploads']:>8.0f} {ratio:>16}"
+                       f"   runs {row['all_wall_s']} s, create {row['create_us']} µs")
         out += target_check(workload, rows, devpod)
     return "\n".join(out), data
 
@@ -529,6 +564,8 @@ def main() -> int:
     parser.add_argument("--devpod", action="store_true", help="devpod configuration (overlay)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument("--settle", type=float, default=420.0,
+                        help="seconds to wait at most for file creation to be cheap before timing (0: do not wait)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.error("needs root (dockerd, buildah, overlay mounts)")
@@ -563,6 +600,8 @@ def main() -> int:
                     errors[tool.name] = problem
             for shown, problem in errors.items():
                 bench.fail_all(shown, args.runs, problem)
+            cost = settle(work / "probes", args.settle) if args.settle > 0 else creation_cost(work / "probes")
+            print(f"file creation before the timed runs: {cost:.0f} µs", file=sys.stderr, flush=True)
             order = [display_name(t, args.devpod) for t in tools]
             for run in range(args.runs):
                 for tool in runnable:
@@ -582,7 +621,9 @@ def main() -> int:
         "peak RSS: /proc sampler (0.2 s) summing VmRSS over the build command's process tree; "
         "buildkit/classic include dockerd+containerd+shims.\n"
         "pushed: bytes of blobs uploaded (PUT ?digest= answered 201 in the registry access log), manifests excluded;\n"
-        "re-sent: the part of it the registry already stored (e.g. a base layer uploaded again instead of mounted)."
+        "re-sent: the part of it the registry already stored (e.g. a base layer uploaded again instead of mounted).\n"
+        "create: µs per file created in the work directory just before each build (see the module doc: over ~100 µs,\n"
+        "recent deletions slow every tool's file creation; read ratios within one run)."
     )
     if args.json:
         print(json.dumps({"mode": "devpod" if args.devpod else "standard", "scale": args.scale, "runs": args.runs,
