@@ -121,26 +121,39 @@ class RegistryHttp:
         self._wall_clock = wall_clock
         self._schemes: dict[str, str] = {}
         self._lock = threading.Lock()
-        verify = _public_roots()
-        if ca_bundle is not None:  # the public roots httpx uses, plus the CA given
-            verify = ssl.create_default_context(cafile=certifi.where())
-            verify.load_verify_locations(cafile=str(ca_bundle))
-        options: dict[str, Any] = {
+        self._ca_bundle = ca_bundle
+        self._options: dict[str, Any] = {
             "auth": auth, "follow_redirects": True, "headers": {"User-Agent": USER_AGENT},
-            "timeout": httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            "timeout": httpx.Timeout(timeout, connect=min(timeout, 15.0)), "transport": transport,
         }
-        self._verified = httpx.Client(verify=verify, transport=transport, **options)
-        self._unverified = httpx.Client(verify=False, transport=transport, **options)  # noqa: S501 (insecure hosts only)
+        self._clients: dict[bool, httpx.Client] = {}  # by "verifies certificates"; made on first use
 
     def close(self) -> None:
-        self._verified.close()
-        self._unverified.close()
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    def _verify(self) -> ssl.SSLContext:
+        if self._ca_bundle is None:
+            return _public_roots()
+        context = ssl.create_default_context(cafile=certifi.where())  # the public roots, plus the CA given
+        context.load_verify_locations(cafile=str(self._ca_bundle))
+        return context
 
     def redact(self, text: str) -> str:
         return self.redactor(redact_url(text))
 
     def client(self, host: str) -> httpx.Client:
-        return self._unverified if host in self.insecure else self._verified
+        """The client for *host*: unverified for insecure hosts only. A build that talks only to
+        plain-HTTP registries never loads the CA bundle (~50 ms)."""
+        verifies = host not in self.insecure
+        with self._lock:
+            found = self._clients.get(verifies)
+            if found is None:
+                verify: ssl.SSLContext | bool = self._verify() if verifies else False
+                found = self._clients[verifies] = httpx.Client(verify=verify, **self._options)
+        return found
 
     def base_url(self, host: str) -> str:
         """``https://host`` or, for loopback and insecure hosts that do not speak TLS, ``http://host``."""
