@@ -50,6 +50,11 @@ _CACHED_DIRS = 512
 _removals = [0]  # bumped by every remove_at: a cached directory descriptor may no longer be what a path names
 
 
+def removals() -> int:
+    """How many removals :func:`remove_at` has made in this process (memories of paths compare it)."""
+    return _removals[0]
+
+
 @dataclass(slots=True)
 class RootDir:
     """An open root directory; resolve and operate on paths strictly inside it.

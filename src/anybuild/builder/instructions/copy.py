@@ -21,9 +21,9 @@ import os
 import posixpath
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from anybuild.builder.inroot import RootDir, clean_relative, remove_at
+from anybuild.builder.inroot import RootDir, clean_relative, removals, remove_at
 from anybuild.errors import BuildFailed, ContextError
 
 __all__ = ["CopyPlan", "Source", "copy_into", "expand_sources", "is_wildcard", "parse_chmod", "write_inline"]
@@ -110,13 +110,29 @@ def _excluded(rel: str, excludes: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(posixpath.basename(rel), p) for p in excludes)
 
 
+def _children(root: RootDir, rel: str) -> list[tuple[str, os.stat_result]]:
+    """(name, lstat) of directory *rel*'s entries, sorted by name (one ``fstatat`` each)."""
+    fd = root.open_dir(rel, follow=False)
+    try:
+        readable = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+        try:
+            found: list[tuple[str, os.stat_result]] = []
+            for entry in os.scandir(readable):
+                try:
+                    found.append((entry.name, entry.stat(follow_symlinks=False)))
+                except FileNotFoundError:
+                    continue  # removed since it was listed
+            return sorted(found, key=lambda item: item[0])
+        finally:
+            os.close(readable)
+    finally:
+        os.close(fd)
+
+
 def _walk(root: RootDir, rel: str) -> Iterator[tuple[str, os.stat_result]]:
     """(path relative to *rel*, lstat) of *rel*'s descendants, parents first, sorted."""
-    for name in _entries(root, rel):
+    for name, info in _children(root, rel):
         child = name if rel == "." else f"{rel}/{name}"
-        info = root.lstat(child, follow=False)
-        if info is None:
-            continue
         yield child, info
         if stat.S_ISDIR(info.st_mode):
             yield from _walk(root, child)
@@ -128,6 +144,19 @@ class _Writer:
     plan: CopyPlan
     written: list[str]
     dir_times: list[tuple[str, tuple[int, int]]]
+    # resolved destination directories; a removal or a symlink written here can change them
+    _resolved: dict[str, str] = field(default_factory=dict)
+    _removals: int = -1
+
+    def resolve_dir(self, rel: str) -> str:
+        """``dest_root.resolve(rel)``, remembered while nothing is removed and no symlink is written."""
+        if self._removals != removals():
+            self._resolved.clear()
+            self._removals = removals()
+        found = self._resolved.get(rel)
+        if found is None:
+            found = self._resolved[rel] = self.dest_root.resolve(rel)
+        return found
 
     def owner(self, info: os.stat_result) -> tuple[int, int]:
         if self.plan.owner is not None:
@@ -155,7 +184,7 @@ class _Writer:
 
     def put(self, src: Source, src_rel: str, info: os.stat_result, dest: str) -> None:
         """Copy one entry (not its children) to *dest* (a clean path in the rootfs)."""
-        resolved = self.dest_root.resolve(posixpath.dirname(dest) or ".")
+        resolved = self.resolve_dir(posixpath.dirname(dest) or ".")
         target = posixpath.join(resolved, posixpath.basename(dest)) if resolved != "." else posixpath.basename(dest)
         uid, gid = self.owner(info)
         mode = stat.S_IMODE(info.st_mode)
@@ -179,6 +208,7 @@ class _Writer:
                 if stat.S_ISLNK(info.st_mode):
                     with src.root.parent(src_rel, follow=False) as (sfd, sname):
                         os.symlink(os.readlink(sname, dir_fd=sfd), name, dir_fd=fd)
+                    self._resolved.clear()  # a path through it now resolves elsewhere
                     os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
                 elif stat.S_ISREG(info.st_mode):
                     self._file(src, src_rel, fd, name, (uid, gid, mode))
