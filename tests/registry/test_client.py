@@ -252,6 +252,23 @@ def test_client_insecure_host_falls_back_to_http() -> None:
         client.get_manifest(REF)
 
 
+def test_clients_sharing_schemes_try_https_on_an_insecure_host_once() -> None:
+    tried: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        tried.append(request.url.scheme)
+        if request.url.scheme == "https":
+            raise httpx.ConnectError("wrong version number", request=request)
+        return OK()
+
+    shared: dict[str, str] = {}
+    for _ in range(2):  # as a build's pull, cache and push clients do
+        with _client(handler, insecure=frozenset({"registry.test"}), schemes=shared) as client:
+            client.get_manifest(REF)
+    assert tried == ["https", "http", "http"]
+    assert shared == {"registry.test": "http"}
+
+
 def test_client_secure_host_never_uses_http() -> None:
     schemes: list[str] = []
 

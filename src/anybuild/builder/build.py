@@ -190,8 +190,10 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     insecure = frozenset(request.insecure_registries)
     credentials = CredentialResolver(env=env.env, home=Path(env.env.get("HOME", "/root")))
 
+    schemes: dict[str, str] = {}  # each registry's scheme, found once for all of this build's clients
+
     def client() -> RegistryClient:
-        return RegistryClient(credentials=credentials.resolve, insecure=insecure, redactor=redactor)
+        return RegistryClient(credentials=credentials.resolve, insecure=insecure, redactor=redactor, schemes=schemes)
 
     ignore = DockerIgnore.from_file(find_ignore_file(request.context, request.dockerfile))
     work = Path(tempfile.mkdtemp(prefix="build-", dir=root / "tmp"))

@@ -114,12 +114,14 @@ class RegistryClient:
         progress: Progress | None = None,
         timeout: float = 60.0,
         notify: Callable[[str], None] | None = None,
+        schemes: dict[str, str] | None = None,
     ) -> None:
+        """*schemes* (host -> "https" or "http", as found) may be shared by the clients of one build."""
         self.redactor = redactor or Redactor()
         self.auth = RegistryAuth(credentials, clock=clock, redactor=self.redactor)
         self.http = RegistryHttp(auth=self.auth, redactor=self.redactor, insecure=insecure, ca_bundle=ca_bundle,
                                  transport=transport, retry=retry, sleep=sleep, wall_clock=wall_clock,
-                                 timeout=timeout, notify=notify)
+                                 timeout=timeout, notify=notify, schemes=schemes)
         self.chunk_size = chunk_size
         self.progress: Progress = progress or NoProgress()
         self.stats = TransferStats()

@@ -120,6 +120,7 @@ class RegistryHttp:
         wall_clock: Callable[[], float] = time.time,
         timeout: float = 60.0,
         notify: Callable[[str], None] | None = None,
+        schemes: dict[str, str] | None = None,
     ) -> None:
         self.auth = auth
         self._notify = notify
@@ -128,7 +129,7 @@ class RegistryHttp:
         self.retry = retry
         self._sleep = sleep
         self._wall_clock = wall_clock
-        self._schemes: dict[str, str] = {}
+        self._schemes: dict[str, str] = {} if schemes is None else schemes
         self._lock = threading.Lock()
         self._ca_bundle = ca_bundle
         self._options: dict[str, Any] = {
