@@ -33,9 +33,10 @@ journal (this machine's root filesystem), allocating an inode skips, one lookup 
 inode of its block group freed in the last 60-360 s (kernel: find_inode_bit -> recently_deleted),
 so a test run or a previous bench just before slows every tool's RUN and COPY. The bench
 therefore deletes nothing until it ends, times 500 file creations in its work directory before
-each build (the "create" figure, µs per file, printed with every build and in the report), and
-before the timed runs waits up to --settle seconds (default 420) for that cost to fall under
-100 µs. Compare tools within one run, by medians.
+each build (the "create" figure, µs per file, printed with every build and in the report),
+before each tool's turn in a run waits up to --settle seconds (default 420) for that cost to
+fall under 100 µs (a tool that deletes, like buildah after each step, slows the next one), and
+starts each run with a different tool. Compare tools by medians, with their "create" figures.
 """
 
 from __future__ import annotations
@@ -600,14 +601,16 @@ def main() -> int:
                     errors[tool.name] = problem
             for shown, problem in errors.items():
                 bench.fail_all(shown, args.runs, problem)
-            cost = settle(work / "probes", args.settle) if args.settle > 0 else creation_cost(work / "probes")
-            print(f"file creation before the timed runs: {cost:.0f} µs", file=sys.stderr, flush=True)
             order = [display_name(t, args.devpod) for t in tools]
+            ready = [tool for tool in runnable if tool.name not in errors]
             for run in range(args.runs):
-                for tool in runnable:
-                    if tool.name not in errors:
-                        print(f"run {run + 1}/{args.runs}: {tool.name}", file=sys.stderr, flush=True)
-                        bench.run_tool(tool, run)
+                # each run starts with the next tool, so no tool always follows the same one (buildah, for
+                # one, deletes its working container's files after every step)
+                for tool in ready[run % len(ready):] + ready[:run % len(ready)] if ready else []:
+                    cost = settle(work / "probes", args.settle) if args.settle > 0 else creation_cost(work / "probes")
+                    print(f"run {run + 1}/{args.runs}: {tool.name} (file creation {cost:.0f} µs)", file=sys.stderr,
+                          flush=True)
+                    bench.run_tool(tool, run)
             text, data = report(bench, order, args.devpod)
     finally:
         if not args.keep:
