@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
+from anybuild.builder.build import sweep_store
 from anybuild.builder.cache import StepStore
 from anybuild.builder.stack import LayerSnapshots
 from anybuild.cli.cache_cmd import parse_size
 from anybuild.cli.main import main
 from anybuild.errors import UsageError
+from anybuild.oci import LayoutStore, MediaType
 from tests.builder.test_cache_build import DOCKERFILE, build, make_context
 
 
@@ -81,3 +83,34 @@ def test_cache_cmd_ls_and_prune_least_recently_used(tmp_path: Path, busybox: dic
     assert json.loads(out)["entries"] == [] and json.loads(out)["storage"] == 0
     assert json.loads(out)["snapshots"] == {"count": 0, "storage": 0}
     assert build(new, busybox, data)[0].cache_hits == 0  # base layers are unpacked again from their blobs
+
+
+def _files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.rglob("*") if p.is_file()) if directory.is_dir() else []
+
+
+def test_build_leaves_only_indexed_blobs_and_prune_all_frees_the_rest(tmp_path: Path, busybox: dict[str, str],
+                                                                       capsys: pytest.CaptureFixture[str],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data"
+    monkeypatch.setenv("ANYBUILD_DATA_DIR", str(data))
+    context = make_context(tmp_path / "ctx")
+    build(context, busybox, data)
+    store = LayoutStore.open(data / "store")
+    # the built image and the busybox copied from its layout are named by nothing: swept after the build
+    assert _files(data / "store" / "blobs") == sorted(d.hex for d in store.reachable()) == []
+    assert _files(data / "cache" / "steps" / "blobs")  # the step cache kept its own link to each layer
+    assert build(context, busybox, data)[0].cache_hits == 7
+
+    snapshots = LayerSnapshots(data / "snapshots")
+    orphan = store.write_bytes(b'{"orphan": true}', MediaType.OCI_CONFIG)
+    with snapshots.in_use():  # a build is running: its blobs are named by nothing yet
+        assert sweep_store(store, snapshots) is None
+        code, out = cli(["cache", "prune", "--all", "--json"], capsys)
+        assert code == 0 and json.loads(out)["store_blobs"] is None
+        assert store.has_blob(orphan.digest)
+
+    code, out = cli(["cache", "prune", "--all", "--json"], capsys)
+    assert code == 0
+    assert json.loads(out)["store_blobs"] == 1 and json.loads(out)["store_freed"] == orphan.size
+    assert _files(data / "store" / "blobs") == _files(data / "cache" / "steps" / "blobs") == []

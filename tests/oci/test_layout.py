@@ -1,4 +1,5 @@
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,3 +113,42 @@ def test_index_descriptor_matches_bytes() -> None:
 
     index = Index(manifests=(Descriptor(media_type=MediaType.OCI_MANIFEST, digest=Digest.of_bytes(b"m"), size=1),))
     assert index.descriptor().digest == Digest.of_bytes(index.to_json())
+
+
+def _blob_names(store: LayoutStore) -> set[str]:
+    return {p.name for p in (store.root / "blobs" / "sha256").iterdir()}
+
+
+def test_layout_sweep_keeps_indexed_images_removes_the_rest(tmp_path: Path) -> None:
+    store = LayoutStore.create(tmp_path / "store")
+    kept = make_image(store, [{"bin/a": b"x"}, {"bin/b": b"y"}], tag="base")
+    indexed = _blob_names(store)
+    orphan = make_image(store, [{"app/c": b"z" * 4096}], tag=None)
+    parts = Manifest.from_json(store.read_blob(orphan))
+    unshared = parts.config.size + sum(layer.size for layer in parts.layers) + len(b"partial")
+    store.forget_all()
+    store.put_manifest(kept, "base")  # the orphan is written but named by nothing, as a built image is
+    (store.root / "blobs" / "sha256" / ".incoming-killed").write_bytes(b"partial")
+    outside = tmp_path / "exported"
+    os.link(store.blob_path(orphan.digest), outside)  # e.g. an --output oci:DIR link to the manifest
+
+    swept = store.sweep()
+
+    assert _blob_names(store) == indexed
+    assert swept.blobs == 4  # the orphan's layer, config and manifest, and the killed write
+    assert swept.freed == unshared  # not the manifest's bytes: another link holds them
+    assert outside.read_bytes()  # that link still reads
+    reopened = LayoutStore.open(store.root)
+    Manifest.from_json(reopened.read_blob(reopened.resolve("base"))).require_image()
+    for blob in Manifest.from_json(reopened.read_blob(kept)).layers:
+        reopened.verify_blob(blob)
+
+
+def test_layout_sweep_after_forget_all_empties_the_store(tmp_path: Path) -> None:
+    store = LayoutStore.create(tmp_path)
+    make_image(store, [{"bin/a": b"x"}], tag="base")
+    store.forget_all()
+    swept = store.sweep()
+    assert swept.blobs == 3 and swept.freed > 0
+    assert _blob_names(store) == set()
+    assert store.index().manifests == ()

@@ -35,13 +35,14 @@ from anybuild.builder.sandbox import (
 from anybuild.builder.sandbox.stubs import unmount_below
 from anybuild.builder.snapshotter import SnapshotterKind
 from anybuild.builder.stack import LayerSnapshots, Stacker
+from anybuild.builder.trim import min_free_space, trim_data_dir
 from anybuild.config import BackendName
 from anybuild.dockerfile.dockerignore import DockerIgnore, find_ignore_file
 from anybuild.epoch import source_date_epoch
 from anybuild.errors import AnybuildError, BuildFailed, ContextError, Interrupted, UsageError
 from anybuild.oci.archive import write_docker_archive
 from anybuild.oci.descriptor import Descriptor
-from anybuild.oci.layout import LayoutStore
+from anybuild.oci.layout import LayoutStore, Swept
 from anybuild.oci.manifest import Manifest
 from anybuild.oci.platform import Platform
 from anybuild.process import Runner, SubprocessRunner
@@ -152,6 +153,20 @@ def _outputs(request: BuildRequest, store: LayoutStore, image: BuiltImage, *, en
     return tuple(references)
 
 
+def sweep_store(store: LayoutStore, snapshots: LayerSnapshots) -> Swept | None:
+    """Remove the blobs of the layout store that its index does not reach, unless a build is running.
+
+    Built images' blobs are written to the store, pushed or exported from there, and then needed
+    by nothing: the step cache keeps its own link to every layer, and pulled images stay indexed.
+    Without this the store grew by every build's layers (300 MB a build of W2). ``None``: skipped.
+    """
+    try:
+        with snapshots.idle():
+            return store.sweep()
+    except BlockingIOError:
+        return None
+
+
 def _remove_work(work: Path, runner: Runner) -> None:
     """Remove the scratch directory, never through a mount point left behind."""
     if unmount_below(work, runner=runner) and unmount_below(work, runner=runner):
@@ -181,6 +196,7 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     facts = env.facts or probe_sandbox_facts()
     choice = choose_sandbox(facts, env.sandbox, env.env)
     sink.line(f"sandbox: {choice.kind} ({choice.reason})")
+    minimum_free = min_free_space(env.env)
     root = data_dir(env.env)
     (root / "cache" / "mounts").mkdir(parents=True, exist_ok=True)
     (root / "tmp").mkdir(parents=True, exist_ok=True)
@@ -219,17 +235,21 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
                             cache_dir=root / "cache" / "mounts", runner=env.runner,
                             on_line=lambda line: sink.line(redactor(line)), clock=env.clock, redactor=redactor,
                             snapshotter=make_snapshotter(snapshots, scratch=work), stacker=stacker)
-        try:
-            with snapshot_store.in_use():
+        with snapshot_store.in_use():  # no prune or sweep removes what this build reads or writes
+            try:
                 image = executor.build()
-            if cache_to is not None:
-                pushed = cache.export(cache_to)
-                sink.line(f"exported {pushed} cache entries to {env.cache_to}")
-        finally:
-            cache.close()
-            if stacker is not None:
-                stacker.close()
-        references = _outputs(request, store, image, env=env, client=client, sink=sink, sources=images.sources)
+                if cache_to is not None:
+                    pushed = cache.export(cache_to)
+                    sink.line(f"exported {pushed} cache entries to {env.cache_to}")
+            finally:
+                cache.close()
+                if stacker is not None:
+                    stacker.close()
+            references = _outputs(request, store, image, env=env, client=client, sink=sink,
+                                  sources=images.sources)
+        sweep_store(store, snapshot_store)
+        if minimum_free is not None and (trimmed := trim_data_dir(root, minimum_free)) is not None:
+            sink.line(f"anybuild: {trimmed.describe()}")
     except KeyboardInterrupt:
         raise Interrupted("the build was interrupted; its sandbox, mounts and temporary files were removed",
                           hint="run the build again") from None

@@ -132,8 +132,12 @@ class LayerSnapshots:
         return target
 
     def in_use(self) -> contextlib.AbstractContextManager[None]:
-        """Held by a build for its whole run: no prune removes a snapshot under it."""
+        """Held by a build for its whole run: no prune removes a snapshot (or a blob) under it."""
         return flocked(self.root, fcntl.LOCK_SH)
+
+    def idle(self) -> contextlib.AbstractContextManager[None]:
+        """Held while no build runs (and none starts); raises BlockingIOError when one is running."""
+        return flocked(self.root, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def _items(self) -> list[tuple[Path, float, int]]:
         """(snapshot, last use, size), most recently used first."""
@@ -161,7 +165,7 @@ class LayerSnapshots:
         if not self.root.is_dir() or (keep_storage is None and not everything):
             return SnapshotUsage(count=0, size=0)
         try:
-            with flocked(self.root, fcntl.LOCK_EX | fcntl.LOCK_NB):
+            with self.idle():
                 count = freed = kept = 0
                 for path, _used, size in self._items():
                     if not everything and keep_storage is not None and kept + size <= keep_storage:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 import click
@@ -13,25 +12,10 @@ from anybuild.builder.build import data_dir
 from anybuild.builder.cache import PruneResult, StepStore, StoredEntry
 from anybuild.builder.stack import LayerSnapshots, SnapshotUsage
 from anybuild.cli.session import Session, output_options, pass_session
-from anybuild.errors import UsageError
+from anybuild.oci.layout import LayoutStore, Swept
+from anybuild.sizes import parse_size
 
 __all__ = ["cache", "parse_size"]
-
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3,
-          "t": 1024**4, "tb": 1024**4}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
-
-
-def parse_size(text: str) -> int:
-    """``512MB``, ``10g``, ``1.5GB``, ``4096`` → bytes (binary units, as docker's --keep-storage)."""
-    match = _SIZE.match(text.lower())
-    unit = match[2] if match is not None else ""
-    if unit.endswith("ib"):
-        unit = unit[:-2] + "b"
-    if match is None or unit not in _UNITS:
-        raise UsageError(f"--keep-storage {text!r} is not a size", hint="write e.g. 512MB or 10GB")
-    return int(float(match[1]) * _UNITS[unit])
-
 
 def _store(session: Session) -> StepStore:
     return StepStore(data_dir(session.env) / "cache" / "steps")
@@ -106,22 +90,46 @@ Examples:
 def prune(session: Session, keep_storage: str | None, everything: bool) -> None:
     """Remove least recently used steps (and blobs no step uses) and unpacked layer snapshots.
 
-    --keep-storage applies to the cached layers and, separately, to the snapshots.
+    --keep-storage applies to the cached layers and, separately, to the snapshots. Blobs of
+    built images that nothing needs any more leave the image store too; --all also forgets
+    the pulled base images (pulled again when a build needs them).
     """
     limit = parse_size(keep_storage) if keep_storage is not None else None
     result = _store(session).prune(keep_storage=limit, everything=everything)
-    snapshots = _snapshots(session).prune(keep_storage=limit, everything=everything)
+    snapshots = _snapshots(session)
+    unpacked = snapshots.prune(keep_storage=limit, everything=everything)
+    swept = _sweep(session, snapshots, everything=everything)
     data: dict[str, object] = {"entries": result.entries, "blobs": result.blobs, "freed": result.freed,
-                               "snapshots": None if snapshots is None else snapshots.count,
-                               "snapshots_freed": None if snapshots is None else snapshots.size}
-    session.emit(data, lambda console: _render_prune(console, result, snapshots))
+                               "snapshots": None if unpacked is None else unpacked.count,
+                               "snapshots_freed": None if unpacked is None else unpacked.size,
+                               "store_blobs": None if swept is None else swept.blobs,
+                               "store_freed": None if swept is None else swept.freed}
+    session.emit(data, lambda console: _render_prune(console, result, unpacked, swept))
 
 
-def _render_prune(console: Console, result: PruneResult, snapshots: SnapshotUsage | None) -> None:
+def _sweep(session: Session, snapshots: LayerSnapshots, *, everything: bool) -> Swept | None:
+    """The image store's blobs nothing reaches (with --all, pulled base images too); None while a build runs."""
+    root = data_dir(session.env) / "store"
+    if not (root / "oci-layout").is_file():
+        return Swept(blobs=0, freed=0)
+    store = LayoutStore.open(root)
+    try:
+        with snapshots.idle():
+            if everything:
+                store.forget_all()
+            return store.sweep()
+    except BlockingIOError:
+        return None
+
+
+def _render_prune(console: Console, result: PruneResult, snapshots: SnapshotUsage | None,
+                  swept: Swept | None) -> None:
     console.print(f"removed {result.entries} cached step(s) and {result.blobs} blob(s), "
                   f"freed {result.freed} bytes", markup=False)
-    if snapshots is None:
-        console.print("layer snapshots not pruned: a build is using them; run prune again when it ends",
-                      markup=False)
-    elif snapshots.count:
+    if snapshots is None or swept is None:
+        console.print("layer snapshots and the image store not pruned: a build is using them; "
+                      "run prune again when it ends", markup=False)
+    if snapshots is not None and snapshots.count:
         console.print(f"removed {snapshots.count} layer snapshot(s), freed {snapshots.size} bytes", markup=False)
+    if swept is not None and swept.blobs:
+        console.print(f"removed {swept.blobs} blob(s) from the image store, freed {swept.freed} bytes", markup=False)

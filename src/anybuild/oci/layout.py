@@ -14,19 +14,21 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from anybuild.errors import IntegrityError
 from anybuild.oci.descriptor import Descriptor, canonical_json, load_json_object
 from anybuild.oci.digest import CHUNK_SIZE, Digest, DigestAlgorithm, Hasher
-from anybuild.oci.manifest import Index
+from anybuild.oci.manifest import Index, Manifest, parse_document
 from anybuild.oci.mediatype import MediaType
 
-__all__ = ["REF_NAME", "BlobStore", "LayoutStore", "atomic_write"]
+__all__ = ["REF_NAME", "BlobStore", "LayoutStore", "Swept", "atomic_write", "unlink_counting"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
 _LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
+_DOCUMENTS = frozenset(str(m) for m in MediaType if m.is_manifest or m.is_index)
 
 
 class BlobStore(Protocol):
@@ -66,6 +68,22 @@ def atomic_write(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    blobs: int
+    freed: int  # bytes whose last link was removed (a blob also linked elsewhere frees nothing)
+
+
+def unlink_counting(path: Path) -> int:
+    """Remove *path*; the bytes that freed (0 while another hard link keeps the data)."""
+    try:
+        info = path.stat()
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return info.st_size if info.st_nlink == 1 else 0
 
 
 class LayoutStore:
@@ -219,6 +237,49 @@ class LayoutStore:
             ]
             self._write_index(Index(manifests=(*kept, entry)))
         return entry
+
+    def reachable(self) -> set[Digest]:
+        """The blobs index.json reaches: its manifests, their configs and layers, nested indexes' too."""
+        seen: set[Digest] = set()
+        pending = list(self.index().manifests)
+        while pending:
+            descriptor = pending.pop()
+            if descriptor.digest in seen:
+                continue
+            seen.add(descriptor.digest)
+            if descriptor.media_type not in _DOCUMENTS:
+                continue  # a config or a layer
+            try:
+                document = parse_document(self.read_blob(descriptor), media_type=descriptor.media_type,
+                                          what=f"blob {descriptor.digest}")
+            except (OSError, IntegrityError):
+                continue  # a missing or foreign document keeps only itself
+            if isinstance(document, Manifest):
+                pending += [document.config, *document.layers]
+                if document.subject is not None:
+                    pending.append(document.subject)
+            else:
+                pending += document.manifests
+        return seen
+
+    def forget_all(self) -> None:
+        """Empty index.json (its images' blobs become unreachable: :meth:`sweep` removes them)."""
+        with self._index_lock():
+            self._write_index(Index(manifests=()))
+
+    def sweep(self) -> Swept:
+        """Remove every blob index.json does not reach, and writes left by killed processes.
+
+        The caller makes sure nothing is writing to the layout (a build holds a lock for that).
+        """
+        keep = {d.hex for d in self.reachable()}
+        count = freed = 0
+        for directory in (self.root / "blobs").iterdir() if (self.root / "blobs").is_dir() else ():
+            for blob in directory.iterdir():
+                if blob.name not in keep:
+                    freed += unlink_counting(blob)
+                    count += 1
+        return Swept(blobs=count, freed=freed)
 
     def resolve(self, tag: str | None = None) -> Descriptor:
         """The index entry named *tag*; without a tag, the only entry."""

@@ -30,7 +30,7 @@ from anybuild.errors import IntegrityError
 from anybuild.oci.config import ContainerConfig, History
 from anybuild.oci.descriptor import Descriptor
 from anybuild.oci.digest import Digest, Hasher
-from anybuild.oci.layout import LayoutStore
+from anybuild.oci.layout import LayoutStore, unlink_counting
 
 __all__ = ["CacheEntry", "PruneResult", "StepStore", "StoredEntry", "key_hex"]
 
@@ -247,8 +247,7 @@ class StepStore:
             if blob_root.is_dir():
                 for blob in blob_root.glob("*/*"):
                     if blob.name not in wanted:
-                        freed += blob.stat().st_size
-                        blob.unlink()
+                        freed += unlink_counting(blob)  # a blob the layout store also links frees nothing yet
                         blobs += 1
         return PruneResult(entries=removed, blobs=blobs, freed=freed)
 
