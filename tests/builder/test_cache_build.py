@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -62,13 +63,17 @@ def cached(result: BuildResult) -> list[tuple[str, bool]]:
 
 def test_cache_rebuild_no_change_hits_every_step_same_digest(tmp_path: Path, busybox: dict[str, str]) -> None:
     context = make_context(tmp_path / "ctx")
-    first, _ = build(context, busybox, tmp_path / "data")
+    first, first_sink = build(context, busybox, tmp_path / "data")
     second, sink = build(context, busybox, tmp_path / "data")
     assert first.cache_hits == 0
     assert [c for _, c in cached(second)] == [True] * 7  # every step but the ARG (which has no result)
     assert second.cache_hits == 7
     assert second.digest == first.digest
     assert any(line.endswith(" CACHED") for line in sink.lines)
+    # each step that ran says so with its time, as BuildKit's plain progress does; a cached one does not
+    done = [line for line in first_sink.lines if re.fullmatch(r"#\[0 \d/8\] DONE \d+\.\ds", line)]
+    assert len(done) == 7, first_sink.lines
+    assert not [line for line in sink.lines if " DONE " in line]
 
 
 def test_cache_changed_context_file_misses_from_its_copy(tmp_path: Path, busybox: dict[str, str]) -> None:

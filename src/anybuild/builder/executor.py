@@ -257,9 +257,11 @@ class Executor:
             state.author = result.author
         if result.cmd_set:
             state.cmd_set = True
-        self.steps.append(StepTiming(name=f"{label} {self.redactor(text)}", seconds=time.monotonic() - started))
+        seconds = time.monotonic() - started
+        self.steps.append(StepTiming(name=f"{label} {self.redactor(text)}", seconds=seconds))
         if self.cache is not None:
             self.cache.record(self, state)
+        self.on_line(f"#{label} DONE {seconds:.1f}s")  # as BuildKit's plain progress says it
 
     def _run(self, state: _State, instr: Run) -> StepResult:
         ctx = RunContext(
