@@ -607,7 +607,7 @@ def main() -> int:
                 # each run starts with the next tool, so no tool always follows the same one (buildah, for
                 # one, deletes its working container's files after every step)
                 for tool in ready[run % len(ready):] + ready[:run % len(ready)] if ready else []:
-                    cost = settle(work / "probes", args.settle) if args.settle > 0 else creation_cost(work / "probes")
+                    cost = settle(work / "probes", args.settle)  # --settle 0: one measurement, no wait
                     print(f"run {run + 1}/{args.runs}: {tool.name} (file creation {cost:.0f} µs)", file=sys.stderr,
                           flush=True)
                     bench.run_tool(tool, run)

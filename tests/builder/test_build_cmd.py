@@ -1,16 +1,20 @@
-"""`anybuild build` argument parsing and the builtin backend's verdict (CLI and backend seams)."""
+"""`anybuild build` argument parsing, its background probes and the builtin backend's verdict."""
 
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from anybuild.backends.base import SecretSpec
 from anybuild.backends.builtin import BuiltinBackend, builtin_verdict
+from anybuild.cli import build_cmd
 from anybuild.cli.build_cmd import parse_build_args, parse_mirrors, parse_secret
 from anybuild.cli.main import main
+from anybuild.environment.context import ProbeContext
 from anybuild.environment.facts import FactKey, Facts
 from anybuild.errors import UsageError
 
@@ -120,3 +124,27 @@ def test_builtin_backend_constructible_without_arguments() -> None:
     backend = BuiltinBackend()
     assert backend.name == "builtin"
     assert backend.available(facts(**{str(FactKey.UID): 0})).ok
+
+
+def test_probe_in_background_gives_the_build_scoped_facts(tmp_path: Path) -> None:
+    ctx = ProbeContext(env={**os.environ, "ANYBUILD_DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path, thorough=False)
+    facts = build_cmd._probe_in_background(ctx)()
+    assert facts.value(FactKey.UID) == os.geteuid()
+    assert facts.value(FactKey.ANYBUILD_OVERLAY) is None  # the builder makes its own trial
+    assert "the built-in builder tries overlay itself" in facts.evidence(FactKey.ANYBUILD_OVERLAY)
+
+
+def test_probe_in_background_runs_beside_the_caller_and_reraises(monkeypatch: pytest.MonkeyPatch) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def probe(_ctx: ProbeContext) -> Facts:
+        started.set()
+        release.wait(5)
+        raise RuntimeError("probe bug")
+
+    monkeypatch.setattr(build_cmd, "collect_facts", probe)
+    join = build_cmd._probe_in_background(ProbeContext(trials=False))
+    assert started.wait(5)  # it runs while the caller goes on (importing the builder, in a build)
+    release.set()
+    with pytest.raises(RuntimeError, match="probe bug"):
+        join()

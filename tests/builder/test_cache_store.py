@@ -76,6 +76,17 @@ def test_store_prune_keep_storage_removes_least_recently_used(tmp_path: Path, la
     assert store.entries() == [] and store.usage() == 0
 
 
+def test_store_prune_release_removes_least_recently_used_until_enough_is_gone(tmp_path: Path,
+                                                                               layers: LayoutStore) -> None:
+    store = StepStore(tmp_path / "steps")
+    old, new = entry(layers, "e", b"x" * 100), entry(layers, "1", b"y" * 100)
+    store.put(old, layers)
+    store.put(new, layers)
+    os.utime(store.entries_dir / f"{old.key[7:]}.json", (1, 1))
+    assert store.prune(release=1).entries == 1  # one byte asked for: the older entry goes, whole
+    assert [e.entry.key for e in store.entries()] == [new.key]
+
+
 def test_store_concurrent_writers_same_and_different_keys(tmp_path: Path, layers: LayoutStore) -> None:
     store = StepStore(tmp_path / "steps")
     entries = [entry(layers, name, name.encode() * 1000) for name in "0123456789"]

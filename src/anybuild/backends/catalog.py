@@ -18,7 +18,7 @@ from anybuild.config import BackendName
 from anybuild.environment.facts import FactKey, Facts
 from anybuild.process import Runner
 
-__all__ = ["LOCAL_BACKENDS", "AvailabilityCheck", "availability_checks", "create_backend"]
+__all__ = ["LOCAL_BACKENDS", "AvailabilityCheck", "availability_checks", "backend_class", "create_backend"]
 
 AvailabilityCheck = Callable[[Facts], Verdict]
 
@@ -27,7 +27,7 @@ LOCAL_BACKENDS: frozenset[BackendName] = frozenset(
 )
 
 
-def _lazy_class(name: BackendName) -> type[Any] | str:
+def backend_class(name: BackendName) -> type[Any] | str:
     """The ``<Name>Backend`` class of ``anybuild.backends.<name>``, or why it is missing."""
     try:
         module = importlib.import_module(f"anybuild.backends.{name}")
@@ -45,7 +45,7 @@ def _lazy_class(name: BackendName) -> type[Any] | str:
 
 def _lazy_check(name: BackendName) -> AvailabilityCheck:
     def check(facts: Facts) -> Verdict:
-        found = _lazy_class(name)
+        found = backend_class(name)
         if isinstance(found, str):
             return Verdict(ok=False, reason=found, fix="use another backend")
         try:
@@ -88,7 +88,7 @@ def create_backend(name: BackendName, facts: Facts, *, runner: Runner, env: Mapp
         case BackendName.BUILDAH | BackendName.PODMAN:
             return BuildahBackend.from_facts(facts, runner=runner, env=env, tool=name)
         case _:
-            found = _lazy_class(name)
+            found = backend_class(name)
             if isinstance(found, str):
                 raise LookupError(found)
             factory = getattr(found, "from_facts", None)

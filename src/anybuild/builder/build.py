@@ -153,15 +153,18 @@ def _outputs(request: BuildRequest, store: LayoutStore, image: BuiltImage, *, en
     return tuple(references)
 
 
-def sweep_store(store: LayoutStore, snapshots: LayerSnapshots) -> Swept | None:
+def sweep_store(store: LayoutStore, snapshots: LayerSnapshots, *, forget: bool = False) -> Swept | None:
     """Remove the blobs of the layout store that its index does not reach, unless a build is running.
 
     Built images' blobs are written to the store, pushed or exported from there, and then needed
     by nothing: the step cache keeps its own link to every layer, and pulled images stay indexed.
-    Without this the store grew by every build's layers (300 MB a build of W2). ``None``: skipped.
+    Without this the store grew by every build's layers (300 MB a build of W2). With *forget* the
+    pulled images go too (``cache prune --all``). ``None``: skipped.
     """
     try:
         with snapshots.idle():
+            if forget:
+                store.forget_all()
             return store.sweep()
     except BlockingIOError:
         return None

@@ -156,18 +156,23 @@ class LayerSnapshots:
         with contextlib.suppress(OSError):
             os.utime(self.path(chain))
 
-    def prune(self, *, keep_storage: int | None = None, everything: bool = False) -> SnapshotUsage | None:
-        """Remove least recently used snapshots beyond *keep_storage* bytes (all with *everything*).
+    def prune(self, *, keep_storage: int | None = None, release: int | None = None,
+              everything: bool = False) -> SnapshotUsage | None:
+        """Remove least recently used snapshots beyond *keep_storage* bytes, or until *release* bytes
+        of them are gone (all with *everything*).
 
         Snapshots are unpacked layers, made again from their blobs when needed. None when a
         running build holds them (nothing is removed then).
         """
-        if not self.root.is_dir() or (keep_storage is None and not everything):
+        if not self.root.is_dir() or (keep_storage is None and release is None and not everything):
             return SnapshotUsage(count=0, size=0)
         try:
             with self.idle():
+                items = self._items()  # one walk of the trees, for both the budget and the removal
+                if release is not None:
+                    keep_storage = max(0, sum(size for _, _, size in items) - release)
                 count = freed = kept = 0
-                for path, _used, size in self._items():
+                for path, _used, size in items:
                     if not everything and keep_storage is not None and kept + size <= keep_storage:
                         kept += size
                         continue

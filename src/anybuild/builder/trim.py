@@ -95,15 +95,12 @@ def trim_data_dir(root: Path, minimum: MinFree) -> Trimmed | None:
     wanted = minimum.of(total)
     if free >= wanted:
         return None
-    snapshots = LayerSnapshots(root / "snapshots")
-    usage = snapshots.usage()
-    pruned = snapshots.prune(keep_storage=max(0, usage.size - (wanted - free)))
+    pruned = LayerSnapshots(root / "snapshots").prune(release=wanted - free)
     if pruned is None:
         return None
     after, _ = _free(root)
     steps = 0
     if after < wanted:
-        store = StepStore(root / "cache" / "steps")
-        steps = store.prune(keep_storage=max(0, store.usage() - (wanted - after))).entries
+        steps = StepStore(root / "cache" / "steps").prune(release=wanted - after).entries
         after, _ = _free(root)
     return Trimmed(free_before=free, free_after=after, wanted=wanted, snapshots=pruned.count, steps=steps)

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from anybuild.builder.build import data_dir
+from anybuild.builder.build import data_dir, sweep_store
 from anybuild.builder.cache import PruneResult, StepStore, StoredEntry
 from anybuild.builder.stack import LayerSnapshots, SnapshotUsage
 from anybuild.cli.session import Session, output_options, pass_session
@@ -112,14 +112,7 @@ def _sweep(session: Session, snapshots: LayerSnapshots, *, everything: bool) -> 
     root = data_dir(session.env) / "store"
     if not (root / "oci-layout").is_file():
         return Swept(blobs=0, freed=0)
-    store = LayoutStore.open(root)
-    try:
-        with snapshots.idle():
-            if everything:
-                store.forget_all()
-            return store.sweep()
-    except BlockingIOError:
-        return None
+    return sweep_store(LayoutStore.open(root), snapshots, forget=everything)
 
 
 def _render_prune(console: Console, result: PruneResult, snapshots: SnapshotUsage | None,

@@ -229,13 +229,18 @@ class StepStore:
                     problems.append(f"{stored.entry.key}: {exc.message}")
         return problems
 
-    def prune(self, *, keep_storage: int | None = None, everything: bool = False) -> PruneResult:
-        """Remove least recently used entries until their blobs fit *keep_storage* bytes; then orphans."""
+    def prune(self, *, keep_storage: int | None = None, release: int | None = None,
+              everything: bool = False) -> PruneResult:
+        """Remove least recently used entries until their blobs fit *keep_storage* bytes, or until
+        *release* bytes of them are gone; then orphans."""
         removed = freed = blobs = 0
         with self._locked(fcntl.LOCK_EX):
+            entries = self.entries()  # most recent first
+            if release is not None:
+                keep_storage = max(0, sum(stored.size for stored in entries) - release)
             kept_size = 0
             keep: list[StoredEntry] = []
-            for stored in self.entries():  # most recent first
+            for stored in entries:
                 if everything or (keep_storage is not None and kept_size + stored.size > keep_storage):
                     (self.entries_dir / f"{key_hex(stored.entry.key)}.json").unlink(missing_ok=True)
                     removed += 1

@@ -68,15 +68,7 @@ def parse_chmod(value: str | None) -> int | None:
 
 
 def _entries(root: RootDir, rel: str) -> list[str]:
-    fd = root.open_dir(rel)
-    try:
-        readable = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
-        try:
-            return sorted(e.name for e in os.scandir(readable))
-        finally:
-            os.close(readable)
-    finally:
-        os.close(fd)
+    return [name for name, _ in _children(root, rel, follow=True)]
 
 
 def expand_sources(root: RootDir, pattern: str, *, ignored: Callable[[str], bool], what: str) -> list[Source]:
@@ -110,9 +102,9 @@ def _excluded(rel: str, excludes: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(posixpath.basename(rel), p) for p in excludes)
 
 
-def _children(root: RootDir, rel: str) -> list[tuple[str, os.stat_result]]:
+def _children(root: RootDir, rel: str, *, follow: bool = False) -> list[tuple[str, os.stat_result]]:
     """(name, lstat) of directory *rel*'s entries, sorted by name (one ``fstatat`` each)."""
-    fd = root.open_dir(rel, follow=False)
+    fd = root.open_dir(rel, follow=follow)
     try:
         readable = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
         try:
