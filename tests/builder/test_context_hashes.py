@@ -6,7 +6,9 @@ import os
 import time
 from pathlib import Path
 
-from anybuild.builder.cache.hashes import SETTLE_NS, ContextHashes
+import pytest
+
+from anybuild.builder.cache.hashes import FINE_SETTLE_NS, SETTLE_NS, ContextHashes, settle_ns
 from anybuild.builder.cache.key import hash_files
 
 
@@ -57,14 +59,47 @@ def test_edit_with_same_size_and_restored_mtime_still_seen(tmp_path: Path) -> No
     assert hashes.reads == 6
 
 
-def test_file_changed_just_now_is_not_remembered(tmp_path: Path) -> None:
+def newest_change(context: Path, files: list[str]) -> int:
+    infos = [(context / f).lstat() for f in files]
+    return max(max(i.st_mtime_ns, i.st_ctime_ns) for i in infos)
+
+
+def test_file_changed_within_a_tick_is_not_remembered(tmp_path: Path) -> None:
     context, files = make(tmp_path)
-    hashes = ContextHashes()  # the real clock: every file was written a moment ago
+    now = newest_change(context, files) + settle_ns(*_times(context / files[0])) // 2
+    hashes = ContextHashes(clock_ns=lambda: now)
     hash_files(context, files, hashes)
     hash_files(context, files, hashes)
 
     assert hashes.reads == 10
     assert hashes.entries == {}
+
+
+def test_file_changed_a_moment_ago_on_a_fine_grained_filesystem_is_remembered(tmp_path: Path) -> None:
+    """A checkout just before a build costs one read, not two: ns timestamps settle in 100 ms."""
+    context, files = make(tmp_path)
+    if settle_ns(*_times(context / files[0])) != FINE_SETTLE_NS:
+        pytest.skip(f"{tmp_path} keeps whole-second timestamps")
+    now = newest_change(context, files) + 2 * FINE_SETTLE_NS  # well under SETTLE_NS
+    hashes = ContextHashes(clock_ns=lambda: now)
+    hash_files(context, files, hashes)
+    hash_files(context, files, hashes)
+
+    assert hashes.reads == 5
+    assert set(hashes.entries) == set(files)
+
+
+def _times(path: Path) -> tuple[int, int]:
+    info = path.lstat()
+    return info.st_mtime_ns, info.st_ctime_ns
+
+
+def test_settle_time_follows_the_timestamps_grain() -> None:
+    second = 1_000_000_000
+    assert settle_ns(1_700_000_000 * second + 123_456_789, 1_700_000_000 * second + 5) == FINE_SETTLE_NS
+    assert settle_ns(1_700_000_000 * second, 1_700_000_000 * second + 40_000_000) == FINE_SETTLE_NS  # mtime restored
+    assert settle_ns(1_700_000_000 * second, 1_700_000_002 * second) == SETTLE_NS  # FAT, ext3
+    assert FINE_SETTLE_NS < SETTLE_NS
 
 
 def test_unreadable_memory_is_empty_not_an_error(tmp_path: Path) -> None:

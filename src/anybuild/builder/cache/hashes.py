@@ -5,9 +5,13 @@ context files they read; reading a 2,000-file source tree on every rebuild costs
 more than the rest of a no-change rebuild. :class:`ContextHashes` keeps, per
 context directory, each file's digest with the ``(size, mtime, ctime, inode)`` it
 had when read, and reads the file again only when one of them changed. ``ctime``
-cannot be set by users and moves on every write, so an edit is always seen; a file
-changed less than :data:`SETTLE_NS` before it was hashed is not remembered (its
-next change could fall within the same timestamp tick).
+cannot be set by users and moves on every write, so an edit is always seen. A file
+changed within one timestamp tick of being hashed is not remembered: its next change
+could get the same timestamps (git calls such an entry "racily clean"). The tick is
+guessed from the timestamps themselves: nanosecond ones (ext4, xfs, btrfs, tmpfs)
+move with the kernel's coarse clock, every 1-10 ms, so :data:`FINE_SETTLE_NS` is ample;
+whole-second ones (FAT, ext3, some network filesystems) need :data:`SETTLE_NS`.
+A checkout or a generator that runs just before a build thus costs no second read.
 
 The file (``DATA/cache/context/<hash of the context path>.json``) is written
 atomically; a missing or unreadable one is an empty memory, never an error.
@@ -27,9 +31,11 @@ from pathlib import Path
 from anybuild.builder.snapshot import file_digest
 from anybuild.oci.layout import atomic_write
 
-__all__ = ["SETTLE_NS", "ContextHashes"]
+__all__ = ["FINE_SETTLE_NS", "SETTLE_NS", "ContextHashes", "settle_ns"]
 
-SETTLE_NS = 2_000_000_000
+SETTLE_NS = 2_000_000_000  # whole-second timestamps (FAT's are even 2 s)
+FINE_SETTLE_NS = 100_000_000  # ten ticks of the slowest coarse clock (HZ=100)
+_SECOND_NS = 1_000_000_000
 _VERSION = 1
 
 Entry = tuple[int, int, int, int, str]  # size, mtime_ns, ctime_ns, inode, sha256 hex
@@ -66,7 +72,8 @@ class ContextHashes:
             return known[4]
         digest = file_digest(path).removeprefix("sha256:")
         self.reads += 1
-        if self.clock_ns() - max(info.st_mtime_ns, info.st_ctime_ns) > SETTLE_NS:
+        changed = max(info.st_mtime_ns, info.st_ctime_ns)
+        if self.clock_ns() - changed > settle_ns(info.st_mtime_ns, info.st_ctime_ns):
             self.entries[rel] = (*key, digest)
             self.changed = True
         elif self.entries.pop(rel, None) is not None:
@@ -82,3 +89,14 @@ class ContextHashes:
             with atomic_write(self.file) as stream:
                 stream.write(json.dumps({"version": _VERSION, "files": self.entries}).encode())
             self.changed = False
+
+
+def settle_ns(mtime_ns: int, ctime_ns: int) -> int:
+    """How long after its last change a file's digest may be remembered, by its timestamps' grain.
+
+    A timestamp with a fraction of a second proves a fine-grained filesystem; two whole
+    seconds are (almost always) a coarse one, so they get the long wait.
+    """
+    if mtime_ns % _SECOND_NS or ctime_ns % _SECOND_NS:
+        return FINE_SETTLE_NS
+    return SETTLE_NS
