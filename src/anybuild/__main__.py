@@ -1,6 +1,6 @@
 """`python -m anybuild`."""
 
-from anybuild.cli.main import main
+from anybuild.cli.main import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -11,7 +11,7 @@ import pytest
 
 from anybuild import __version__
 from anybuild.cli.commands import COMMANDS
-from anybuild.cli.main import main
+from anybuild.cli.main import _status, main
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "moltbook"
 
@@ -67,6 +67,45 @@ def test_python_m_anybuild_version_runs() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert __version__ in proc.stdout
+
+
+def program(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -c CODE ARGS`` with stdout and stderr on pipes (block-buffered, as under CI)."""
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
+
+
+RUN = "import sys; from anybuild.cli.main import run; sys.argv = ['anybuild', *sys.argv[1:]]; run()"
+
+
+def test_program_quick_exit_flushes_output_and_keeps_exit_codes() -> None:
+    helped = program(RUN, "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "anybuild diagnose build.log" in helped.stdout  # the epilog, at the end
+
+    wrong = program(RUN, "frobnicate")
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith("error: ")
+    assert "Traceback" not in wrong.stderr
+
+
+def test_program_quick_exit_runs_exit_handlers_and_waits_for_threads() -> None:
+    code = (
+        "import atexit, threading, time\n"
+        "atexit.register(lambda: print('handler ran'))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread finished', flush=True))).start()\n"
+        + RUN.replace("; ", "\n")
+    )
+    done = program(code, "--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("anybuild, version")
+    assert "thread finished" in done.stdout
+    assert "handler ran" in done.stdout  # printed after main returned, unflushed: the exit flushed it
+
+
+def test_exit_status_as_python_gives_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (_status(None), _status(0), _status(3), _status(256 + 7)) == (0, 0, 3, 7)
+    assert _status("fatal: no") == 1
+    assert capsys.readouterr().err == "fatal: no\n"
 
 
 def test_config_show_example_prints_both_images(
