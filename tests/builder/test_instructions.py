@@ -193,6 +193,36 @@ def test_copy_into_through_absolute_symlink_stays_in_rootfs(trees, tmp_path: Pat
     assert not Path("/usr/lib/x/one.md").exists()
 
 
+@pytest.mark.parametrize("existing", ["file", "directory", "symlink-out", "fifo"])
+def test_copy_into_file_replaces_what_is_at_its_destination(trees, tmp_path: Path, existing: str) -> None:
+    """Whatever the rootfs has at the file's path is replaced, never written through."""
+    src, dst, dest_path = trees
+    outside = tmp_path / "outside.txt"
+    outside.write_text("host")
+    (dest_path / "app").mkdir()
+    target = dest_path / "app" / "one.md"
+    if existing == "file":
+        target.write_text("old and longer")
+        target.chmod(0o600)
+    elif existing == "directory":
+        (target / "inner").mkdir(parents=True)
+        (target / "inner" / "x").write_text("x")
+    elif existing == "symlink-out":
+        target.symlink_to(outside)
+    else:
+        os.mkfifo(target)
+    (src.path / "one.md").chmod(0o640)
+    os.utime(src.path / "one.md", ns=(1_000_000_000, 2_000_000_000))
+
+    copy_into(dst, expand_sources(src, "one.md", ignored=lambda _r: False, what="COPY"), plan("/app/"))
+
+    info = target.lstat()
+    assert target.is_file() and not target.is_symlink()
+    assert target.read_text() == "1"
+    assert (info.st_mode & 0o7777, info.st_uid, info.st_gid, info.st_mtime_ns) == (0o640, 0, 0, 2_000_000_000)
+    assert outside.read_text() == "host"
+
+
 def test_copy_into_chmod_and_owner_applied(trees) -> None:
     src, dst, dest_path = trees
     sources = expand_sources(src, "dir", ignored=lambda _r: False, what="COPY")

@@ -176,13 +176,19 @@ class _Writer:
 
     def put(self, src: Source, src_rel: str, info: os.stat_result, dest: str) -> None:
         """Copy one entry (not its children) to *dest* (a clean path in the rootfs)."""
-        resolved = self.resolve_dir(posixpath.dirname(dest) or ".")
-        target = posixpath.join(resolved, posixpath.basename(dest)) if resolved != "." else posixpath.basename(dest)
+        head, _, name = dest.rpartition("/")
+        resolved = self.resolve_dir(head or ".")
+        target = f"{resolved}/{name}" if resolved != "." else name
         uid, gid = self.owner(info)
         mode = stat.S_IMODE(info.st_mode)
         if self.plan.chmod is not None and not stat.S_ISLNK(info.st_mode):
             mode = self.plan.chmod & 0o777  # BuildKit keeps only the permission bits of --chmod
         times = (info.st_atime_ns, info.st_mtime_ns)
+        if stat.S_ISREG(info.st_mode):  # the common case, in the fewest system calls
+            parent = self.dest_root.borrow_dir(resolved, create=True)
+            self._file(src, src_rel, parent, name, meta=(uid, gid, mode), times=times)
+            self.written.append(target)
+            return
         with self.dest_root.parent(target, create=True) as (fd, name):
             existing = _lstat_at(fd, name)
             if stat.S_ISDIR(info.st_mode):
@@ -202,8 +208,6 @@ class _Writer:
                         os.symlink(os.readlink(sname, dir_fd=sfd), name, dir_fd=fd)
                     self._resolved.clear()  # a path through it now resolves elsewhere
                     os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
-                elif stat.S_ISREG(info.st_mode):
-                    self._file(src, src_rel, fd, name, (uid, gid, mode))
                 elif stat.S_ISFIFO(info.st_mode):
                     os.mkfifo(name, mode, dir_fd=fd)
                     os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
@@ -221,17 +225,24 @@ class _Writer:
             with self.dest_root.parent(target) as (fd, name):
                 os.utime(name, ns=times, dir_fd=fd, follow_symlinks=False)
 
-    def _file(self, src: Source, src_rel: str, fd: int, name: str, meta: tuple[int, int, int]) -> None:
+    def _file(self, src: Source, src_rel: str, fd: int, name: str, *, meta: tuple[int, int, int],
+              times: tuple[int, int]) -> None:
+        """Copy a regular file to *name* in *fd*, replacing whatever is there."""
         uid, gid, mode = meta
         source = src.root.open_file(src_rel, follow=True)
         try:
-            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                          dir_fd=fd)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                out = os.open(name, flags, 0o600, dir_fd=fd)
+            except FileExistsError:
+                remove_at(fd, name)
+                out = os.open(name, flags, 0o600, dir_fd=fd)
             try:
                 while chunk := os.read(source, _CHUNK):
                     os.write(out, chunk)
                 os.fchown(out, uid, gid)
                 os.fchmod(out, mode)
+                os.utime(out, ns=times)
             finally:
                 os.close(out)
         finally:
