@@ -397,44 +397,45 @@ class _EntryWriter:
             info.uname = info.gname = ""
             tar.addfile(info)
             return
-        with self.root.parent(name, follow=False) as (dir_fd, base):
-            st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
-            info = tarfile.TarInfo(name)
-            info.mode = stat.S_IMODE(st.st_mode)
-            uid, gid = st.st_uid, st.st_gid
-            if self.owner_map is not None:
-                uid, gid = self.owner_map(uid, gid)
-            if (meta := self.recorded.get(name)) is not None:
-                uid, gid, info.mode = meta.uid, meta.gid, meta.mode
-            info.uid, info.gid = uid, gid
-            info.uname = info.gname = ""
-            info.mtime = self._mtime(st.st_mtime)
-            mode = st.st_mode
-            if stat.S_ISDIR(mode):
-                info.type = tarfile.DIRTYPE
-            elif stat.S_ISLNK(mode):
-                info.type = tarfile.SYMTYPE
-                info.linkname = os.readlink(base, dir_fd=dir_fd)
-            elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-                info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            elif stat.S_ISFIFO(mode):
-                info.type = tarfile.FIFOTYPE
-            elif stat.S_ISREG(mode):
-                key = (st.st_dev, st.st_ino)
-                if st.st_nlink > 1 and key in self.links:
-                    info.type = tarfile.LNKTYPE
-                    info.linkname = self.links[key]
-                else:
-                    if st.st_nlink > 1:
-                        self.links[key] = name
-                    self._add_file(tar, info, dir_fd, base, st)
-                    return
+        head, _, base = name.rpartition("/")
+        dir_fd = self.root.borrow_dir(head, follow=False)  # used only until this entry is written
+        st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
+        info = tarfile.TarInfo(name)
+        info.mode = stat.S_IMODE(st.st_mode)
+        uid, gid = st.st_uid, st.st_gid
+        if self.owner_map is not None:
+            uid, gid = self.owner_map(uid, gid)
+        if (meta := self.recorded.get(name)) is not None:
+            uid, gid, info.mode = meta.uid, meta.gid, meta.mode
+        info.uid, info.gid = uid, gid
+        info.uname = info.gname = ""
+        info.mtime = self._mtime(st.st_mtime)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            info.type = tarfile.DIRTYPE
+        elif stat.S_ISLNK(mode):
+            info.type = tarfile.SYMTYPE
+            info.linkname = os.readlink(base, dir_fd=dir_fd)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        elif stat.S_ISFIFO(mode):
+            info.type = tarfile.FIFOTYPE
+        elif stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in self.links:
+                info.type = tarfile.LNKTYPE
+                info.linkname = self.links[key]
             else:
-                return  # sockets are never part of a layer (Docker skips them too)
-            if stat.S_ISDIR(mode):
-                info.pax_headers = self._xattrs(dir_fd, base, directory=True)
-            tar.addfile(info)
+                if st.st_nlink > 1:
+                    self.links[key] = name
+                self._add_file(tar, info, dir_fd, base, st)
+                return
+        else:
+            return  # sockets are never part of a layer (Docker skips them too)
+        if stat.S_ISDIR(mode):
+            info.pax_headers = self._xattrs(dir_fd, base, directory=True)
+        tar.addfile(info)
 
     def _add_file(self, tar: _TarOut, info: tarfile.TarInfo, dir_fd: int, base: str,
                   st: os.stat_result) -> None:

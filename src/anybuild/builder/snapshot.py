@@ -121,7 +121,7 @@ def path_key(path: str) -> tuple[str, ...]:
     return tuple(path.split("/"))
 
 
-def file_digest(path: Path) -> str:
+def file_digest(path: str | Path) -> str:
     """sha256 of a regular file, read without following a final symlink."""
     digest = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)

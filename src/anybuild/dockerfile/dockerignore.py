@@ -302,6 +302,8 @@ class DockerIgnore:
 
     def excluded(self, path: str) -> bool:
         """Whether *path* (or a parent directory of it) is excluded."""
+        if not self.patterns:
+            return False
         matched = False
         parent = posixpath.dirname(path)
         parents = parent.split("/") if parent not in ("", ".") else []

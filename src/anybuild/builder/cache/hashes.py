@@ -64,7 +64,7 @@ class ContextHashes:
             entries = {}
         return cls(file=file, entries=entries)
 
-    def sha256(self, path: Path, rel: str, info: os.stat_result) -> str:
+    def sha256(self, path: str | Path, rel: str, info: os.stat_result) -> str:
         """The hex SHA-256 of the regular file *path* (whose ``lstat`` is *info*)."""
         key = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
         known = self.entries.get(rel)

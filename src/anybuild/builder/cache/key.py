@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import stat
 from collections.abc import Mapping, Sequence
 from enum import Enum
@@ -111,15 +112,16 @@ def hash_files(root: Path, files: Sequence[str], hashes: ContextHashes | None = 
     """
     hashes = hashes if hashes is not None else ContextHashes()
     out: list[FileDigest] = []
+    top = str(root)
     for rel in files:
-        path = root / rel
+        path = f"{top}/{rel}"  # strings, not Paths: this runs for every context file on every build
         try:
-            info = path.lstat()
+            info = os.lstat(path)
         except FileNotFoundError:
             out.append((rel, "missing"))
             continue
         if stat.S_ISLNK(info.st_mode):
-            out.append((rel, "link:" + str(path.readlink())))
+            out.append((rel, "link:" + str(Path(path).readlink())))
             continue
         if not stat.S_ISREG(info.st_mode):
             out.append((rel, f"{stat.S_IFMT(info.st_mode):o}:{stat.S_IMODE(info.st_mode):o}"))
