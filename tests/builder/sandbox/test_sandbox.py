@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -211,3 +213,21 @@ def _sleepers(rootfs: Path) -> list[int]:
         if b"600" in cmdline and (root == str(rootfs) or any(str(rootfs).encode() in c for c in cmdline)):
             found.append(int(proc.name))
     return found
+
+
+def test_make_sandbox_loads_its_code_at_the_first_run_only(tmp_path: Path) -> None:
+    """A rebuild whose RUN steps all come from the cache never imports a sandbox (start-up time)."""
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from anybuild.builder.sandbox import SandboxFacts, SandboxKind, make_sandbox\n"
+        "made = [make_sandbox(k, work=Path(sys.argv[1]), facts=SandboxFacts(root=True)) for k in SandboxKind]\n"
+        "assert [m.kind for m in made] == list(SandboxKind), made\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('anybuild.builder.sandbox.'))\n"
+        "print(' '.join(loaded))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert "anybuild.builder.sandbox.model" in loaded
+    assert not loaded & {f"anybuild.builder.sandbox.{m}" for m in ("runc", "namespace", "proot", "init")}

@@ -1,13 +1,16 @@
 """RUN sandboxes: the strongest isolation the machine allows, chosen from facts.
 
 ``choose_sandbox(probe_sandbox_facts(), override)`` names the kind and the
-reason; :func:`make_sandbox` builds it. Every sandbox runs one
+reason; :func:`make_sandbox` builds it, on its first RUN (a rebuild whose RUN
+steps all come from the cache never loads a sandbox's code). Every sandbox runs one
 :class:`RunSpec` and leaves the rootfs exactly as the command left it: no
 mount, stub file, resolv.conf or secret behind.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from anybuild.builder.sandbox.model import (
@@ -24,26 +27,19 @@ from anybuild.builder.sandbox.model import (
     choose_sandbox,
     probe_sandbox_facts,
 )
-from anybuild.builder.sandbox.namespace import ChrootSandbox, UnshareSandbox
-from anybuild.builder.sandbox.proot import ProotSandbox
-from anybuild.builder.sandbox.runc import RuncSandbox
 from anybuild.process import Runner, SubprocessRunner
 
 __all__ = [
     "SANDBOX_ENV",
-    "ChrootSandbox",
     "Mount",
     "MountKind",
     "NetworkMode",
-    "ProotSandbox",
     "RunOutcome",
     "RunSpec",
-    "RuncSandbox",
     "Sandbox",
     "SandboxChoice",
     "SandboxFacts",
     "SandboxKind",
-    "UnshareSandbox",
     "choose_sandbox",
     "make_sandbox",
     "probe_sandbox_facts",
@@ -51,14 +47,37 @@ __all__ = [
 
 
 def make_sandbox(kind: SandboxKind, *, work: Path, facts: SandboxFacts, runner: Runner | None = None) -> Sandbox:
-    """The sandbox of *kind*, using the tool paths in *facts*."""
-    run = runner or SubprocessRunner()
+    """The sandbox of *kind*, using the tool paths in *facts*; made when it first runs."""
+    return _Deferred(kind=kind, make=lambda: _make(kind, work=work, facts=facts, runner=runner or SubprocessRunner()))
+
+
+@dataclass(slots=True, kw_only=True)
+class _Deferred:
+    kind: SandboxKind
+    make: Callable[[], Sandbox]
+    made: Sandbox | None = None
+
+    def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> RunOutcome:
+        if self.made is None:
+            self.made = self.make()
+        return self.made.run(spec, on_line)
+
+
+def _make(kind: SandboxKind, *, work: Path, facts: SandboxFacts, runner: Runner) -> Sandbox:
     match kind:
         case SandboxKind.RUNC:
-            return RuncSandbox(work=work, runtime=facts.runc or "runc", runner=run, root=facts.root)
+            from anybuild.builder.sandbox.runc import RuncSandbox  # loaded for a RUN only
+
+            return RuncSandbox(work=work, runtime=facts.runc or "runc", runner=runner, root=facts.root)
         case SandboxKind.UNSHARE:
-            return UnshareSandbox(work=work, unshare=facts.unshare or "unshare", runner=run, root=facts.root)
+            from anybuild.builder.sandbox.namespace import UnshareSandbox
+
+            return UnshareSandbox(work=work, unshare=facts.unshare or "unshare", runner=runner, root=facts.root)
         case SandboxKind.CHROOT:
-            return ChrootSandbox(work=work, runner=run, root=facts.root)
+            from anybuild.builder.sandbox.namespace import ChrootSandbox
+
+            return ChrootSandbox(work=work, runner=runner, root=facts.root)
         case SandboxKind.PROOT:
-            return ProotSandbox(work=work, proot=facts.proot or "proot", runner=run)
+            from anybuild.builder.sandbox.proot import ProotSandbox
+
+            return ProotSandbox(work=work, proot=facts.proot or "proot", runner=runner)
