@@ -11,7 +11,7 @@ import pytest
 from anybuild.builder.inroot import RootDir
 from anybuild.builder.layer import Compression, write_layer
 from anybuild.builder.rootfs import UnpackOptions, decompressed, unpack_layer
-from anybuild.builder.snapshot import Changeset, Entry, Kind, Snapshot, diff, file_digest, scan
+from anybuild.builder.snapshot import Changeset, Entry, Kind, Snapshot, diff, file_digest, inode_generation, scan
 from tests.builder.test_rootfs import tree
 
 OLD = 1_600_000_000_000_000_000  # ns; far from "now", so nothing is racy
@@ -234,3 +234,27 @@ def test_write_layer_diff_id_is_uncompressed_sha(pair: tuple[Path, Path]) -> Non
     _, blob, data = build_layer(built)
     assert blob.digest == "sha256:" + hashlib.sha256(data).hexdigest()
     assert blob.diff_id == "sha256:" + hashlib.sha256(gzip.decompress(data)).hexdigest()
+
+
+def test_directory_made_again_with_its_old_inode_number_is_still_opaque(tmp_path: Path) -> None:
+    """ext4 often hands a freed inode number straight back: the generation tells the new directory."""
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "old").write_text("x")
+    if inode_generation(str(root / "d")) is None:
+        pytest.skip(f"{tmp_path} keeps no inode generations (tmpfs); nor does it reuse inode numbers at once")
+    before = scan(root)
+    for _ in range(50):  # until the number comes back (it does at once on ext4 here)
+        shutil.rmtree(root / "d")
+        (root / "d").mkdir()
+        if (root / "d").stat().st_ino == before.entries["d"].ino:
+            break
+    else:
+        pytest.skip(f"{tmp_path}'s filesystem did not reuse the inode number in 50 tries")
+    (root / "d" / "new").write_text("y")
+
+    changes = diff(before, scan(root))
+
+    assert changes.opaque == ("d",)
+    assert changes.deleted == ()  # the opaque marker hides "old"; no whiteout is needed
+    assert set(changes.added) == {"d", "d/new"}

@@ -11,17 +11,24 @@ Three parts, as in the style guide:
   two snapshots into a :class:`Changeset`: added and modified paths, deleted
   paths (top-most only: they become ``.wh.`` whiteouts) and opaque directories
   (a directory removed and created again: ``.wh..wh..opq``). Content is hashed
-  only where metadata cannot decide.
+  only where metadata cannot decide. A directory created again may get the
+  freed inode number straight back (ext4 does, often), so a directory's inode
+  *generation* (``FS_IOC_GETVERSION``, changed on every reuse by ext4, xfs and
+  btrfs) is compared too: otherwise the same RUN would give an opaque marker in
+  one build and whiteouts in the next, two digests for one tree.
 - :func:`~anybuild.builder.layer.write_layer` (effect) turns a changeset into a
   deterministic layer tar.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import posixpath
 import stat
+import sys
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +38,7 @@ from pathlib import Path
 __all__ = ["Changeset", "Entry", "Kind", "Snapshot", "diff", "file_digest", "path_key", "scan"]
 
 RACY_WINDOW_NS = 2_000_000_000
+_FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long)
 
 
 class Kind(StrEnum):
@@ -69,16 +77,24 @@ class Entry:
     rdev: int = 0
     link: str | None = None
     digest: str | None = None  # set for racily modified regular files
+    generation: int | None = None  # a directory's inode generation, where the filesystem tells it
 
     @classmethod
-    def of_stat(cls, info: os.stat_result, *, link: str | None = None, digest: str | None = None) -> Entry:
+    def of_stat(cls, info: os.stat_result, *, link: str | None = None, digest: str | None = None,
+                generation: int | None = None) -> Entry:
         kind = Kind.of(info.st_mode)
         return cls(
             kind=kind, mode=stat.S_IMODE(info.st_mode), uid=info.st_uid, gid=info.st_gid,
             size=info.st_size if kind is Kind.FILE else 0, mtime_ns=info.st_mtime_ns,
             ctime_ns=info.st_ctime_ns, ino=info.st_ino, nlink=info.st_nlink, rdev=info.st_rdev,
-            link=link, digest=digest,
+            link=link, digest=digest, generation=generation,
         )
+
+    def same_inode(self, other: Entry) -> bool:
+        """The same inode, not another one given the same number (when generations are known)."""
+        if self.ino != other.ino:
+            return False
+        return self.generation is None or other.generation is None or self.generation == other.generation
 
     def same_metadata(self, other: Entry) -> bool:
         """Equal in everything a user can observe or set (not inode or ctime)."""
@@ -154,8 +170,22 @@ def scan(
         digest = None
         if stat.S_ISREG(info.st_mode) and max(info.st_mtime_ns, info.st_ctime_ns) >= racy_after:
             digest = file_digest(Path(full))
-        entries[rel] = Entry.of_stat(info, link=link, digest=digest)
+        generation = inode_generation(full) if stat.S_ISDIR(info.st_mode) else None
+        entries[rel] = Entry.of_stat(info, link=link, digest=digest, generation=generation)
     return Snapshot(entries=entries, taken_ns=taken)
+
+
+def inode_generation(path: str) -> int | None:
+    """The inode generation of directory *path*, or ``None`` where the filesystem keeps none (tmpfs)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            return int.from_bytes(fcntl.ioctl(fd, _FS_IOC_GETVERSION, bytes(8))[:4], sys.byteorder)  # an int
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+    return None
 
 
 def _walk(root: Path, prefix: str, skip: set[str]) -> Iterator[tuple[str, str, os.stat_result]]:
@@ -202,7 +232,7 @@ def diff(before: Snapshot, after: Snapshot, *, digest: Callable[[str], str] | No
         elif previous.kind is not entry.kind:
             acc.modified.append(path)
             replaced.add(path)
-        elif entry.kind is Kind.DIR and previous.ino != entry.ino:
+        elif entry.kind is Kind.DIR and not previous.same_inode(entry):
             acc.opaque.append(path)
             acc.added.append(path)
             opaque.add(path)
