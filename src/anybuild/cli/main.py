@@ -166,7 +166,8 @@ def run() -> NoReturn:
     of CPU after the work is done, more than a no-change build's own work. Once
     :func:`main` returns, the exit handlers run and the output is flushed, so
     nothing is lost by skipping the rest; while a non-daemon thread still runs, the
-    exit is the ordinary one, which waits for it.
+    exit is the ordinary one, which waits for it. ``python -m anybuild`` calls
+    :func:`main` instead, so a wrapper (``python -m cProfile``) still sees the end.
     """
     try:
         main()

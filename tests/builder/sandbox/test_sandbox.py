@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from anybuild.builder.sandbox import (
 from anybuild.builder.sandbox.model import _allowed
 from anybuild.builder.snapshot import diff, scan
 from anybuild.errors import BackendError, EnvironmentUnsupported
+from anybuild.process import SubprocessRunner
 
 FACTS = probe_sandbox_facts()
 KINDS = [pytest.param(kind, id=kind.value) for kind in SandboxKind]
@@ -231,3 +233,24 @@ def test_make_sandbox_loads_its_code_at_the_first_run_only(tmp_path: Path) -> No
     loaded = set(done.stdout.split())
     assert "anybuild.builder.sandbox.model" in loaded
     assert not loaded & {f"anybuild.builder.sandbox.{m}" for m in ("runc", "namespace", "proot", "init")}
+
+
+@pytest.mark.root
+def test_runc_sandbox_spawns_no_delete_after_a_normal_run(work: Path, rootfs: Path) -> None:
+    """`runc run` removes the container it ran; a `runc delete` is only for a run stopped early."""
+    if _allowed(SandboxKind.RUNC, FACTS) is None:
+        pytest.skip(f"runc cannot work here: {'; '.join(FACTS.to_evidence())}")
+    commands: list[list[str]] = []
+    real = SubprocessRunner()
+
+    class Recording:
+        def run(self, argv: list[str], **kw: Any) -> Any:
+            commands.append(list(argv))
+            return real.run(argv, **kw)
+
+    sandbox = make_sandbox(SandboxKind.RUNC, work=work, facts=FACTS, runner=Recording())  # type: ignore[arg-type]
+    outcome = sandbox.run(RunSpec(rootfs=rootfs, argv=("/bin/sh", "-c", "echo ran"), env=PATH), lambda _l: None)
+
+    assert outcome.exit_code == 0
+    assert [c[3] for c in commands if c[0].endswith("runc")] == ["run"]  # runc --root STATE run ...
+    assert sorted(p.name for p in work.iterdir()) == []

@@ -129,7 +129,8 @@ class RuncSandbox:
             try:
                 completed = self.runner.run([*base, "run", "--bundle", str(bundle), container], on_line=ready.line)
             finally:
-                self.runner.run([*base, "delete", "--force", container], timeout=30)
+                if (state / container).exists():  # `runc run` removes the container it ran, unless stopped early
+                    self.runner.run([*base, "delete", "--force", container], timeout=30)
             tail = tuple(ready.tail)
         code = completed.returncode
         failure = next((line for line in tail if "runc run failed" in line or "runc create failed" in line), None)
