@@ -127,7 +127,8 @@ def test_build_image_source_date_epoch_two_dirs_same_digest(tmp_path: Path, busy
 def test_build_image_without_epoch_times_differ_digest(tmp_path: Path, busybox: dict[str, str]) -> None:
     digests = set()
     for name in ("first", "second"):
-        result, _ = build(tmp_path / name, busybox, tmp_path / "data", "FROM busybox:1.36\nRUN touch /x\n")
+        # each its own data directory: a rebuild from the cache would be the same image (dated by its steps)
+        result, _ = build(tmp_path / name, busybox, tmp_path / f"data-{name}", "FROM busybox:1.36\nRUN touch /x\n")
         digests.add(result.digest)  # type: ignore[attr-defined]
         time.sleep(1.1)
     assert len(digests) == 2  # the reproducibility test above is not vacuous

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -74,6 +75,41 @@ def test_cache_rebuild_no_change_hits_every_step_same_digest(tmp_path: Path, bus
     done = [line for line in first_sink.lines if re.fullmatch(r"#\[0 \d/8\] DONE \d+\.\ds", line)]
     assert len(done) == 7, first_sink.lines
     assert not [line for line in sink.lines if " DONE " in line]
+
+
+def test_cache_rebuild_no_change_same_image_without_source_date_epoch(tmp_path: Path,
+                                                                      busybox: dict[str, str]) -> None:
+    """As with BuildKit, the image is dated by its last step: a fully cached rebuild an hour later is
+    the same image (nothing new to push), while a changed step gives a new date and digest."""
+    context = make_context(tmp_path / "ctx")
+    now = [1_800_000_000.0]
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    env["ANYBUILD_DATA_DIR"] = str(tmp_path / "data")
+
+    def run() -> tuple[BuildResult, dict[str, Any]]:
+        environment = BuildEnvironment(env=env, named_images=busybox, clock=lambda: now[0])
+        out = tmp_path / f"out-{now[0]:.0f}"
+        result = build_image(BuildRequest(context=context, dockerfile=context / "Dockerfile", output=f"oci:{out}"),
+                             ListSink(), environment)
+        assert result.digest is not None
+        store = out / "blobs" / "sha256"
+        manifest = json.loads((store / result.digest.removeprefix("sha256:")).read_bytes())
+        config = json.loads((store / manifest["config"]["digest"].removeprefix("sha256:")).read_bytes())
+        return result, config
+
+    first, first_config = run()
+    now[0] += 3600
+    again, again_config = run()
+    assert again_config == first_config
+    now[0] += 3600
+    (context / "b.txt").write_text("beta, changed\n")
+    changed, changed_config = run()
+
+    assert again.cache_hits == 7
+    assert again.digest == first.digest
+    assert first_config["created"] == first_config["history"][-1]["created"] == "2027-01-15T08:00:00Z"
+    assert changed.digest != first.digest
+    assert changed_config["created"] == changed_config["history"][-1]["created"] == "2027-01-15T10:00:00Z"
 
 
 def test_cache_changed_context_file_misses_from_its_copy(tmp_path: Path, busybox: dict[str, str]) -> None:

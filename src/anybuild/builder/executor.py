@@ -344,8 +344,11 @@ class Executor:
         final = state.config
         if self.inputs.labels:
             final = dataclasses.replace(final, labels={**final.labels, **self.inputs.labels})
+        # The image was created when its last step was, as BuildKit dates it: a rebuild whose steps all
+        # come from the cache is then the same image, digest and all, and pushes nothing.
+        created = next((h.created for h in reversed(state.history) if h.created), None) or self._now()
         config = ImageConfig(platform=self.inputs.platform, diff_ids=tuple(state.diff_ids), config=final,
-                             history=tuple(state.history), created=self._now(), author=state.author)
+                             history=tuple(state.history), created=created, author=state.author)
         config_desc = self.store.write_bytes(config.to_json(),
                                              MediaType.DOCKER_CONFIG if docker else MediaType.OCI_CONFIG)
         manifest = Manifest(config=config_desc, layers=layers,
