@@ -55,4 +55,21 @@ def test_tools_for_a_build_asks_docker_alone_for_its_version(tmp_path: Path) -> 
     for key in (FactKey.TOOL_BUILDAH, FactKey.TOOL_KUBECTL, FactKey.TOOL_RUNC):
         assert facts.value(key) == "present", facts.evidence(key)
     assert facts.evidence(FactKey.TOOL_KUBECTL) == str(bin_dir / "kubectl")
-    assert sorted(asked.read_text().split("\n")) == ["", "docker --version", "docker --version", "docker buildx"]
+    assert sorted(asked.read_text().split("\n")) == ["", "docker --version", "docker buildx"]  # each asked once
+
+
+def test_tools_ask_each_docker_client_once(tmp_path: Path) -> None:
+    """The docker tool fact and the list of clients share the first client's answer."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    asked = tmp_path / "asked.log"
+    _script(first, "docker", f'echo "$0 $*" >> {asked}; echo "Docker version 28.2.2"')
+    _script(second, "docker", f'echo "$0 $*" >> {asked}; echo "Docker version 20.10.24+dfsg1"')
+    env = {"PATH": f"{first}{os.pathsep}{second}", "HOME": str(tmp_path)}
+
+    facts = Facts.of(probe_tools(context(tmp_path, env)))
+
+    assert facts.value(FactKey.TOOL_DOCKER) == "28.2.2"
+    assert facts.value(FactKey.DOCKER_CLIENTS) == (f"{first}/docker=28.2.2", f"{second}/docker=20.10.24+dfsg1")
+    assert sorted(asked.read_text().splitlines()) == sorted(
+        [f"{first}/docker --version", f"{first}/docker buildx version", f"{second}/docker --version"]
+    )

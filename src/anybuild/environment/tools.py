@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from anybuild.environment.context import ProbeContext
@@ -78,21 +78,30 @@ def _buildx(ctx: ProbeContext, docker: Fact) -> Fact:
     return _fact(FactKey.DOCKER_BUILDX, found.group(1) if found else "unknown", f"{path} buildx version: {first}")
 
 
-def _docker_clients(ctx: ProbeContext) -> Fact:
-    """Every docker client on PATH with its version (an old one may do BuildKit without buildx)."""
+def _docker_clients(ctx: ProbeContext, first: Future[Fact]) -> Fact:
+    """Every docker client on PATH with its version (an old one may do BuildKit without buildx).
+
+    The first one is the ``docker`` tool fact's client: its version is taken from *first*, not asked twice.
+    """
     paths: dict[Path, str] = {}  # resolved -> first path naming it
     for directory in ctx.env.get("PATH", os.defpath).split(os.pathsep):
         candidate = Path(directory or ".") / "docker"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             paths.setdefault(candidate.resolve(), str(candidate))
-    clients = tuple(f"{path}={_version(ctx, path, ('--version',))[0]}" for path in paths.values())
-    return _fact(FactKey.DOCKER_CLIENTS, clients, "docker executables on PATH, in PATH order")
+    found = ctx.which("docker")
+    asked = Path(found).resolve() if found else None
+    clients = []
+    for resolved, path in paths.items():
+        known = first.result().value if resolved == asked else None
+        clients.append(f"{path}={known if isinstance(known, str) else _version(ctx, path, ('--version',))[0]}")
+    return _fact(FactKey.DOCKER_CLIENTS, tuple(clients), "docker executables on PATH, in PATH order")
 
 
 def probe_tools(ctx: ProbeContext) -> list[Fact]:
     with ThreadPoolExecutor(max_workers=len(TOOLS) + 2) as pool:
         futures = [pool.submit(_one, ctx, key, names, args) for key, names, args in TOOLS]
-        clients = pool.submit(_docker_clients, ctx)
+        docker_fact = next(f for f, (key, _, _) in zip(futures, TOOLS, strict=True) if key is FactKey.TOOL_DOCKER)
+        clients = pool.submit(_docker_clients, ctx, docker_fact)
         facts = [f.result() for f in futures]
         facts.append(clients.result())
     docker = facts[0]
