@@ -11,7 +11,7 @@ import pytest
 from anybuild.builder.inroot import RootDir
 from anybuild.builder.layer import Compression, write_layer
 from anybuild.builder.rootfs import UnpackOptions, decompressed, unpack_layer
-from anybuild.builder.snapshot import Changeset, Entry, Kind, Snapshot, diff, file_digest, inode_generation, scan
+from anybuild.builder.snapshot import Changeset, Entry, Kind, Snapshot, diff, file_digest, scan
 from tests.builder.test_rootfs import tree
 
 OLD = 1_600_000_000_000_000_000  # ns; far from "now", so nothing is racy
@@ -52,6 +52,22 @@ def test_diff_racy_file_new_hard_link_modified_without_hashing() -> None:
     before = snap(f=entry(digest="sha256:aa"))
     after = snap(f=entry(nlink=2, ctime_ns=OLD + 1), g=entry(nlink=2, ctime_ns=OLD + 1))
     assert diff(before, after, digest=lambda p: "sha256:aa") == Changeset(added=("g",), modified=("f",))
+
+
+@pytest.mark.parametrize(
+    ("before_generation", "after_generation", "opaque"),
+    [(7, 8, ("d",)), (7, 7, ()), (None, 8, ()), (7, None, ())],
+    ids=["number-reused", "same-inode", "unknown-before", "unknown-after"],
+)
+def test_diff_directory_with_its_number_reused_is_opaque(before_generation: int | None,
+                                                         after_generation: int | None,
+                                                         opaque: tuple[str, ...]) -> None:
+    """The same inode number with another generation is another directory (made again); unknown: the same."""
+    before = snap(d=entry(Kind.DIR, ino=5, generation=before_generation), d__old=entry())
+    after = snap(d=entry(Kind.DIR, ino=5, generation=after_generation))
+    changes = diff(before, after)
+    assert changes.opaque == opaque
+    assert changes.deleted == (() if opaque else ("d/old",))
 
 
 def test_diff_directory_ctime_only_unchanged() -> None:
@@ -241,9 +257,9 @@ def test_directory_made_again_with_its_old_inode_number_is_still_opaque(tmp_path
     root = tmp_path / "root"
     (root / "d").mkdir(parents=True)
     (root / "d" / "old").write_text("x")
-    if inode_generation(str(root / "d")) is None:
-        pytest.skip(f"{tmp_path} keeps no inode generations (tmpfs); nor does it reuse inode numbers at once")
     before = scan(root)
+    if before.entries["d"].generation is None:
+        pytest.skip(f"{tmp_path} keeps no inode generations (tmpfs); nor does it reuse inode numbers at once")
     for _ in range(50):  # until the number comes back (it does at once on ext4 here)
         shutil.rmtree(root / "d")
         (root / "d").mkdir()

@@ -125,6 +125,11 @@ class RootDir:
         self._dirs[key] = fd
         return fd
 
+    def borrow_parent(self, rel: str, *, create: bool = False, follow: bool = True) -> tuple[int, str]:
+        """``(dir_fd, name)`` like :meth:`parent`, with the borrowed descriptor of :meth:`borrow_dir`."""
+        head, name = _split(rel)
+        return self.borrow_dir(head, create=create, follow=follow), name
+
     def _walk(self, rel: str, *, create: bool, follow: bool) -> int:
         stack = [os.dup(self.fd)]
         pending = [p for p in reversed(rel.split("/")) if p not in ("", ".")]
@@ -187,16 +192,15 @@ class RootDir:
         """``lstat`` of *rel* inside the root, or ``None`` when it does not exist."""
         if rel == ".":
             return os.fstat(self.fd)
-        head, name = _split(rel)
         try:
-            return os.stat(name, dir_fd=self.borrow_dir(head, follow=follow), follow_symlinks=False)
+            fd, name = self.borrow_parent(rel, follow=follow)
+            return os.stat(name, dir_fd=fd, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             return None
 
     def open_file(self, rel: str, flags: int = os.O_RDONLY, mode: int = 0o600, *, follow: bool = True) -> int:
         """Open the final component of *rel* with ``O_NOFOLLOW`` (a symlink there fails)."""
-        head, name = _split(rel)
-        fd = self.borrow_dir(head, create=bool(flags & os.O_CREAT), follow=follow)
+        fd, name = self.borrow_parent(rel, create=bool(flags & os.O_CREAT), follow=follow)
         return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=fd)
 
     def remove(self, rel: str) -> bool:

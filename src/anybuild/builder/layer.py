@@ -397,8 +397,7 @@ class _EntryWriter:
             info.uname = info.gname = ""
             tar.addfile(info)
             return
-        head, _, base = name.rpartition("/")
-        dir_fd = self.root.borrow_dir(head, follow=False)  # used only until this entry is written
+        dir_fd, base = self.root.borrow_parent(name, follow=False)  # used only until this entry is written
         st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
         info = tarfile.TarInfo(name)
         info.mode = stat.S_IMODE(st.st_mode)

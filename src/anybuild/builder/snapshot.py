@@ -22,7 +22,6 @@ Three parts, as in the style guide:
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import os
@@ -39,6 +38,7 @@ __all__ = ["Changeset", "Entry", "Kind", "Snapshot", "diff", "file_digest", "pat
 
 RACY_WINDOW_NS = 2_000_000_000
 _FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Kind(StrEnum):
@@ -165,40 +165,49 @@ def scan(
     racy_after = taken - racy_window_ns
     skip = set(exclude)
     entries: dict[str, Entry] = {}
-    for rel, full, info in _walk(root, "", skip):
-        link = str(Path(full).readlink()) if stat.S_ISLNK(info.st_mode) else None
-        digest = None
-        if stat.S_ISREG(info.st_mode) and max(info.st_mtime_ns, info.st_ctime_ns) >= racy_after:
-            digest = file_digest(Path(full))
-        generation = inode_generation(full) if stat.S_ISDIR(info.st_mode) else None
-        entries[rel] = Entry.of_stat(info, link=link, digest=digest, generation=generation)
+    top = os.open(root, _DIR_FLAGS)
+    try:
+        for rel, info, generation in _walk(top, "", skip):
+            full = f"{root}/{rel}"
+            link = str(Path(full).readlink()) if stat.S_ISLNK(info.st_mode) else None
+            digest = None
+            if stat.S_ISREG(info.st_mode) and max(info.st_mtime_ns, info.st_ctime_ns) >= racy_after:
+                digest = file_digest(full)
+            entries[rel] = Entry.of_stat(info, link=link, digest=digest, generation=generation)
+    finally:
+        os.close(top)
     return Snapshot(entries=entries, taken_ns=taken)
 
 
-def inode_generation(path: str) -> int | None:
-    """The inode generation of directory *path*, or ``None`` where the filesystem keeps none (tmpfs)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            return int.from_bytes(fcntl.ioctl(fd, _FS_IOC_GETVERSION, bytes(8))[:4], sys.byteorder)  # an int
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-    return None
+def _generation(fd: int) -> int | None:
+    """The inode generation of the open directory *fd*, or ``None`` where the filesystem keeps none (tmpfs)."""
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, _FS_IOC_GETVERSION, bytes(8))[:4], sys.byteorder)  # an int
+    except OSError:
+        return None
 
 
-def _walk(root: Path, prefix: str, skip: set[str]) -> Iterator[tuple[str, str, os.stat_result]]:
-    with os.scandir(root / prefix if prefix else root) as it:
+def _walk(fd: int, prefix: str, skip: set[str]) -> Iterator[tuple[str, os.stat_result, int | None]]:
+    """(path, lstat, generation for a directory) below the open directory *fd*, parents first, sorted.
+
+    Each directory is opened once, for its generation and its listing.
+    """
+    with os.scandir(fd) as it:
         children = sorted(it, key=lambda e: e.name)
     for child in children:
         rel = f"{prefix}/{child.name}" if prefix else child.name
         if rel in skip:
             continue
         info = child.stat(follow_symlinks=False)
-        yield rel, child.path, info
-        if stat.S_ISDIR(info.st_mode):
-            yield from _walk(root, rel, skip)
+        if not stat.S_ISDIR(info.st_mode):
+            yield rel, info, None
+            continue
+        inner = os.open(child.name, _DIR_FLAGS, dir_fd=fd)
+        try:
+            yield rel, info, _generation(inner)
+            yield from _walk(inner, rel, skip)
+        finally:
+            os.close(inner)
 
 
 @dataclass(slots=True)

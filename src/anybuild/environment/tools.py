@@ -62,11 +62,9 @@ def _one(ctx: ProbeContext, key: FactKey, names: tuple[str, ...], args: tuple[st
     return _fact(key, None, f"{', '.join(names)} not on PATH")
 
 
-def _buildx(ctx: ProbeContext, docker: Fact) -> Fact:
-    if docker.value is None:
+def _buildx(ctx: ProbeContext, path: str | None, docker: Fact) -> Fact:
+    if docker.value is None or path is None:
         return _fact(FactKey.DOCKER_BUILDX, None, "no docker client")
-    path = ctx.which("docker")
-    assert path is not None
     try:
         done = ctx.runner.run([path, "buildx", "version"], env=ctx.env, timeout=ctx.timeout)
     except BackendError as exc:
@@ -78,18 +76,18 @@ def _buildx(ctx: ProbeContext, docker: Fact) -> Fact:
     return _fact(FactKey.DOCKER_BUILDX, found.group(1) if found else "unknown", f"{path} buildx version: {first}")
 
 
-def _docker_clients(ctx: ProbeContext, first: Future[Fact]) -> Fact:
+def _docker_clients(ctx: ProbeContext, cli: str | None, first: Future[Fact]) -> Fact:
     """Every docker client on PATH with its version (an old one may do BuildKit without buildx).
 
-    The first one is the ``docker`` tool fact's client: its version is taken from *first*, not asked twice.
+    *cli* (the one PATH names first) is the ``docker`` tool fact's client: its version is taken
+    from that fact, *first*, not asked twice.
     """
     paths: dict[Path, str] = {}  # resolved -> first path naming it
     for directory in ctx.env.get("PATH", os.defpath).split(os.pathsep):
         candidate = Path(directory or ".") / "docker"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             paths.setdefault(candidate.resolve(), str(candidate))
-    found = ctx.which("docker")
-    asked = Path(found).resolve() if found else None
+    asked = Path(cli).resolve() if cli else None
     clients = []
     for resolved, path in paths.items():
         known = first.result().value if resolved == asked else None
@@ -98,14 +96,13 @@ def _docker_clients(ctx: ProbeContext, first: Future[Fact]) -> Fact:
 
 
 def probe_tools(ctx: ProbeContext) -> list[Fact]:
+    cli = ctx.which("docker")  # looked up once for the client list, the CLI fact and buildx
     with ThreadPoolExecutor(max_workers=len(TOOLS) + 2) as pool:
-        futures = [pool.submit(_one, ctx, key, names, args) for key, names, args in TOOLS]
-        docker_fact = next(f for f, (key, _, _) in zip(futures, TOOLS, strict=True) if key is FactKey.TOOL_DOCKER)
-        clients = pool.submit(_docker_clients, ctx, docker_fact)
-        facts = [f.result() for f in futures]
+        futures = {key: pool.submit(_one, ctx, key, names, args) for key, names, args in TOOLS}
+        docker = futures[FactKey.TOOL_DOCKER]
+        clients = pool.submit(_docker_clients, ctx, cli, docker)
+        facts = [f.result() for f in futures.values()]
         facts.append(clients.result())
-    docker = facts[0]
-    cli = ctx.which("docker")
     facts.append(_fact(FactKey.DOCKER_CLI, cli, f"PATH lookup of docker: {cli or 'not found'}"))
-    facts.append(_buildx(ctx, docker))
+    facts.append(_buildx(ctx, cli, docker.result()))
     return facts
