@@ -223,6 +223,27 @@ def test_copy_into_file_replaces_what_is_at_its_destination(trees, tmp_path: Pat
     assert outside.read_text() == "host"
 
 
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_copy_into_a_full_filesystem_fails_not_a_short_file(trees, tmp_path: Path) -> None:
+    """write(2) writes what fits and returns a short count; the copy must go on until ENOSPC, not
+    leave a truncated file behind as if it were whole."""
+    import errno
+    import subprocess
+
+    src, _, _ = trees
+    (src.path / "big.bin").write_bytes(os.urandom(1024 * 1024))
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], check=True)
+    try:
+        with RootDir.open(small) as dst, pytest.raises(OSError) as failed:
+            copy_into(dst, expand_sources(src, "big.bin", ignored=lambda _r: False, what="COPY"), plan("/"))
+        assert failed.value.errno == errno.ENOSPC
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
 def test_copy_into_chmod_and_owner_applied(trees) -> None:
     src, dst, dest_path = trees
     sources = expand_sources(src, "dir", ignored=lambda _r: False, what="COPY")
