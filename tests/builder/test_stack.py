@@ -9,6 +9,7 @@ shared by builds, pruned least recently used first, never while a build runs.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -257,3 +258,53 @@ def test_devpod_stack_data_dir_on_overlayfs_deleting_layers_stay_on_tmpfs(nested
     finally:
         stacker.close()
     assert mounts_under(pod) == []
+
+
+@pytest.mark.root
+@needs_root
+def test_step_staged_in_memory_keeps_its_snapshot_on_the_tmpfs_for_the_build(stacker: Stacker,
+                                                                             tmp_path: Path) -> None:
+    descriptors, diff_ids = _store_layers(stacker.blobs, LAYERS[:1])
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    made = Digest.parse(A)  # the new layer's diff id (its blob is the executor's business)
+    chain = chain_ids([*diff_ids, made])[-1]
+
+    with stacker.step(rootfs, descriptors, diff_ids, in_memory=True) as capture:
+        (rootfs / "etc/added").write_text("in memory")
+        taken = capture.finish()
+        capture.keep(chain)
+
+    assert capture.upper.is_relative_to(stacker.scratch / "tmpfs")
+    assert taken.changes.added == ("etc/added",)
+    assert not stacker.snapshots.has(chain)  # nothing written to the data directory
+    layer = Descriptor(media_type=MediaType.OCI_LAYER_GZIP, digest=Digest.parse(B), size=1)  # never unpacked
+    lowers = stacker.lowers([*descriptors, layer], [*diff_ids, made])
+    assert lowers[-1] == stacker.scratch / "tmpfs" / "snapshots" / chain.hex
+    assert (stacker.view([*descriptors, layer], [*diff_ids, made]) / "etc/added").read_text() == "in memory"
+    assert stacker.unpacked == 1  # the base only
+
+
+@pytest.mark.root
+@needs_root
+def test_step_filling_the_memory_tmpfs_fails_with_enospc_then_steps_go_to_disk(stacker: Stacker,
+                                                                              tmp_path: Path) -> None:
+    descriptors, diff_ids = _store_layers(stacker.blobs, LAYERS[:1])
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    stacker.memory_limit = 256 * 1024
+    big = os.urandom(1024 * 1024)
+
+    with pytest.raises(OSError) as failed, stacker.step(rootfs, descriptors, diff_ids, in_memory=True):
+        (rootfs / "big").write_bytes(big)
+    assert failed.value.errno == errno.ENOSPC
+    assert stacker.memory_limit == 0
+    assert list(rootfs.iterdir()) == []  # unmounted
+
+    chain = chain_ids([*diff_ids, Digest.parse(A)])[-1]
+    with stacker.step(rootfs, descriptors, diff_ids, in_memory=True) as capture:  # asked again: on disk
+        (rootfs / "big").write_bytes(big)
+        capture.finish()
+        capture.keep(chain)
+    assert not capture.upper.is_relative_to(stacker.scratch / "tmpfs")
+    assert (stacker.snapshots.path(chain) / "big").read_bytes() == big

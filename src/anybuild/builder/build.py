@@ -34,7 +34,7 @@ from anybuild.builder.sandbox import (
 )
 from anybuild.builder.sandbox.stubs import unmount_below
 from anybuild.builder.snapshotter import SnapshotterKind
-from anybuild.builder.stack import LayerSnapshots, Stacker
+from anybuild.builder.stack import MEMORY_LIMIT, LayerSnapshots, Stacker
 from anybuild.builder.trim import min_free_space, trim_data_dir
 from anybuild.config import BackendName
 from anybuild.dockerfile.dockerignore import DockerIgnore, find_ignore_file
@@ -51,6 +51,7 @@ from anybuild.registry.client import RegistryClient
 from anybuild.registry.credentials import CredentialResolver
 from anybuild.registry.reference import Reference
 from anybuild.registry.transfer import push_image
+from anybuild.sizes import parse_size
 
 __all__ = ["BuildEnvironment", "build_image", "data_dir", "export_layout", "read_secrets"]
 
@@ -177,13 +178,22 @@ def _remove_work(work: Path, runner: Runner) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+MEMORY_STAGING_ENV = "ANYBUILD_MEMORY_STAGING"
+
+
+def memory_staging(env: Mapping[str, str]) -> int:
+    """Bytes of memory COPY and ADD steps may be staged in (see builder.stack); 0: none."""
+    text = env.get(MEMORY_STAGING_ENV, "").strip()
+    return parse_size(text, what=MEMORY_STAGING_ENV) if text else MEMORY_LIMIT
+
+
 def _stacker(choice: SnapshotterChoice, snapshots: LayerSnapshots, store: LayoutStore, work: Path,
-             runner: Runner) -> Stacker | None:
+             runner: Runner, *, memory: int) -> Stacker | None:
     """Stages as overlays of layer snapshots where uppers can live in the data directory (see .stack)."""
     if choice.kind is not SnapshotterKind.OVERLAY or choice.placement is None:
         return None
     return Stacker(snapshots=snapshots, blobs=store, scratch=work, runner=runner, volatile=choice.volatile,
-                   upper_on_tmpfs=choice.placement is UpperPlacement.TMPFS)
+                   upper_on_tmpfs=choice.placement is UpperPlacement.TMPFS, memory_limit=memory)
 
 
 def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironment | None = None) -> BuildResult:
@@ -200,6 +210,7 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     choice = choose_sandbox(facts, env.sandbox, env.env)
     sink.line(f"sandbox: {choice.kind} ({choice.reason})")
     minimum_free = min_free_space(env.env)
+    memory = memory_staging(env.env)
     root = data_dir(env.env)
     (root / "cache" / "mounts").mkdir(parents=True, exist_ok=True)
     (root / "tmp").mkdir(parents=True, exist_ok=True)
@@ -217,7 +228,7 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     ignore = DockerIgnore.from_file(find_ignore_file(request.context, request.dockerfile))
     work = Path(tempfile.mkdtemp(prefix="build-", dir=root / "tmp"))
     snapshot_store = LayerSnapshots(root / "snapshots")
-    stacker = _stacker(snapshots, snapshot_store, store, work, env.runner)
+    stacker = _stacker(snapshots, snapshot_store, store, work, env.runner, memory=memory)
     sink.line(f"snapshotter: {snapshots.describe()}" + (" over layer snapshots" if stacker else ""))
     try:
         sandbox: Sandbox = make_sandbox(choice.kind, work=work, facts=facts, runner=env.runner)

@@ -12,6 +12,7 @@ WORKDIR touch the rootfs, after which a snapshot diff becomes a layer (or an
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import shutil
 import tempfile
@@ -228,8 +229,34 @@ class Executor:
         if self.cache is not None and self.cache.lookup(self, state, expanded, f"{label} {self.redactor(text)}",
                                                         started):
             return
+        # COPY and ADD are staged in memory where the stacker can (see builder.stack): a copy of
+        # thousands of files is then written once, in memory, and read once, into the layer.
+        in_memory = isinstance(expanded, Copy | Add)
+        try:
+            result = self._apply(state, expanded, in_memory=in_memory)
+        except OSError as exc:
+            if not (in_memory and exc.errno == errno.ENOSPC and self.stacker is not None):
+                raise
+            result = self._apply(state, expanded, in_memory=False)  # the tmpfs is full: made again on disk
+        if result.config.env != state.config.env:
+            old = env_map(state.config.env)
+            changed = [KeyValue(key=k, value=v) for k, v in env_map(result.config.env).items() if old.get(k) != v]
+            state.scope = state.scope.with_env(changed)
+        state.config = result.config
+        if result.author is not None:
+            state.author = result.author
+        if result.cmd_set:
+            state.cmd_set = True
+        seconds = time.monotonic() - started
+        self.steps.append(StepTiming(name=f"{label} {self.redactor(text)}", seconds=seconds))
+        if self.cache is not None:
+            self.cache.record(self, state)
+        self.on_line(f"#{label} DONE {seconds:.1f}s")  # as BuildKit's plain progress says it
+
+    def _apply(self, state: _State, expanded: Instruction, *, in_memory: bool) -> StepResult:
+        """Carry out one expanded instruction and commit its layer (or history entry) to *state*."""
         touches = isinstance(expanded, Run | Copy | Add | Workdir)
-        stepping = (self.stacker.step(state.rootfs, state.layers, state.diff_ids)
+        stepping = (self.stacker.step(state.rootfs, state.layers, state.diff_ids, in_memory=in_memory)
                     if self.stacker is not None and touches else
                     self.snapshotter.step(state.rootfs, state.snapshot, filesystem=touches))
         with stepping as capture:
@@ -248,20 +275,7 @@ class Executor:
                 case _:
                     result = apply_metadata(expanded, state.config)
             self._commit(state, result, capture)
-        if result.config.env != state.config.env:
-            old = env_map(state.config.env)
-            changed = [KeyValue(key=k, value=v) for k, v in env_map(result.config.env).items() if old.get(k) != v]
-            state.scope = state.scope.with_env(changed)
-        state.config = result.config
-        if result.author is not None:
-            state.author = result.author
-        if result.cmd_set:
-            state.cmd_set = True
-        seconds = time.monotonic() - started
-        self.steps.append(StepTiming(name=f"{label} {self.redactor(text)}", seconds=seconds))
-        if self.cache is not None:
-            self.cache.record(self, state)
-        self.on_line(f"#{label} DONE {seconds:.1f}s")  # as BuildKit's plain progress says it
+        return result
 
     def _run(self, state: _State, instr: Run) -> StepResult:
         ctx = RunContext(

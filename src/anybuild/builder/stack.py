@@ -31,6 +31,15 @@ but neither an upper one nor the home of a whiteout: uppers then live on the
 build's own tmpfs, and a layer that deletes something keeps its snapshot there
 for the build; the others are copied into the shared store once.
 
+A step may also be *staged in memory* (COPY and ADD are): its upper lives on the
+build's tmpfs (at most :data:`MEMORY_LIMIT` bytes in all) and stays there, as the
+layer's snapshot for the rest of the build, instead of being written to the data
+directory. Its files are written once, in memory, and read once, into the layer;
+a later build that stacks on that layer unpacks it from its blob, as it would any
+layer it has not seen. On a disk filesystem a COPY of 2,000 files spent most of
+its time creating them there. A step that fills the tmpfs is made again on disk
+(the caller sees ``ENOSPC`` from :meth:`Stacker.step` and asks again).
+
 Concurrent builds share the snapshots safely: a snapshot appears by one
 ``rename`` or not at all, and builds hold a shared lock that ``anybuild cache
 prune`` needs exclusively to remove snapshots.
@@ -66,8 +75,9 @@ from anybuild.oci.digest import Digest
 from anybuild.oci.layout import LayoutStore
 from anybuild.process import Runner
 
-__all__ = ["LayerSnapshots", "SnapshotUsage", "StackCapture", "Stacker", "chain_ids"]
+__all__ = ["MEMORY_LIMIT", "LayerSnapshots", "SnapshotUsage", "StackCapture", "Stacker", "chain_ids"]
 
+MEMORY_LIMIT = 128 * 1024 * 1024  # the build's tmpfs for steps staged in memory (not the devpod case: no limit)
 _OPTIONS_LIMIT = 4000  # mount(2) copies one page of options (4096 bytes on every Linux architecture here)
 _CHUNK = 1024 * 1024
 
@@ -249,6 +259,7 @@ class StackCapture:
     rootfs: Path
     upper: Path
     lowers: tuple[Path, ...]
+    in_memory: bool = False  # the upper is on the build's tmpfs, and its snapshot stays there
     mounted: bool = True
 
     def unmount(self) -> None:
@@ -264,7 +275,7 @@ class StackCapture:
 
     def keep(self, chain: Digest) -> None:
         """The step made the layer whose chain id is *chain*: its upper is that snapshot now."""
-        self.stacker.adopt(self.upper, chain)
+        self.stacker.adopt(self.upper, chain, in_memory=self.in_memory)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -284,7 +295,9 @@ class Stacker:
     # of the build's own, and so do the snapshots of layers that delete something; the others
     # are copied into the data directory once and shared as usual.
     upper_on_tmpfs: bool = False
+    memory_limit: int = MEMORY_LIMIT  # 0: no step is staged in memory (the tmpfs cannot be mounted, or is full)
     _tmpfs: Path | None = None
+    _in_memory: set[Digest] = field(default_factory=set)  # snapshots kept on the tmpfs by steps staged in memory
     _links: dict[Path, Path] = field(default_factory=dict)
     _flat: dict[Path, Path] = field(default_factory=dict)  # top lower of a flattened part -> its copy
     _views: dict[tuple[Path, ...], Path] = field(default_factory=dict)
@@ -312,21 +325,48 @@ class Stacker:
         return tuple(paths)
 
     def _scratch_tmpfs(self) -> Path:
-        """The build's tmpfs (devpod case), mounted on first use, unmounted by :meth:`close`."""
+        """The build's tmpfs, mounted on first use, unmounted by :meth:`close`.
+
+        It holds every upper in the devpod case (no size limit: RUN steps write there), else
+        only the steps staged in memory (``size=`` :attr:`memory_limit`).
+        """
         if self._tmpfs is None:
             target = self.scratch / "tmpfs"
-            target.mkdir()
-            self.mounter.mount("tmpfs", target, "tmpfs", "mode=0700")
+            target.mkdir(exist_ok=True)
+            options = "mode=0700" if self.upper_on_tmpfs else f"mode=0700,size={self.memory_limit}"
+            self.mounter.mount("tmpfs", target, "tmpfs", options)
             self._tmpfs = target
             (target / "snapshots").mkdir()
         return self._tmpfs
 
-    def _private(self, chain: Digest) -> Path | None:
-        """Where this build keeps *chain*'s snapshot when the data directory cannot (devpod case)."""
-        return self._scratch_tmpfs() / "snapshots" / chain.hex if self.upper_on_tmpfs else None
+    def _memory(self) -> bool:
+        """Whether a step can be staged in memory (the tmpfs is mounted on the first that is)."""
+        if self.upper_on_tmpfs or self.memory_limit <= 0:
+            return False
+        try:
+            self._scratch_tmpfs()
+        except OSError:
+            self.memory_limit = 0  # no tmpfs here (no mount privilege): every step on disk
+            return False
+        return True
 
-    def adopt(self, upper: Path, chain: Digest) -> None:
-        """Make a step's *upper* directory the snapshot of *chain*."""
+    def _private(self, chain: Digest) -> Path | None:
+        """Where this build keeps *chain*'s snapshot off the shared store: every one when the data
+        directory cannot keep it (devpod case), and those of steps staged in memory."""
+        if self.upper_on_tmpfs or chain in self._in_memory:
+            return self._scratch_tmpfs() / "snapshots" / chain.hex
+        return None
+
+    def adopt(self, upper: Path, chain: Digest, *, in_memory: bool = False) -> None:
+        """Make a step's *upper* directory the snapshot of *chain* (for this build only, *in_memory*)."""
+        if in_memory and not self.upper_on_tmpfs:
+            target = self._scratch_tmpfs() / "snapshots" / chain.hex
+            if target.exists():  # the same layers made twice in this build (two stages)
+                shutil.rmtree(upper, ignore_errors=True)
+            else:
+                upper.rename(target)  # on the same tmpfs
+            self._in_memory.add(chain)
+            return
         private = self._private(chain)
         if private is None:
             self.snapshots.put(upper, chain)
@@ -447,10 +487,17 @@ class Stacker:
         return self._views[lowers]
 
     @contextmanager
-    def step(self, rootfs: Path, layers: Sequence[Descriptor], diff_ids: Sequence[Digest]) -> Iterator[StackCapture]:
-        """Mount the stack with a fresh upper directory on *rootfs* around one step."""
+    def step(self, rootfs: Path, layers: Sequence[Descriptor], diff_ids: Sequence[Digest], *,
+             in_memory: bool = False) -> Iterator[StackCapture]:
+        """Mount the stack with a fresh upper directory on *rootfs* around one step.
+
+        *in_memory*: stage the step on the build's tmpfs where one can be mounted (see the
+        module's doc). ``OSError(ENOSPC)`` out of such a step means the tmpfs is full: no later
+        step is staged in memory, and the caller makes this one again.
+        """
         lowers = self.lowers(layers, diff_ids)
-        where = self._scratch_tmpfs() if self.upper_on_tmpfs else self.scratch
+        memory = in_memory and self._memory()
+        where = self._scratch_tmpfs() if self.upper_on_tmpfs or memory else self.scratch
         base = Path(tempfile.mkdtemp(prefix="step-", dir=where))
         capture: StackCapture | None = None
         try:
@@ -463,8 +510,12 @@ class Stacker:
             tail = overlay_options(Path("X"), upper, work, volatile=self.volatile).removeprefix("lowerdir=X")
             options = f"lowerdir={self._lowerdir(lowers, len(tail))}{tail}"
             self.mounter.mount("overlay", rootfs, "overlay", options)
-            capture = StackCapture(stacker=self, rootfs=rootfs, upper=upper, lowers=lowers)
+            capture = StackCapture(stacker=self, rootfs=rootfs, upper=upper, lowers=lowers, in_memory=memory)
             yield capture
+        except OSError as exc:
+            if memory and exc.errno == errno.ENOSPC:
+                self.memory_limit = 0
+            raise
         finally:
             if capture is not None and capture.mounted:
                 with contextlib.suppress(OSError):
