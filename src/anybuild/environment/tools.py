@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from anybuild.environment.context import ProbeContext
@@ -62,8 +62,8 @@ def _one(ctx: ProbeContext, key: FactKey, names: tuple[str, ...], args: tuple[st
     return _fact(key, None, f"{', '.join(names)} not on PATH")
 
 
-def _buildx(ctx: ProbeContext, path: str | None, docker: Fact) -> Fact:
-    if docker.value is None or path is None:
+def _buildx(ctx: ProbeContext, path: str | None) -> Fact:
+    if path is None:
         return _fact(FactKey.DOCKER_BUILDX, None, "no docker client")
     try:
         done = ctx.runner.run([path, "buildx", "version"], env=ctx.env, timeout=ctx.timeout)
@@ -76,33 +76,37 @@ def _buildx(ctx: ProbeContext, path: str | None, docker: Fact) -> Fact:
     return _fact(FactKey.DOCKER_BUILDX, found.group(1) if found else "unknown", f"{path} buildx version: {first}")
 
 
-def _docker_clients(ctx: ProbeContext, cli: str | None, first: Future[Fact]) -> Fact:
-    """Every docker client on PATH with its version (an old one may do BuildKit without buildx).
-
-    *cli* (the one PATH names first) is the ``docker`` tool fact's client: its version is taken
-    from that fact, *first*, not asked twice.
-    """
-    paths: dict[Path, str] = {}  # resolved -> first path naming it
+def _docker_paths(ctx: ProbeContext) -> dict[Path, str]:
+    """Every docker executable on PATH: resolved path -> the first PATH entry naming it, in PATH order."""
+    paths: dict[Path, str] = {}
     for directory in ctx.env.get("PATH", os.defpath).split(os.pathsep):
         candidate = Path(directory or ".") / "docker"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             paths.setdefault(candidate.resolve(), str(candidate))
-    asked = Path(cli).resolve() if cli else None
-    clients = []
-    for resolved, path in paths.items():
-        known = first.result().value if resolved == asked else None
-        clients.append(f"{path}={known if isinstance(known, str) else _version(ctx, path, ('--version',))[0]}")
-    return _fact(FactKey.DOCKER_CLIENTS, tuple(clients), "docker executables on PATH, in PATH order")
+    return paths
 
 
 def probe_tools(ctx: ProbeContext) -> list[Fact]:
+    """Every tool at once: each version is its own process, all asked in parallel (a docker client
+    takes 20-40 ms to say its version; asked one after another, they were the probes' longest wait)."""
     cli = ctx.which("docker")  # looked up once for the client list, the CLI fact and buildx
-    with ThreadPoolExecutor(max_workers=len(TOOLS) + 2) as pool:
+    asked = Path(cli).resolve() if cli else None
+    clients = _docker_paths(ctx)  # an old client may do BuildKit without buildx: every one is listed
+    with ThreadPoolExecutor(max_workers=len(TOOLS) + len(clients) + 1) as pool:
         futures = {key: pool.submit(_one, ctx, key, names, args) for key, names, args in TOOLS}
-        docker = futures[FactKey.TOOL_DOCKER]
-        clients = pool.submit(_docker_clients, ctx, cli, docker)
+        buildx = pool.submit(_buildx, ctx, cli)
+        others = {resolved: pool.submit(_version, ctx, path, ("--version",))
+                  for resolved, path in clients.items() if resolved != asked}
         facts = [f.result() for f in futures.values()]
-        facts.append(clients.result())
-    facts.append(_fact(FactKey.DOCKER_CLI, cli, f"PATH lookup of docker: {cli or 'not found'}"))
-    facts.append(_buildx(ctx, cli, docker.result()))
+        first = futures[FactKey.TOOL_DOCKER].result().value  # the PATH's first client: not asked twice
+
+        def version(resolved: Path) -> str:
+            if resolved in others:
+                return others[resolved].result()[0]
+            return first if isinstance(first, str) else "unknown"
+
+        listed = [f"{path}={version(resolved)}" for resolved, path in clients.items()]
+        facts.append(_fact(FactKey.DOCKER_CLIENTS, tuple(listed), "docker executables on PATH, in PATH order"))
+        facts.append(_fact(FactKey.DOCKER_CLI, cli, f"PATH lookup of docker: {cli or 'not found'}"))
+        facts.append(buildx.result())
     return facts
