@@ -85,6 +85,23 @@ def test_storage_real_trial_on_ext4_and_tmpfs_succeeds(tmp_path: Path) -> None:
 
 
 @needs_root
+def test_storage_trial_overlay_is_volatile_so_its_unmount_syncs_nothing(tmp_path: Path) -> None:
+    """Unmounting an overlay syncs its upper filesystem unless it is volatile: a trial on the root
+    filesystem just after a big build waited 0.3 s for that build's files to be written out."""
+    import subprocess
+    import sys
+
+    from anybuild.environment.storage import _TRIAL
+
+    base = tmp_path / "trial"
+    base.mkdir()
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _TRIAL, "dir",
+                           str(base)], capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == "overlay mounted and written", done.stdout + done.stderr
+    assert (base / "work" / "work" / "incompat" / "volatile").is_dir()  # the kernel's mark of a volatile mount
+
+
+@needs_root
 def test_storage_real_trial_on_nested_overlay_fails_invalid_argument(nested_overlay: Path) -> None:
     ctx = replace(ProbeContext(), env={**os.environ, "ANYBUILD_DATA_DIR": str(nested_overlay / "anybuild")})
     facts = Facts.of(probe_storage(ctx, 0))
