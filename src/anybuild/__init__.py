@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 __all__ = ["__version__"]
+
+# httpx imports its own command-line client (httpx._main) when it is imported, and that pulls in
+# rich.progress, rich.syntax and pygments: ~30 ms of every anybuild start, for a program anybuild
+# never runs. A None entry in sys.modules makes that import fail with ImportError, which httpx
+# expects (its CLI is an optional extra) and answers by defining a stub `httpx.main`. Left alone
+# when something imported httpx's CLI first.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 def __getattr__(name: str) -> str:

@@ -102,6 +102,22 @@ def test_program_quick_exit_runs_exit_handlers_and_waits_for_threads() -> None:
     assert "handler ran" in done.stdout  # printed after main returned, unflushed: the exit flushed it
 
 
+def test_build_path_imports_no_httpx_command_line_client() -> None:
+    """httpx imports its CLI (rich.progress, rich.syntax, pygments: ~30 ms) unless told not to; the
+    build command's modules load without it, and httpx still makes requests."""
+    code = (
+        "import sys\n"
+        "import anybuild.cli.main, anybuild.cli.build_cmd, anybuild.backends.builtin, anybuild.registry.client\n"
+        "import httpx\n"
+        "reply = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(204))).get('http://x/')\n"
+        "loaded = [m for m in ('httpx._main', 'pygments', 'rich.syntax') if sys.modules.get(m) is not None]\n"
+        "print(reply.status_code, *loaded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["204"]
+
+
 def test_exit_status_as_python_gives_it(capsys: pytest.CaptureFixture[str]) -> None:
     assert (_status(None), _status(0), _status(3), _status(256 + 7)) == (0, 0, 3, 7)
     assert _status("fatal: no") == 1
