@@ -104,3 +104,30 @@ def test_copy_staged_in_memory_same_image_as_on_disk_and_unpacked_later(tmp_path
     assert again.digest == fresh.digest != staged.digest
     assert [snapshots.has(c) for c in chain_ids(again_ids)] == [True, True, True, True]
     assert _file_in_last_layer(blobs, again.digest or "", "copied") == b"alpha\nother\n1048576\n"
+
+
+@pytest.mark.root
+@needs_root
+def test_build_on_a_full_data_directory_fails_no_space_left_with_a_hint(tmp_path: Path,
+                                                                        busybox: dict[str, str]) -> None:
+    """The COPY is staged in memory, its 16 MB layer does not fit in the data directory: the step is
+    made again on disk, fails the same way, and the build says the disk is full (no traceback)."""
+    import subprocess
+
+    from anybuild.errors import BuildFailed
+
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM busybox:1.36\nCOPY big.bin /data/\n")
+    (context / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
+    data = tmp_path / "data"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(data)], check=True)
+    try:
+        with pytest.raises(BuildFailed) as failed:
+            _build(context, data, busybox, tmp_path / "out")
+        assert "no space left on device" in failed.value.message
+        assert "ANYBUILD_DATA_DIR" in failed.value.hint
+        assert list((data / "tmp").iterdir()) == []  # scratch and mounts cleaned up
+    finally:
+        subprocess.run(["umount", str(data)], check=True)

@@ -227,6 +227,26 @@ def test_unpack_symlink_loop_refused(world: tuple[Path, Path]) -> None:
     assert tree(outside) == {"victim": tree(outside)["victim"]}
 
 
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_unpack_onto_a_full_filesystem_fails_with_enospc_not_a_short_file(tmp_path: Path) -> None:
+    """A layer unpacked onto a filling disk must fail as a full disk (ENOSPC), not leave a truncated
+    file behind (write(2) returns short first), nor blame the layer (IntegrityError)."""
+    import errno
+    import subprocess
+
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], check=True)
+    try:
+        with RootDir.open(small) as root, pytest.raises(OSError) as failed:
+            unpack_layer(io.BytesIO(tar_bytes([E("big.bin", data=os.urandom(1024 * 1024))])), root, AS_ROOT)
+        assert failed.value.errno == errno.ENOSPC
+        assert not isinstance(failed.value, IntegrityError)
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
 def test_unpack_not_a_tar_integrity_error(world: tuple[Path, Path]) -> None:
     rootfs, _ = world
     with RootDir.open(rootfs) as root, pytest.raises(IntegrityError, match="not a valid tar"):

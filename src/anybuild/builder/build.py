@@ -10,6 +10,7 @@ run the build, then write the outputs: ``oci:DIR``, ``docker-archive:FILE``,
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -269,6 +270,13 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
                           hint="run the build again") from None
     except AnybuildError:
         raise
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise BuildFailed(f"no space left on device{where}: {exc.strerror}",
+                          hint=f"free space there, e.g. anybuild cache prune --keep-storage 5GB, or set "
+                               f"ANYBUILD_DATA_DIR to a bigger filesystem (the data directory is {root})") from exc
     finally:
         _remove_work(work, env.runner)
     return BuildResult(

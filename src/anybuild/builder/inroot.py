@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["MAX_SYMLINKS", "RootDir", "clean_relative", "remove_at"]
+__all__ = ["MAX_SYMLINKS", "RootDir", "clean_relative", "remove_at", "write_all"]
 
 MAX_SYMLINKS = 40
 
@@ -261,6 +261,14 @@ def _split(rel: str) -> tuple[str, str]:
     if name in ("", ".", ".."):
         raise ValueError(f"{rel!r} has no final component")
     return head, name
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of *data* to *fd*: ``write(2)`` may write less (a filesystem filling up does,
+    then the next call fails with ``ENOSPC``); a short copy must fail, never pass as a whole file."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def remove_at(dir_fd: int, name: str) -> bool:

@@ -33,7 +33,7 @@ from typing import IO, cast
 
 import zstandard
 
-from anybuild.builder.inroot import RootDir, clean_relative, remove_at
+from anybuild.builder.inroot import RootDir, clean_relative, remove_at, write_all
 from anybuild.errors import IntegrityError
 
 __all__ = [
@@ -192,6 +192,8 @@ class _State:
             else:
                 self._entry(rel, member, archive)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # the disk is full, not the layer wrong (the builder reports it as such)
             raise IntegrityError(
                 f"cannot unpack layer entry {member.name!r}: {exc.strerror or exc}",
                 hint="the layer conflicts with the files below it (a file where a directory is "
@@ -299,7 +301,7 @@ class _State:
         try:
             if source is not None:
                 while chunk := source.read(_CHUNK):
-                    os.write(out, chunk)  # os.write on a regular file writes it all
+                    write_all(out, chunk)
             self._owner(out, None, rel, member)
             os.fchmod(out, member.mode & 0o7777)  # after chown, which clears setuid bits
             self._xattrs(out, rel, member)

@@ -23,7 +23,7 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from anybuild.builder.inroot import RootDir, clean_relative, removals, remove_at
+from anybuild.builder.inroot import RootDir, clean_relative, removals, remove_at, write_all
 from anybuild.errors import BuildFailed, ContextError
 
 __all__ = ["CopyPlan", "Source", "copy_into", "expand_sources", "is_wildcard", "parse_chmod", "write_inline"]
@@ -239,7 +239,7 @@ class _Writer:
                 out = os.open(name, flags, 0o600, dir_fd=fd)
             try:
                 while chunk := os.read(source, _CHUNK):
-                    _write_all(out, chunk)
+                    write_all(out, chunk)
                 os.fchown(out, uid, gid)
                 os.fchmod(out, mode)
                 os.utime(out, ns=times)
@@ -247,14 +247,6 @@ class _Writer:
                 os.close(out)
         finally:
             os.close(source)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """Write all of *data*: ``write(2)`` may write less (a filesystem filling up does, then the
-    next call fails with ``ENOSPC``); a short copy must fail, never pass as a whole file."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _lstat_at(fd: int, name: str) -> os.stat_result | None:
@@ -308,7 +300,7 @@ def write_inline(dest_root: RootDir, dest: str, content: bytes, *, mode: int, ow
             remove_at(fd, name)
         out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
         try:
-            _write_all(out, content)
+            write_all(out, content)
             os.fchown(out, *owner)
             os.fchmod(out, mode)
             os.utime(out, ns=(mtime_ns, mtime_ns))
