@@ -308,3 +308,37 @@ def test_step_filling_the_memory_tmpfs_fails_with_enospc_then_steps_go_to_disk(s
         capture.keep(chain)
     assert not capture.upper.is_relative_to(stacker.scratch / "tmpfs")
     assert (stacker.snapshots.path(chain) / "big").read_bytes() == big
+
+
+@pytest.mark.root
+@needs_root
+def test_devpod_step_staged_in_memory_stays_on_the_tmpfs_within_the_budget(nested_overlay: Path,
+                                                                           tmp_path: Path) -> None:
+    """On a devpod every upper is on the tmpfs; one staged in memory is not copied to the data
+    directory (on overlayfs, where each file costs most) while the tmpfs holds under the budget."""
+    pod = nested_overlay / f"memory-{tmp_path.name}"
+    scratch = pod / "scratch"
+    scratch.mkdir(parents=True)
+    stacker = Stacker(snapshots=LayerSnapshots(pod / "snapshots"), blobs=LayoutStore.create(tmp_path / "store"),
+                      scratch=scratch, runner=SubprocessRunner(), upper_on_tmpfs=True)
+    try:
+        descriptors, diff_ids = _store_layers(stacker.blobs, LAYERS[:1])
+        rootfs = scratch / "rootfs"
+        rootfs.mkdir()
+        kept, copied = (chain_ids([*diff_ids, Digest.parse(d)])[-1] for d in (A, B))
+        with stacker.step(rootfs, descriptors, diff_ids, in_memory=True) as capture:
+            (rootfs / "etc/added").write_text("kept")
+            capture.finish()
+            capture.keep(kept)
+        stacker.memory_limit = 1  # the tmpfs holds more than that now
+        with stacker.step(rootfs, descriptors, diff_ids, in_memory=True) as capture:
+            (rootfs / "etc/added").write_text("copied")
+            capture.finish()
+            capture.keep(copied)
+
+        assert not stacker.snapshots.has(kept)
+        assert (scratch / "tmpfs" / "snapshots" / kept.hex / "etc/added").read_text() == "kept"
+        assert (stacker.snapshots.path(copied) / "etc/added").read_text() == "copied"
+    finally:
+        stacker.close()
+    assert mounts_under(pod) == []

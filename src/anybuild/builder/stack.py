@@ -34,9 +34,10 @@ for the build; the others are copied into the shared store once.
 A step may also be *staged in memory* (COPY and ADD are): its upper lives on the
 build's tmpfs (at most :data:`MEMORY_LIMIT` bytes in all) and stays there, as the
 layer's snapshot for the rest of the build, instead of being written to the data
-directory. Its files are written once, in memory, and read once, into the layer;
-a later build that stacks on that layer unpacks it from its blob, as it would any
-layer it has not seen. On a disk filesystem a COPY of 2,000 files spent most of
+directory (on a devpod, instead of being copied there, within the same budget).
+Its files are written once, in memory, and read once, into the layer; a later
+build that stacks on that layer unpacks it from its blob, as it would any layer
+it has not seen. On a disk filesystem a COPY of 2,000 files spent most of
 its time creating them there. A step that fills the tmpfs is made again on disk
 (the caller sees ``ENOSPC`` from :meth:`Stacker.step` and asks again).
 
@@ -341,8 +342,10 @@ class Stacker:
 
     def _memory(self) -> bool:
         """Whether a step can be staged in memory (the tmpfs is mounted on the first that is)."""
-        if self.upper_on_tmpfs or self.memory_limit <= 0:
+        if self.memory_limit <= 0:
             return False
+        if self.upper_on_tmpfs:
+            return True  # every upper is on the tmpfs already; :meth:`adopt` minds the budget
         try:
             self._scratch_tmpfs()
         except OSError:
@@ -357,9 +360,18 @@ class Stacker:
             return self._scratch_tmpfs() / "snapshots" / chain.hex
         return None
 
+    def _tmpfs_used(self) -> int:
+        info = os.statvfs(self._scratch_tmpfs())
+        return (info.f_blocks - info.f_bfree) * info.f_frsize
+
     def adopt(self, upper: Path, chain: Digest, *, in_memory: bool = False) -> None:
-        """Make a step's *upper* directory the snapshot of *chain* (for this build only, *in_memory*)."""
-        if in_memory and not self.upper_on_tmpfs:
+        """Make a step's *upper* directory the snapshot of *chain* (for this build only, *in_memory*).
+
+        In the devpod case, where every upper is on the tmpfs and it has no size limit, an upper
+        staged in memory stays there while the tmpfs holds no more than :attr:`memory_limit`;
+        past that it is copied to the data directory as the others are.
+        """
+        if in_memory and (not self.upper_on_tmpfs or self._tmpfs_used() <= self.memory_limit):
             target = self._scratch_tmpfs() / "snapshots" / chain.hex
             if target.exists():  # the same layers made twice in this build (two stages)
                 shutil.rmtree(upper, ignore_errors=True)
