@@ -78,6 +78,22 @@ def _store_layers(store: LayoutStore, layers: list[list[E]]) -> tuple[list[Descr
     return descriptors, diff_ids
 
 
+def _base_and_rootfs(stacker: Stacker, where: Path) -> tuple[list[Descriptor], list[Digest], Path]:
+    """The first layer of LAYERS in *stacker*'s store, and an empty mount point for a step."""
+    descriptors, diff_ids = _store_layers(stacker.blobs, LAYERS[:1])
+    rootfs = where / "rootfs"
+    rootfs.mkdir()
+    return descriptors, diff_ids, rootfs
+
+
+def _devpod_stacker(pod: Path, store: Path) -> Stacker:
+    """A stacker whose data directory is *pod*, on an overlay mount: every upper on its tmpfs."""
+    scratch = pod / "scratch"
+    scratch.mkdir(parents=True)
+    return Stacker(snapshots=LayerSnapshots(pod / "snapshots"), blobs=LayoutStore.create(store), scratch=scratch,
+                   runner=SubprocessRunner(), upper_on_tmpfs=True)
+
+
 def _applied(blobs: LayoutStore, descriptors: list[Descriptor], target: Path) -> Path:
     """*target* with the layers applied one by one, the walk's way."""
     target.mkdir()
@@ -182,9 +198,7 @@ def test_snapshots_unpacked_once_shared_by_a_second_build(stacker: Stacker, tmp_
 @pytest.mark.root
 @needs_root
 def test_step_upper_becomes_the_next_snapshot(stacker: Stacker, tmp_path: Path) -> None:
-    descriptors, diff_ids = _store_layers(stacker.blobs, LAYERS[:1])
-    rootfs = tmp_path / "rootfs"
-    rootfs.mkdir()
+    descriptors, diff_ids, rootfs = _base_and_rootfs(stacker, tmp_path)
     new_chain = Digest.parse(A)
     with stacker.step(rootfs, descriptors, diff_ids) as capture:
         (rootfs / "etc/motd").unlink()
@@ -227,10 +241,8 @@ def test_devpod_stack_data_dir_on_overlayfs_deleting_layers_stay_on_tmpfs(nested
                                                                           tmp_path: Path) -> None:
     # The data directory is an overlay mount: it can be a lower layer, never hold a whiteout.
     pod = nested_overlay / f"stack-{tmp_path.name}"
-    scratch = pod / "scratch"
-    scratch.mkdir(parents=True)
-    stacker = Stacker(snapshots=LayerSnapshots(pod / "snapshots"), blobs=LayoutStore.create(tmp_path / "store"),
-                      scratch=scratch, runner=SubprocessRunner(), upper_on_tmpfs=True)
+    stacker = _devpod_stacker(pod, tmp_path / "store")
+    scratch = stacker.scratch
     try:
         descriptors, diff_ids = _store_layers(stacker.blobs, LAYERS)
         applied = _applied(stacker.blobs, descriptors, tmp_path / "applied")
@@ -264,9 +276,7 @@ def test_devpod_stack_data_dir_on_overlayfs_deleting_layers_stay_on_tmpfs(nested
 @needs_root
 def test_step_staged_in_memory_keeps_its_snapshot_on_the_tmpfs_for_the_build(stacker: Stacker,
                                                                              tmp_path: Path) -> None:
-    descriptors, diff_ids = _store_layers(stacker.blobs, LAYERS[:1])
-    rootfs = tmp_path / "rootfs"
-    rootfs.mkdir()
+    descriptors, diff_ids, rootfs = _base_and_rootfs(stacker, tmp_path)
     made = Digest.parse(A)  # the new layer's diff id (its blob is the executor's business)
     chain = chain_ids([*diff_ids, made])[-1]
 
@@ -289,9 +299,7 @@ def test_step_staged_in_memory_keeps_its_snapshot_on_the_tmpfs_for_the_build(sta
 @needs_root
 def test_step_filling_the_memory_tmpfs_fails_with_enospc_then_steps_go_to_disk(stacker: Stacker,
                                                                               tmp_path: Path) -> None:
-    descriptors, diff_ids = _store_layers(stacker.blobs, LAYERS[:1])
-    rootfs = tmp_path / "rootfs"
-    rootfs.mkdir()
+    descriptors, diff_ids, rootfs = _base_and_rootfs(stacker, tmp_path)
     stacker.memory_limit = 256 * 1024
     big = os.urandom(1024 * 1024)
 
@@ -317,14 +325,10 @@ def test_devpod_step_staged_in_memory_stays_on_the_tmpfs_within_the_budget(neste
     """On a devpod every upper is on the tmpfs; one staged in memory is not copied to the data
     directory (on overlayfs, where each file costs most) while the tmpfs holds under the budget."""
     pod = nested_overlay / f"memory-{tmp_path.name}"
-    scratch = pod / "scratch"
-    scratch.mkdir(parents=True)
-    stacker = Stacker(snapshots=LayerSnapshots(pod / "snapshots"), blobs=LayoutStore.create(tmp_path / "store"),
-                      scratch=scratch, runner=SubprocessRunner(), upper_on_tmpfs=True)
+    stacker = _devpod_stacker(pod, tmp_path / "store")
+    scratch = stacker.scratch
     try:
-        descriptors, diff_ids = _store_layers(stacker.blobs, LAYERS[:1])
-        rootfs = scratch / "rootfs"
-        rootfs.mkdir()
+        descriptors, diff_ids, rootfs = _base_and_rootfs(stacker, scratch)
         kept, copied = (chain_ids([*diff_ids, Digest.parse(d)])[-1] for d in (A, B))
         with stacker.step(rootfs, descriptors, diff_ids, in_memory=True) as capture:
             (rootfs / "etc/added").write_text("kept")
