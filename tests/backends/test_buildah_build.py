@@ -73,7 +73,7 @@ def test_buildah_build_settings_from_this_machine_facts_pushed(
     tmp_path: Path, private_storage: Path, registry: Registry, base_images: BaseImages
 ) -> None:
     """Driver, isolation and runtime as the probes choose them here (overlay + oci + runc on this host)."""
-    facts = collect_facts(ProbeContext())
+    facts = collect_facts(ProbeContext(), budget=30.0)  # the facts, not their speed, under a loaded CI
     settings = replace(buildah_settings(facts), root=private_storage / "root", runroot=private_storage / "run")
     env = {**os.environ, "TMPDIR": str(private_storage)}
     backend = BuildahBackend(settings=settings, runner=SubprocessRunner(), env=env, timeout=300)

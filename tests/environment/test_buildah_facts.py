@@ -14,12 +14,13 @@ from anybuild.environment.probe import collect_facts
 from tests.harness.buildah import Buildah
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="overlay trial mounts need root here")
+BUDGET = 30.0  # these tests read the facts, not how fast they come (the 1.5 s default once ran out in CI)
 
 
 @needs_root
 def test_buildah_facts_harness_storage_on_ext4_overlay_chosen(buildah: Buildah) -> None:
-    facts = collect_facts(ProbeContext(env=dict(buildah.env)))
-    assert facts.value(FactKey.BUILDAH_STORAGE_DIR) == str(buildah.root)
+    facts = collect_facts(ProbeContext(env=dict(buildah.env)), budget=BUDGET)
+    assert facts.value(FactKey.BUILDAH_STORAGE_DIR) == str(buildah.root), facts.evidence("probe.storage")
     assert buildah.env["CONTAINERS_STORAGE_CONF"] in facts.evidence(FactKey.BUILDAH_STORAGE_DIR)
     if facts.value(FactKey.BUILDAH_FSTYPE) in ("overlay", "aufs"):
         pytest.skip(f"{buildah.root} is on overlay here")
@@ -36,7 +37,7 @@ def test_buildah_facts_graphroot_on_nested_overlay_no_overlay_driver(nested_over
     conf.write_text(
         f'[storage]\ndriver = "overlay"\ngraphroot = "{nested_overlay}/graph"\nrunroot = "{tmp_path}/run"\n'
     )
-    facts = collect_facts(ProbeContext(env={**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}))
+    facts = collect_facts(ProbeContext(env={**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}), budget=BUDGET)
     assert facts.value(FactKey.BUILDAH_FSTYPE) == "overlay"
     assert facts.value(FactKey.BUILDAH_OVERLAY) is False
     assert "Invalid argument" in facts.evidence(FactKey.BUILDAH_OVERLAY)
