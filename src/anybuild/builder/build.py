@@ -10,7 +10,6 @@ run the build, then write the outputs: ``oci:DIR``, ``docker-archive:FILE``,
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from anybuild.builder.cache import StepCache, StepStore
 from anybuild.builder.cache.hashes import ContextHashes
 from anybuild.builder.executor import BuildInputs, BuiltImage, Executor
 from anybuild.builder.images import ImageSource
+from anybuild.builder.inroot import NO_SPACE
 from anybuild.builder.overlay import SnapshotterChoice, UpperPlacement, choose_snapshotter, make_snapshotter
 from anybuild.builder.sandbox import (
     NetworkMode,
@@ -271,7 +271,7 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     except AnybuildError:
         raise
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno not in NO_SPACE:
             raise
         where = f" ({exc.filename})" if exc.filename else ""
         raise BuildFailed(f"no space left on device{where}: {exc.strerror}",

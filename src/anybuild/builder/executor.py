@@ -12,7 +12,6 @@ WORKDIR touch the rootfs, after which a snapshot diff becomes a layer (or an
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import shutil
 import tempfile
@@ -37,7 +36,7 @@ from anybuild.builder.rootfs import RecordedMeta, UnpackOptions
 from anybuild.builder.sandbox import NetworkMode, Sandbox
 from anybuild.builder.snapshot import Snapshot
 from anybuild.builder.snapshotter import Capture, Snapshotter, WalkSnapshotter
-from anybuild.builder.stack import StackCapture, Stacker, chain_ids
+from anybuild.builder.stack import StackCapture, Stacker, StagingFull, chain_ids
 from anybuild.builder.step import StepResult
 from anybuild.builder.users import resolve_chown
 from anybuild.dockerfile.convert import parse_instructions
@@ -234,9 +233,7 @@ class Executor:
         in_memory = isinstance(expanded, Copy | Add)
         try:
             result = self._apply(state, expanded, in_memory=in_memory)
-        except OSError as exc:
-            if not (in_memory and exc.errno == errno.ENOSPC and self.stacker is not None):
-                raise
+        except StagingFull:
             result = self._apply(state, expanded, in_memory=False)  # the tmpfs is full: made again on disk
         if result.config.env != state.config.env:
             old = env_map(state.config.env)

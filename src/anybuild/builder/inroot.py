@@ -27,9 +27,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["MAX_SYMLINKS", "RootDir", "clean_relative", "remove_at", "write_all"]
+__all__ = ["MAX_SYMLINKS", "NO_SPACE", "RootDir", "clean_relative", "remove_at", "write_all"]
 
 MAX_SYMLINKS = 40
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})  # the filesystem (or the quota) is full
 
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

@@ -33,7 +33,7 @@ from typing import IO, cast
 
 import zstandard
 
-from anybuild.builder.inroot import RootDir, clean_relative, remove_at, write_all
+from anybuild.builder.inroot import NO_SPACE, RootDir, clean_relative, remove_at, write_all
 from anybuild.errors import IntegrityError
 
 __all__ = [
@@ -192,7 +192,7 @@ class _State:
             else:
                 self._entry(rel, member, archive)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if exc.errno in NO_SPACE:
                 raise  # the disk is full, not the layer wrong (the builder reports it as such)
             raise IntegrityError(
                 f"cannot unpack layer entry {member.name!r}: {exc.strerror or exc}",

@@ -39,7 +39,7 @@ Its files are written once, in memory, and read once, into the layer; a later
 build that stacks on that layer unpacks it from its blob, as it would any layer
 it has not seen. On a disk filesystem a COPY of 2,000 files spent most of
 its time creating them there. A step that fills the tmpfs is made again on disk
-(the caller sees ``ENOSPC`` from :meth:`Stacker.step` and asks again).
+(the caller sees :class:`StagingFull` from :meth:`Stacker.step` and asks again).
 
 Concurrent builds share the snapshots safely: a snapshot appears by one
 ``rename`` or not at all, and builds hold a shared lock that ``anybuild cache
@@ -76,11 +76,19 @@ from anybuild.oci.digest import Digest
 from anybuild.oci.layout import LayoutStore
 from anybuild.process import Runner
 
-__all__ = ["MEMORY_LIMIT", "LayerSnapshots", "SnapshotUsage", "StackCapture", "Stacker", "chain_ids"]
+__all__ = ["MEMORY_LIMIT", "LayerSnapshots", "SnapshotUsage", "StackCapture", "Stacker", "StagingFull", "chain_ids"]
 
 MEMORY_LIMIT = 128 * 1024 * 1024  # the build's tmpfs for steps staged in memory (not the devpod case: no limit)
 _OPTIONS_LIMIT = 4000  # mount(2) copies one page of options (4096 bytes on every Linux architecture here)
 _CHUNK = 1024 * 1024
+
+
+class StagingFull(OSError):
+    """A step staged in memory filled the build's tmpfs (``ENOSPC``): make it again on disk.
+
+    Raised by :meth:`Stacker.step` only for a step it really staged, so a full disk is never
+    retried; no later step is staged.
+    """
 
 
 def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
@@ -364,6 +372,11 @@ class Stacker:
         info = os.statvfs(self._scratch_tmpfs())
         return (info.f_blocks - info.f_bfree) * info.f_frsize
 
+    def _tmpfs_full(self) -> bool:
+        """Whether the tmpfs has less room than one chunk of a copy (what a write filling it leaves)."""
+        info = os.statvfs(self._scratch_tmpfs())
+        return info.f_bavail * info.f_frsize < _CHUNK
+
     def adopt(self, upper: Path, chain: Digest, *, in_memory: bool = False) -> None:
         """Make a step's *upper* directory the snapshot of *chain* (for this build only, *in_memory*).
 
@@ -372,18 +385,15 @@ class Stacker:
         past that it is copied to the data directory as the others are.
         """
         if in_memory and (not self.upper_on_tmpfs or self._tmpfs_used() <= self.memory_limit):
-            target = self._scratch_tmpfs() / "snapshots" / chain.hex
-            if target.exists():  # the same layers made twice in this build (two stages)
-                shutil.rmtree(upper, ignore_errors=True)
-            else:
-                upper.rename(target)  # on the same tmpfs
             self._in_memory.add(chain)
-            return
         private = self._private(chain)
         if private is None:
             self.snapshots.put(upper, chain)
-        elif _has_overlay_markers(upper):
-            upper.rename(private)  # on the same tmpfs
+        elif chain in self._in_memory or _has_overlay_markers(upper):
+            if private.exists():  # the same layers made twice in this build (two stages)
+                shutil.rmtree(upper, ignore_errors=True)
+            else:
+                upper.rename(private)  # on the same tmpfs
         else:
             staging = self.snapshots.staging()
             try:
@@ -504,7 +514,7 @@ class Stacker:
         """Mount the stack with a fresh upper directory on *rootfs* around one step.
 
         *in_memory*: stage the step on the build's tmpfs where one can be mounted (see the
-        module's doc). ``OSError(ENOSPC)`` out of such a step means the tmpfs is full: no later
+        module's doc). :class:`StagingFull` out of such a step means the tmpfs is full: no later
         step is staged in memory, and the caller makes this one again.
         """
         lowers = self.lowers(layers, diff_ids)
@@ -525,9 +535,10 @@ class Stacker:
             capture = StackCapture(stacker=self, rootfs=rootfs, upper=upper, lowers=lowers, in_memory=memory)
             yield capture
         except OSError as exc:
-            if memory and exc.errno == errno.ENOSPC:
-                self.memory_limit = 0
-            raise
+            if not memory or exc.errno != errno.ENOSPC or isinstance(exc, StagingFull) or not self._tmpfs_full():
+                raise  # not the tmpfs: the layer's blob, written to the data directory, found it full
+            self.memory_limit = 0
+            raise StagingFull(errno.ENOSPC, f"the build's memory staging ({self._tmpfs}) is full") from exc
         finally:
             if capture is not None and capture.mounted:
                 with contextlib.suppress(OSError):
