@@ -1,4 +1,4 @@
-"""Kaniko's integration Dockerfiles (../shared/conformance/kaniko-integration), anybuild vs dockerd.
+"""Kaniko's integration Dockerfiles (tests/data/conformance/kaniko-integration), anybuild vs dockerd.
 
 FROM names are mapped to the offline bases (debian -> debian:bookworm, busybox and
 alpine -> busybox:1.36 when the file does not use apk). A case is skipped, with its
@@ -20,7 +20,7 @@ from tests.builder.building import Case, anybuild_build, docker_build
 from tests.builder.test_conformance import compare
 from tests.harness.procs import HarnessError
 
-KANIKO = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "kaniko-integration"
+KANIKO = Path(__file__).resolve().parents[1] / "data" / "conformance" / "kaniko-integration"
 # Build args kaniko's own integration test passes (integration/images.go).
 ARGS: dict[str, dict[str, str]] = {
     "Dockerfile_test_run": {"file": "/file"},
@@ -120,6 +120,11 @@ def kaniko_cases() -> list[tuple[str, Path, Path]]:
 
 
 CASES = kaniko_cases()
+
+
+def test_kaniko_data_present() -> None:
+    # Guards against the parametrized test below silently collecting nothing.
+    assert len(CASES) >= 50, KANIKO
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from anybuild.dockerfile.parser import parse_dockerfile, parse_heredoc_word, rea
 from anybuild.dockerfile.quote import go_quote
 from anybuild.errors import DockerfileError
 
-CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "buildkit-parser"
+CONFORMANCE = Path(__file__).resolve().parents[1] / "data" / "conformance" / "buildkit-parser"
 POSITIVE = sorted(p.name for p in (CONFORMANCE / "testfiles").iterdir()) if CONFORMANCE.is_dir() else []
 NEGATIVE = (
     sorted(p.name for p in (CONFORMANCE / "testfiles-negative").iterdir()) if CONFORMANCE.is_dir() else []
