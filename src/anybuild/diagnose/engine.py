@@ -26,7 +26,7 @@ from anybuild.diagnose.model import (
     Variant,
 )
 
-__all__ = ["ANCHORS", "Report", "Scanner", "analyze_lines", "analyze_stream"]
+__all__ = ["ANCHORS", "OWN_LINE", "Report", "Scanner", "analyze_lines", "analyze_stream"]
 
 ANCHORS: tuple[str, ...] = (
     "err", "fail", "fatal", "denied", "unauthorized", "many", "docker daemon", "overlay",
@@ -42,6 +42,11 @@ MAX_QUOTE = 400
 KEEP_EVIDENCE = 3  # first and last lines kept per rule
 PUSH_WINDOW = 300  # lines after a push marker that count as the push phase
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+# anybuild's own lines (planning, fallback, the built-in builder's sandbox and snapshotter
+# choice), as its sinks print them, optionally behind the progress output's "[image] ".
+# They repeat other tools' errors as reasons ("not using docker: ... failed to mount
+# overlay: invalid argument") and are never evidence of this build's failure.
+OWN_LINE = re.compile(r"^(?:\[[^\]\s]{1,80}\]\s+)?(?:anybuild|sandbox|snapshotter):\s")
 _PUSH_MARKER = re.compile(
     r"the push refers to repository|\bpush(?:ing)?\b|failed to push|checking push permission"
     r"|blobs/uploads|initiating layer upload|trying to reuse blob|writing blob|at destination",
@@ -108,7 +113,7 @@ class Scanner:
 
     def _line(self, number: int, raw: str) -> None:
         text = _ANSI.sub("", raw).replace("\r", " ").strip()
-        if not text:
+        if not text or OWN_LINE.match(text):
             return
         low = text.lower()
         if _PUSH_MARKER.search(low):
