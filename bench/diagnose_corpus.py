@@ -1,4 +1,15 @@
-"""Make real failure logs with real tools, diagnose each, print accuracy and confusions.
+"""Score the diagnosis on real failure logs: public issue threads, or logs made by real tools.
+
+Default: the corpus of logs from public issue threads (tests/diagnose/corpus/), split by
+source URL into a tuning part and a test part (tests/diagnose/corpus_data.py). For each
+part it prints accuracy per family and overall, how often a Dockerfile mistake was blamed
+on the environment, other_backend_helps accuracy where the thread settles it, and the
+share of cases without an answer. Misses are listed for the tuning part only; the test
+part is reported in aggregate, so that no rule is written against it.
+
+    .venv/bin/python bench/diagnose_corpus.py [--json]
+
+--lab: make real failure logs with real tools, diagnose each, print accuracy and confusions.
 
 Runs, on this machine, under a private temporary directory (see bench/diagnose_lab.py):
 dockerd (classic builder and BuildKit) on private sockets, one with its data root on a
@@ -7,7 +18,7 @@ an untrusted, a not-yet-valid and an expired certificate) and a front that answe
 small tmpfs mounts that fill up; memory-limited RUN steps; user namespaces refused in a
 child namespace (the host's sysctls are never touched); npm and node on the host.
 
-    .venv/bin/python bench/diagnose_corpus.py [--out DIR] [--fixtures] [--only GROUP ...]
+    .venv/bin/python bench/diagnose_corpus.py --lab [--out DIR] [--fixtures] [--only GROUP ...]
 
 --fixtures also copies the logs into tests/diagnose/logs/<rule-id>/ (and near-misses into
 tests/diagnose/logs/near-miss/). Needs root. Exit status 1 when accuracy is below 100%.
@@ -28,10 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "diagnose"))
 
 from diagnose_lab import DOCKER, DOCKER28, Lab, busybox_rootfs
 
-from anybuild.diagnose import diagnose_log
+from corpus_data import Case as ThreadCase
+from corpus_data import family_of, load_corpus
+
+from anybuild.diagnose import Category, diagnose_log
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "diagnose" / "logs"
@@ -740,12 +755,76 @@ def write_fixture(case: Case) -> Path:
     return path
 
 
+def score_threads(show_test: bool = False, as_json: bool = False) -> int:
+    """Score the thread corpus; misses are listed for the tuning part only."""
+    cases = load_corpus()
+    report: dict[str, object] = {}
+    for part in ("tuning", "test"):
+        chosen = [c for c in cases if c.part == part]
+        report[part] = _score_part(chosen, list_misses=(part == "tuning" or show_test), quiet=as_json)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+def _score_part(cases: list[ThreadCase], *, list_misses: bool, quiet: bool) -> dict[str, object]:
+    families: dict[str, list[int]] = {}
+    blamed = helps_right = helps_known = no_answer = 0
+    misses: list[str] = []
+    for case in cases:
+        diagnoses = diagnose_log(case.log.splitlines())
+        root = diagnoses[0] if diagnoses else None
+        got = family_of(root.rule_id) if root else "none"
+        if root is None or root.rule_id == "unrecognised":
+            no_answer += root is None
+        ok = got == case.family
+        tally = families.setdefault(case.family, [0, 0])
+        tally[0] += ok
+        tally[1] += 1
+        if case.family == "dockerfile" and root is not None and root.other_backend_helps:
+            blamed += 1
+        if case.other_backend_helps is not None and root is not None and root.rule_id != "unrecognised":
+            helps_known += 1
+            helps_right += root.other_backend_helps is case.other_backend_helps
+        if not ok:
+            misses.append(f"  {case.id}: {case.family} -> {root.rule_id if root else 'nothing'}  ({case.url})")
+    total = len(cases)
+    right = sum(t[0] for t in families.values())
+    result = {
+        "cases": total,
+        "accuracy": right / total if total else 0.0,
+        "families": {f: {"right": t[0], "cases": t[1]} for f, t in sorted(families.items())},
+        "dockerfile_blamed_on_environment": blamed,
+        "other_backend_helps": {"right": helps_right, "known": helps_known},
+        "no_answer": no_answer,
+    }
+    if not quiet:
+        part = cases[0].part if cases else "?"
+        print(f"== {part} part: {total} cases, {len({c.url for c in cases})} threads")
+        for family, (good, count) in sorted(families.items()):
+            print(f"  {family:<20} {good:>3}/{count:<3} {100 * good / count:5.1f}%")
+        print(f"  overall              {right:>3}/{total:<3} {100 * right / max(total, 1):5.1f}%")
+        print(f"  Dockerfile mistakes blamed on the environment: {blamed}")
+        print(f"  other_backend_helps right where the thread settles it: {helps_right}/{helps_known}")
+        print(f"  no answer at all: {no_answer}/{total}")
+        if list_misses and misses:
+            print("  misses:")
+            print("\n".join(misses))
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--lab", action="store_true", help="make logs with real tools instead (needs root)")
+    parser.add_argument("--json", action="store_true", help="thread corpus figures as JSON")
+    parser.add_argument("--show-test-misses", action="store_true",
+                        help="also list test-part misses (record every case you look at in LOOKED_AT.md)")
     parser.add_argument("--out", type=Path, default=None, help="directory for the logs (default: temporary)")
     parser.add_argument("--fixtures", action="store_true", help="also write tests/diagnose/logs fixtures")
     parser.add_argument("--only", nargs="*", choices=sorted(GROUPS), help="run only these groups")
     args = parser.parse_args()
+    if not args.lab:
+        return score_threads(show_test=args.show_test_misses, as_json=args.json)
     if os.geteuid() != 0:
         print("needs root (dockerd, mounts, namespaces)")
         return 2
