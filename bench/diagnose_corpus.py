@@ -41,12 +41,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "diagnose"))
 
-from diagnose_lab import DOCKER, DOCKER28, Lab, busybox_rootfs
-
 from corpus_data import Case as ThreadCase
 from corpus_data import family_of, load_corpus
+from diagnose_lab import DOCKER, DOCKER28, Lab, busybox_rootfs
 
-from anybuild.diagnose import Category, diagnose_log
+from anybuild.diagnose import diagnose_log
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "diagnose" / "logs"

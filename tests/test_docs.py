@@ -26,3 +26,24 @@ def test_docs_slugs_found() -> None:
 @pytest.mark.parametrize(("slug", "where"), sorted(set(_slugs())))
 def test_docs_slug_has_page(slug: str, where: str) -> None:
     assert (ROOT / "docs" / f"{slug}.md").is_file(), f"{where} refers to docs/{slug}.md, which does not exist"
+
+
+def _troubleshooting_rules() -> list[str]:
+    from anybuild.diagnose import RULES
+
+    return sorted(rule.id for rule in RULES)
+
+
+@pytest.mark.parametrize("rule_id", _troubleshooting_rules())
+def test_docs_troubleshooting_page_shows_a_line_its_rule_diagnoses(rule_id: str) -> None:
+    """Each rule's page exists, and the log line under "What you saw" is diagnosed as that rule."""
+    from anybuild.diagnose import diagnose_log
+
+    page = ROOT / "docs" / "troubleshooting" / f"{rule_id}.md"
+    text = page.read_text(encoding="utf-8")
+    seen = text.split("## What you saw", 1)[1].split("```", 2)[1].strip().splitlines()
+    assert rule_id in [d.rule_id for d in diagnose_log(seen)], f"{page.name}: its example does not fire {rule_id}"
+
+
+def test_docs_troubleshooting_has_the_unrecognised_page() -> None:
+    assert (ROOT / "docs" / "troubleshooting" / "unrecognised.md").is_file()

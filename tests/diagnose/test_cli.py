@@ -46,6 +46,7 @@ def test_cli_diagnose_stdin_no_match_exits_1_with_tail() -> None:
     assert result.exit_code == 1
     assert "No known cause matched in 3 lines of log." in result.output
     assert "line 2: error: the frobnicator broke" in result.output
+    assert "Cause not recognised" in result.output
 
 
 def test_cli_diagnose_dockerfile_mistake_says_no_other_backend() -> None:

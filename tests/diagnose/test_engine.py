@@ -114,11 +114,18 @@ def test_engine_exit_code_137_alone_is_oom() -> None:
     assert diagnoses[0].evidence[-1].line is None
 
 
-def test_engine_no_match_returns_empty_and_tail() -> None:
-    report = analyze_lines(["compiling", "error: something odd happened", "done"], RULES)
-    assert report.diagnoses == ()
-    assert [e.text for e in report.tail] == ["error: something odd happened"]
-    assert report.lines == 3
+def test_engine_no_match_still_answers_with_step_exit_status_error_and_tool() -> None:
+    lines = ["=> ERROR [build 3/5] RUN make", "compiling", "error: something odd happened",
+             "The command '/bin/sh -c make' returned a non-zero code: 2"]
+    report = analyze_lines(lines, [r for r in RULES if r.id != "run-nonzero"])
+    (root,) = report.diagnoses
+    assert (root.rule_id, root.role, root.other_backend_helps) == ("unrecognised", Role.ROOT_CAUSE, None)
+    assert "Cause not recognised" in root.cause and "`RUN make (step build 3/5)`" in root.cause
+    assert "exit status 2" in root.cause and "BuildKit" in root.cause
+    assert root.evidence[0].line == 4 or root.evidence[0].text == "error: something odd happened"
+    assert "anybuild doctor" in root.remedy
+    assert root.to_dict()["other_backend_helps"] is None
+    assert report.lines == 4
 
 
 @pytest.mark.parametrize("block", [7, 64, 1 << 20], ids=["tiny", "small", "default"])

@@ -40,7 +40,9 @@ Examples:
 def diagnose(session: Session, log: Path, facts_path: Path | None, exit_code: int | None) -> None:
     """Read a failed build's log (any tool's) and name the root cause, the evidence and the fix.
 
-    Exits 0 when a cause was found, 1 when none matched.
+    Exits 0 when a cause was found, 1 when none matched (the answer then names the failing
+    step, its exit status, the last error line and the tool, and says the cause is not
+    recognised).
     """
     facts = _load_facts(facts_path, session.cwd) if facts_path else {}
     name = "stdin" if str(log) == "-" else str(log)
@@ -49,7 +51,7 @@ def diagnose(session: Session, log: Path, facts_path: Path | None, exit_code: in
     else:
         report = _diagnose_file(log if log.is_absolute() else session.cwd / log, facts, exit_code)
     session.emit(_to_dict(name, report), lambda console: render_report(console, report))
-    if not report.diagnoses:
+    if not _recognised(report):
         sys.exit(1)  # documented: 1 when no cause matched (the report was printed)
 
 
@@ -79,13 +81,18 @@ def _load_facts(path: Path, cwd: Path) -> dict[str, object]:
     return dict(facts) if isinstance(facts, dict) else dict(data)
 
 
+def _recognised(report: Report) -> bool:
+    return bool(report.diagnoses) and report.diagnoses[0].rule_id != "unrecognised"
+
+
 def _to_dict(name: str, report: Report) -> dict[str, Any]:
+    known = _recognised(report)
     return {
         "log": name,
         "lines": report.lines,
-        "diagnosed": bool(report.diagnoses),
+        "diagnosed": known,
         "diagnoses": [d.to_dict() for d in report.diagnoses],
-        "tail": [] if report.diagnoses else [e.to_dict() for e in report.tail],
+        "tail": [] if known else [e.to_dict() for e in report.tail],
     }
 
 
@@ -95,8 +102,10 @@ def render_report(console: Console, report: Report) -> None:
     def say(text: str = "") -> None:
         console.print(text, markup=False, highlight=False)
 
-    if not report.diagnoses:
+    if not _recognised(report):
         say(f"No known cause matched in {report.lines} lines of log.")
+        if report.diagnoses:
+            say(report.diagnoses[0].cause)
         if report.tail:
             say("The last error-looking lines:")
             for e in report.tail:

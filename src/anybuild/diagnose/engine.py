@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from anybuild.diagnose.model import (
+    DOCS_DIR,
+    Category,
     Diagnosis,
     Evidence,
     Phase,
@@ -30,9 +32,9 @@ __all__ = ["ANCHORS", "OWN_LINE", "Report", "Scanner", "analyze_lines", "analyze
 
 ANCHORS: tuple[str, ...] = (
     "err", "fail", "fatal", "denied", "unauthorized", "many", "docker daemon", "overlay",
-    "device not found", "/dev/fuse", "kaniko", "no space", "resolve", "bad address", "killed",
-    "non-zero", "valid yet", "newuidmap", "| >>>", "push", "credentials", "buildx", "unreachable",
-    "no servers",
+    "kaniko", "no space", "resolve", "bad address", "killed", "non-zero", "valid yet", "newuidmap",
+    "| >>>", "push", "credentials", "buildx", "unreachable", "no servers", "not permitted",
+    "no such file", "not found",
 )
 _ANCHOR_BYTES = tuple(a.encode() for a in ANCHORS)
 BLOCK_LINES = 8192
@@ -64,6 +66,25 @@ class _Hits:
     fields: dict[str, str] = field(default_factory=dict)
 
 
+_STEP = re.compile(
+    r"^(?:#\d+ )?(?:=> )?(?:ERROR )?(?:> )?\[(?P<bk>[^\]]*\d+/\d+)\] (?P<bk_cmd>[A-Z]+ .*?):?$"
+    r"|^Step (?P<classic>\d+/\d+) : (?P<classic_cmd>.*)$"
+    r"|^STEP (?P<buildah>\d+/\d+): (?P<buildah_cmd>.*)$"
+    r"|^(?P<file>[^\s:]+):(?P<line>\d+): (?P<anybuild_cmd>[A-Z]+ .*?) failed with exit code",
+)
+_EXIT = re.compile(r"(?:exit code|exit status|non-zero code|exited with code)[:\s]+(?P<code>\d{1,3})\b", re.I)
+_ERRORISH = re.compile(r"\b(?:error|err!?|fatal|failed|failure|denied|cannot|can't|unable|not found|killed)\b", re.I)
+_TOOLS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"##\[error\]|buildx (?:call )?failed with|::error::"), "a GitHub Actions step"),
+    (re.compile(r"kaniko|error building image: error building stage", re.I), "Kaniko"),
+    (re.compile(r"^STEP \d+/\d+:|buildah|podman", re.I), "buildah/podman"),
+    (re.compile(r"^#\d+ |failed to solve|^ ?=> ", re.I), "BuildKit (docker buildx)"),
+    (re.compile(r"^Step \d+/\d+ :|returned a non-zero code"), "docker build (classic builder)"),
+    (re.compile(r"^npm (?:ERR!|error)"), "npm"),
+    (re.compile(r"dockerd|Error response from daemon|docker daemon", re.I), "Docker"),
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Report:
     """The ranked diagnoses, plus the last error-looking lines for when none fired."""
@@ -82,6 +103,10 @@ class Scanner:
         self._lines = 0
         self._last_push = -PUSH_WINDOW - 1
         self._tail: deque[tuple[int, str]] = deque(maxlen=8)
+        self._step = ""  # the last build step seen
+        self._exit = ""  # the last exit status a line reported
+        self._last_error: tuple[int, str] | None = None
+        self._tool = ""
 
     @property
     def lines(self) -> int:
@@ -120,6 +145,7 @@ class Scanner:
             self._last_push = number
         phase = Phase.PUSH if number - self._last_push <= PUSH_WINDOW else Phase.PULL
         quoted = text if len(text) <= MAX_QUOTE else text[:MAX_QUOTE] + "…"
+        self._context(number, text, quoted)
         fired: list[Rule] = []
         for rule in self._rules:
             for matcher in rule.matchers:
@@ -156,6 +182,51 @@ class Scanner:
             else:
                 hits.last.append((number, quoted))
         self._tail.append((number, quoted))
+
+    def _context(self, number: int, text: str, quoted: str) -> None:
+        """What the unrecognised answer needs: the step, the exit status, the error, the tool."""
+        step = _STEP.match(text)
+        if step is not None:
+            where = step.group("bk") or step.group("classic") or step.group("buildah")
+            command = (step.group("bk_cmd") or step.group("classic_cmd") or step.group("buildah_cmd")
+                       or step.group("anybuild_cmd") or "")
+            self._step = f"{command} (step {where})" if where else command
+        found = _EXIT.search(text)
+        if found is not None:
+            self._exit = found.group("code")
+        if _ERRORISH.search(text):
+            self._last_error = (number, quoted)
+        if not self._tool:
+            self._tool = next((name for pattern, name in _TOOLS if pattern.search(text)), "")
+
+    def _unrecognised(self, exit_code: int | None) -> Diagnosis:
+        """The answer when no rule matched: the failing step, exit status, last error line, tool."""
+        code = str(exit_code) if exit_code is not None else self._exit
+        step = f" in `{self._step}`" if self._step else ""
+        status = f" with exit status {code}" if code else ""
+        tool = self._tool or "the build tool"
+        evidence = [Evidence(line=self._last_error[0], text=self._last_error[1])] if self._last_error else []
+        if not evidence and self._tail:
+            evidence = [Evidence(line=self._tail[-1][0], text=self._tail[-1][1])]
+        if exit_code is not None:
+            evidence.append(Evidence(line=None, text=f"the build exited with status {exit_code}"))
+        last = ": the last error line is quoted below" if evidence else ""
+        return Diagnosis(
+            rule_id="unrecognised",
+            title="Cause not recognised",
+            role=Role.ROOT_CAUSE,
+            category=Category.UNKNOWN,
+            cause=f"Cause not recognised: {tool} failed{step}{status}{last}.",
+            remedy="Run `anybuild doctor` to check this environment (daemon, storage, user namespaces, "
+            "registries), and read the log just above the quoted line for the failing command's own "
+            "message.",
+            docs=f"{DOCS_DIR}/unrecognised.md",
+            other_backend_helps=None,
+            retryable=False,
+            score=0,
+            evidence=tuple(evidence),
+            matches=0,
+        )
 
     def finish(
         self, facts: Mapping[str, object] | None = None, exit_code: int | None = None
@@ -198,6 +269,8 @@ class Scanner:
                 else:
                     result.append(_with(diag, role=Role.ALSO_SEEN, reason=""))
         result.extend(herrings)
+        if not result:
+            result.append(self._unrecognised(exit_code))
         tail = tuple(Evidence(line=n, text=t) for n, t in self._tail)
         return Report(diagnoses=tuple(result), tail=tail, lines=self._lines)
 

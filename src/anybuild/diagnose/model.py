@@ -37,6 +37,8 @@ class Category(StrEnum):
     REGISTRY = "registry"  # credentials, limits, certificates
     NETWORK = "network"
     DOCKERFILE = "dockerfile"  # the user's Dockerfile or context: fix the source
+    TOOL = "tool"  # the build tool itself failed (a bug, or a CI wrapper's service)
+    UNKNOWN = "unknown"  # no rule recognised the cause
 
 
 class Role(StrEnum):
@@ -145,7 +147,7 @@ class Diagnosis:
     cause: str
     remedy: str
     docs: str
-    other_backend_helps: bool
+    other_backend_helps: bool | None  # None: not known (the cause was not recognised)
     retryable: bool
     score: int
     evidence: tuple[Evidence, ...]

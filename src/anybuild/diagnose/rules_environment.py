@@ -44,7 +44,8 @@ NESTED_OVERLAY = Rule(
     matchers=(
         Matcher(
             pattern=r"(?:failed to mount overlay|mount source: \"?overlay|(?:error )?creating overlay "
-            r"mount to|fstype: overlay|Type:overlay)\b.*\binvalid argument\b",
+            r"mount to|fstype: overlay|Type:overlay|rootfs component &\{overlay|failed to mount "
+            r"/tmp/containerd-mount\d+)\b.*\binvalid argument\b",
             keywords=("invalid argument",),
             examples=(
                 "failed to mount overlay: invalid argument",
@@ -100,7 +101,8 @@ OVERLAY_DTYPE = Rule(
         Matcher(
             pattern=r"without d_type support|d_type (?:support )?is (?:not supported|disabled)"
             r"|does not support d_type|running without d_type|needs to support d_type"
-            r"|not configured to support d_type",
+            r"|not configured to support d_type|Supports d_type: false"
+            r"|/overlay2?/\w+-init/merged/dev/shm: invalid argument",
             keywords=("d_type",),
             examples=(
                 "level=error msg=\"overlay2: the backing xfs filesystem is formatted without "
@@ -231,8 +233,9 @@ USERNS_REFUSED = Rule(
         ),
         Matcher(
             pattern=r"user namespaces? (?:are|is) not (?:enabled|supported)"
-            r"|CLONE_NEWUSER.*(?:not permitted|EPERM|no space)|cannot clone: Operation not permitted",
-            keywords=("namespace", "clone"),
+            r"|CLONE_NEWUSER.*(?:not permitted|EPERM|no space)|cannot clone: (?:Operation not permitted"
+            r"|Invalid argument)|\"newuidmap\": executable file not found|[ug]id_map`?: Operation not permitted",
+            keywords=("namespace", "clone", "newuidmap", "id_map"),
             examples=(
                 "Error during unshare(CLONE_NEWUSER): Operation not permitted",
                 "error: user namespaces are not enabled in /proc/sys/user/max_user_namespaces",
@@ -330,8 +333,9 @@ DISK_FULL = Rule(
     ),
     cause="The disk filled up: {where} has no space left.",
     remedy="Free space there (`docker system prune`, `buildah rm --all`, remove old caches) or "
-    "give the build a bigger volume (an emptyDir with a larger sizeLimit), then build again.",
-    other_backend_helps=True,
+    "give the build a bigger volume (an emptyDir with a larger sizeLimit), then build again; "
+    "another backend would fill the same disk.",
+    other_backend_helps=False,
     enrich=_disk_where,
     explains=(RUN_NONZERO, "daemon-unreachable"),
 )

@@ -109,7 +109,7 @@ def _auth_matchers(phase: Phase) -> tuple[Matcher, ...]:
             phase=phase,
         ),
         Matcher(
-            pattern=r"(?<!permission )\bdenied: |access to the resource is denied|\b403 Forbidden\b"
+            pattern=r"(?<!permission )\bdenied: |access to the resource is denied|\b403\W{1,2}Forbidden\b"
             r"|insufficient_scope",
             keywords=("denied", "403", "insufficient_scope"),
             examples=(f"{verb}: denied: requested access to the resource is denied",),
@@ -186,7 +186,7 @@ KANIKO_PUSH = Rule(
     rank=86,
     matchers=(
         Matcher(
-            pattern=r"error checking push permissions.*?(?:checking push permission for "
+            pattern=r"error checking push permissions(?!.*dial tcp).*?(?:checking push permission for "
             r"\"(?P<image>[^\"]+)\")?(?:.*?(?P<status>\b[45]\d\d\b[^:]*|UNAUTHORIZED|DENIED))?",
             keywords=("checking push permission",),
             examples=(
@@ -270,9 +270,12 @@ NETWORK_DNS = Rule(
         ),
         Matcher(
             pattern=r"getaddrinfo (?:EAI_AGAIN|ENOTFOUND)\s*(?P<host>[\w.-]+)?|bad address "
-            r"'(?P<host2>[^']+)'|lookup (?P<host3>[\w.-]+)(?: on \S+)?: (?:no such host|server "
-            r"misbehaving|i/o timeout)|Name or service not known|Name does not resolve",
-            keywords=("getaddrinfo", "bad address", "lookup", "not known", "does not resolve"),
+            r"'(?P<host2>[^']+)'|lookup (?P<host3>[\w.-]+)(?: on \S+)?: (?:.*?)(?:no such host|server "
+            r"misbehaving|i/o timeout)|Name or service not known|Name does not resolve"
+            r"|dial tcp [\d.]+:\d+: (?:i/o timeout|connect: (?:connection refused|no route to host))"
+            r"|read tcp \S+: read: connection timed out",
+            keywords=("getaddrinfo", "bad address", "lookup", "not known", "does not resolve", "dial tcp",
+                      "read tcp"),
             examples=(
                 "npm ERR! request to https://registry.npmjs.org/x failed, reason: getaddrinfo "
                 "EAI_AGAIN registry.npmjs.org",
@@ -292,9 +295,10 @@ NETWORK_DNS = Rule(
     ),
     cause="A network lookup or connection failed ({host}): the build had no working DNS or "
     "route to the internet.",
-    remedy="Check the network the build runs in: DNS (`--dns`, the pod's dnsPolicy), a proxy "
-    "(HTTP_PROXY build args), or `--network host`; then retry.",
-    other_backend_helps=True,
+    remedy="Check the network the build runs in: DNS (`--dns`, dockerd's daemon.json \"dns\", the "
+    "pod's dnsPolicy), a proxy (HTTP_PROXY build args), or `--network host`; then retry. Another "
+    "backend on the same network would fail the same way.",
+    other_backend_helps=False,
     retryable=True,
     transient=True,
     enrich=lambda ctx: {

@@ -32,6 +32,16 @@ DAEMON_UNREACHABLE = Rule(
             ),
         ),
         Matcher(
+            pattern=r"Cannot connect to the Docker daemon(?:\.|, is) (?:Is (?:the docker daemon|'docker -d') "
+            r"running|on this host)|Couldn't connect to Docker daemon at (?P<host>\S+?) - is it running"
+            r"|dial unix (?P<addr>\S*docker\.sock): (?:connect: )?(?:no such file|connection refused)",
+            keywords=("docker daemon", "dial unix"),
+            examples=(
+                "Cannot connect to the Docker daemon. Is the docker daemon running on this host?",
+                "Couldn't connect to Docker daemon at http://docker:2375 - is it running?",
+            ),
+        ),
+        Matcher(
             pattern=r"failed to connect to the docker API at (?P<host>\S+)",
             keywords=("docker api",),
             examples=("ERROR: failed to connect to the docker API at unix:///x.sock: dial unix",),
@@ -43,6 +53,7 @@ DAEMON_UNREACHABLE = Rule(
     "with `anybuild build`, which needs no daemon.",
     other_backend_helps=True,
     defaults={"host": "the configured address"},
+    enrich=lambda ctx: {"host": ctx.fields.get("host") or ctx.fields.get("addr") or "the configured address"},
 )
 
 SOCKET_PERMISSION = Rule(
@@ -133,20 +144,24 @@ OOM_KILLED = Rule(
         ),
         Matcher(
             pattern=r"^\s*Killed\s*$|\bline \d+:\s+\d+ Killed\b|\bsignal: killed\b|\bOOMKilled\b"
-            r"|Out of memory: Killed process|JavaScript heap out of memory",
+            r"|Out of memory: Killed process|JavaScript heap out of memory|Killed signal terminated program"
+            r"|internal compiler error: Killed|fatal error: runtime: out of memory",
             keywords=("killed", "out of memory"),
             examples=(
                 "Killed",
                 "/bin/sh: line 1:    12 Killed                  node build.js",
                 "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
+                "c++: fatal error: Killed signal terminated program cc1plus",
             ),
         ),
     ),
-    cause="A build process was killed for using too much memory (SIGKILL, exit status 137): "
-    "the container's or the pod's memory limit was reached.",
-    remedy="Give the build more memory (raise the pod's or `docker build --memory` limit), or "
-    "make the step lighter (NODE_OPTIONS=--max-old-space-size, fewer parallel jobs).",
-    other_backend_helps=True,
+    cause="A build process ran out of memory: it was killed (SIGKILL, exit status 137, the kernel's "
+    "OOM killer) or hit its own heap limit; the container's, the VM's or the pod's memory was not "
+    "enough for the step.",
+    remedy="Give the build more memory (the pod's limit, Docker Desktop's VM, `docker build "
+    "--memory`), or make the step lighter (NODE_OPTIONS=--max-old-space-size, fewer parallel jobs: "
+    "make -j2); another backend would run out the same way.",
+    other_backend_helps=False,
     exit_codes=(137,),
     explains=(RUN_NONZERO,),
 )
