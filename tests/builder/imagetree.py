@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from anybuild.builder.inroot import RootDir
+from anybuild.builder.owners import Ownership
 from anybuild.builder.rootfs import UnpackOptions, unpack_layer
 from anybuild.oci.archive import read_docker_archive
 from anybuild.oci.layout import LayoutStore
@@ -63,7 +64,7 @@ def unpack_to(store: LayoutStore, manifest: Manifest, rootfs: Path) -> None:
     with RootDir.open(rootfs) as root:
         for layer in manifest.layers:
             with store.open_blob(layer.digest) as stream:
-                unpack_layer(stream, root, UnpackOptions(chown=True, mknod=True))
+                unpack_layer(stream, root, UnpackOptions(ownership=Ownership.real_root(), mknod=True))
 
 
 def runtime_config(config: dict[str, Any]) -> dict[str, Any]:

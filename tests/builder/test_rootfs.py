@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 
 from anybuild.builder.inroot import RootDir, clean_relative, remove_at
+from anybuild.builder.owners import IdRanges, Ownership, read_record
 from anybuild.builder.rootfs import UnpackOptions, unpack_layer
 from anybuild.errors import IntegrityError
 from tests.builder.layers import E, tar_bytes
 
 ROOT = os.geteuid() == 0
-AS_ROOT = UnpackOptions(chown=True, mknod=True)
-AS_USER = UnpackOptions(chown=False, mknod=False)
+AS_ROOT = UnpackOptions(ownership=Ownership.real_root(), mknod=True)
+# a builder that cannot chown (no CAP_CHOWN; its own files stand for root's): the builder's uid here
+AS_USER = UnpackOptions(ownership=Ownership(uids=IdRanges(((0, 1),)), gids=IdRanges(((0, 1),)), chown=False,
+                                            own=(os.geteuid(), os.getegid())), mknod=False)
 
 
 def tree(path: Path) -> dict[str, tuple[str, int, str]]:
@@ -152,12 +155,20 @@ def test_unpack_as_root_ownership_setuid_devices_applied(world: tuple[Path, Path
 
 def test_unpack_without_privileges_ownership_and_devices_recorded(world: tuple[Path, Path]) -> None:
     rootfs, _ = world
-    report = unpack(rootfs, [E("owned", data=b"x", uid=1000, gid=1000),
+    report = unpack(rootfs, [E("owned", data=b"x", uid=1000, gid=1000), E("dir", "dir", uid=33, gid=33),
+                             E("ln", "symlink", link="owned", uid=7, gid=8),
                              E("null", "char", mode=0o666, dev=(1, 3)), E("plain", data=b"y")],
                     options=AS_USER)
-    assert set(report.recorded) == {"owned", "null"}
+    # files and directories carry their owner themselves; what cannot (symlinks, devices) by path
+    assert set(report.recorded) == {"ln", "null"}
     assert report.recorded["null"].device == ("char", 1, 3)
-    assert report.recorded["owned"].uid == 1000
+    assert (report.recorded["ln"].uid, report.recorded["ln"].gid) == (7, 8)
+    assert read_record(str(rootfs / "owned")) == (1000, 1000)
+    assert read_record(str(rootfs / "dir")) == (33, 33)
+    assert read_record(str(rootfs / "plain")) is None  # root's: the builder's own files stand for it
+    ownership = AS_USER.ownership
+    info = (rootfs / "plain").lstat()
+    assert ownership.owner_of(str(rootfs / "plain"), info.st_uid, info.st_gid) == (0, 0)
     assert not (rootfs / "null").exists()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -32,13 +33,14 @@ from anybuild.builder.instructions.metadata import apply_metadata, env_map, shel
 from anybuild.builder.instructions.run import DEFAULT_PATH, RunContext, run_argv, run_step
 from anybuild.builder.instructions.transfer import TransferContext, transfer_step
 from anybuild.builder.layer import Compression, write_layer
+from anybuild.builder.owners import Ownership
 from anybuild.builder.rootfs import RecordedMeta, UnpackOptions
 from anybuild.builder.sandbox import NetworkMode, Sandbox
 from anybuild.builder.snapshot import Snapshot
 from anybuild.builder.snapshotter import Capture, Snapshotter, WalkSnapshotter
 from anybuild.builder.stack import StackCapture, Stacker, StagingFull, chain_ids
 from anybuild.builder.step import StepResult
-from anybuild.builder.users import resolve_chown
+from anybuild.builder.users import resolve_chown, resolve_user
 from anybuild.dockerfile.convert import parse_instructions
 from anybuild.dockerfile.expand import Scope, expand_instruction, expand_word, platform_args
 from anybuild.dockerfile.instructions import Add, Arg, Copy, Entrypoint, From, Instruction, KeyValue, Run, Workdir
@@ -264,7 +266,8 @@ class Executor:
                     result = self._transfer(state, expanded)
                 case Workdir():
                     result = apply_metadata(expanded, state.config)
-                    _make_workdir(state.rootfs, result.config.working_dir, state.config.user)
+                    _make_workdir(state.rootfs, result.config.working_dir, state.config.user,
+                                  ownership=self.unpack.ownership, recorded=state.recorded)
                     result = dataclasses.replace(result, filesystem=True)
                 case Entrypoint() if not state.cmd_set:  # an inherited CMD does not survive a new ENTRYPOINT
                     result = apply_metadata(expanded, state.config)
@@ -280,13 +283,32 @@ class Executor:
             context=self.inputs.context, stage_roots=self._from_root, network=self.inputs.network,
             redactor=self.redactor, on_line=self.on_line, file=self.file,
         )
-        run_step(instr, state.config, state.scope.run_env(self.inputs.build_args), state.rootfs, ctx)
+        outcome = run_step(instr, state.config, state.scope.run_env(self.inputs.build_args), state.rootfs, ctx)
+        for path, uid, gid in outcome.recorded:  # symlinks the command chowned
+            state.recorded[path] = RecordedMeta(uid=uid, gid=gid, mode=0o777)
+        for note in outcome.notes:
+            if note not in self.warnings:
+                self.warnings.append(note)
+                self.on_line(f"anybuild: note: {note}")
+        made_by = None
+        if outcome.ran_as is not None:
+            with RootDir.open(state.rootfs) as root:
+                ident = resolve_user(state.config.user, root)
+            made_by = (ident.uid, ident.gid)
+            note = (f"USER {state.config.user}: this pod has no id {ident.uid} to run as, so RUN steps run as root "
+                    f"here; their files belong to {ident.uid}:{ident.gid} in the image, but permission checks "
+                    "are root's (anybuild build --strict refuses this)")
+            if note not in self.warnings:
+                self.warnings.append(note)
+                self.on_line(f"anybuild: note: {note}")
         argv, _ = run_argv(instr, shell_of(state.config))
-        return StepResult(config=state.config, created_by=f"RUN {' '.join(argv)} # buildkit", filesystem=True)
+        return StepResult(config=state.config, created_by=f"RUN {' '.join(argv)} # buildkit", filesystem=True,
+                          made_by=made_by)
 
     def _transfer(self, state: _State, instr: Copy | Add) -> StepResult:
         ctx = TransferContext(context=self.inputs.context, ignored=self.inputs.ignored, from_root=self._from_root,
                               scratch=self.work, http=lambda: httpx.Client(timeout=60), unpack=self.unpack,
+                              recorded=state.recorded,
                               clock=self.clock, file=self.file)
         written = transfer_step(instr, state.config, state.rootfs, ctx)
         sources = " ".join(s.path for s in instr.sources)
@@ -321,6 +343,8 @@ class Executor:
             return
         taken = capture.finish()  # the step's changes (and, for overlay, the end of its mount)
         changes, state.snapshot = taken.changes, taken.after
+        if result.made_by is not None and changes.added:
+            self._made_by(taken.source, changes.added, result.made_by, state.recorded)
         if changes.empty:
             state.history.append(History(created=self._now(), created_by=result.created_by, empty_layer=True,
                                          comment="buildkit.dockerfile.v0"))
@@ -331,7 +355,8 @@ class Executor:
         try:
             with os.fdopen(fd, "wb") as out, RootDir.open(taken.source) as root:
                 blob = write_layer(changes, root, out, source_date_epoch=self.inputs.source_date_epoch,
-                                   recorded=state.recorded, compression=Compression.GZIP)
+                                   recorded=state.recorded, ownership=self.unpack.ownership,
+                                   compression=Compression.GZIP)
             digest = Digest.parse(blob.digest)
             Path(tmp).replace(self.store.blob_path(digest))
         except BaseException:
@@ -343,6 +368,21 @@ class Executor:
             capture.keep(chain_ids(state.diff_ids)[-1])  # the step's upper is the new top layer's snapshot
         state.history.append(History(created=self._now(), created_by=result.created_by,
                                      comment="buildkit.dockerfile.v0"))
+
+    def _made_by(self, source: Path, added: tuple[str, ...], owner: tuple[int, int],
+                 recorded: dict[str, RecordedMeta]) -> None:
+        """Give the files a RUN made (as another id than its USER's) their USER as image owner."""
+        ownership = self.unpack.ownership
+        with RootDir.open(source) as root:
+            for path in added:
+                if path in recorded:
+                    continue  # a symlink the command chowned
+                dir_fd, base = root.borrow_parent(path, follow=False)
+                info = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
+                if ownership.owner_of(base, info.st_uid, info.st_gid, dir_fd=dir_fd) != (0, 0):
+                    continue  # the command gave it an owner of its own
+                if not ownership.give(base, *owner, dir_fd=dir_fd):
+                    recorded[path] = RecordedMeta(uid=owner[0], gid=owner[1], mode=stat.S_IMODE(info.st_mode))
 
     # -- image ------------------------------------------------------------------------
 
@@ -369,7 +409,8 @@ class Executor:
                           warnings=tuple(self.warnings))
 
 
-def _make_workdir(rootfs: Path, path: str, user: str) -> None:
+def _make_workdir(rootfs: Path, path: str, user: str, *, ownership: Ownership,
+                  recorded: dict[str, RecordedMeta]) -> None:
     """Create WORKDIR's missing directories (0755), owned by the current USER as BuildKit does."""
     with RootDir.open(rootfs) as root:
         uid, gid = resolve_chown(user, root) if user else (0, 0)  # a bare uid gives gid = uid here
@@ -380,5 +421,6 @@ def _make_workdir(rootfs: Path, path: str, user: str) -> None:
                 continue
             with root.parent(current, create=True) as (fd, name):
                 os.mkdir(name, 0o755, dir_fd=fd)
-                os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                if not ownership.give(name, uid, gid, dir_fd=fd):
+                    recorded[current] = RecordedMeta(uid=uid, gid=gid, mode=0o755)
                 os.chmod(name, 0o755, dir_fd=fd)  # noqa: S103 - Docker's mode for WORKDIR directories

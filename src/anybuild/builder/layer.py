@@ -5,7 +5,7 @@ The tar holds, in path order (a directory before its children, as Go's
 the parent directories of every change (BuildKit includes them; the root is
 never an entry), ``.wh.NAME`` whiteouts for deleted paths and
 ``.wh..wh..opq`` markers for replaced directories. Ownership is the file's own
-(or the one recorded when the unpacking process could not ``chown``), user and
+(or the one recorded where it could not be real, :mod:`anybuild.builder.owners`), user and
 group names are empty, mtimes are clamped to ``SOURCE_DATE_EPOCH`` when given,
 long names use PAX headers, and regular files sharing an inode within the layer
 become hard links to the first of them. Only ``security.capability`` is kept
@@ -43,6 +43,7 @@ from typing import IO, BinaryIO, Protocol, cast
 import zstandard
 
 from anybuild.builder.inroot import RootDir
+from anybuild.builder.owners import Ownership
 from anybuild.builder.rootfs import OPAQUE, WHITEOUT_PREFIX, RecordedMeta
 from anybuild.builder.snapshot import Changeset, path_key
 
@@ -71,7 +72,6 @@ class LayerBlob:
     entries: int
 
 
-OwnerMap = Callable[[int, int], tuple[int, int]]
 
 
 class _Digesting:
@@ -322,7 +322,7 @@ def write_layer(
     *,
     source_date_epoch: int | None = None,
     recorded: Mapping[str, RecordedMeta] | None = None,
-    owner_map: OwnerMap | None = None,
+    ownership: Ownership | None = None,
     compression: Compression = Compression.GZIP,
     gzip: GzipCodec | None = None,
     threaded: bool = True,
@@ -344,7 +344,7 @@ def write_layer(
         case Compression.NONE:
             sink = compressed
     writer = _EntryWriter(root=root, epoch=source_date_epoch, recorded=recorded or {},
-                          owner_map=owner_map)
+                          ownership=ownership if ownership is not None and not ownership.full else None)
     with _Pipeline(sink, threaded=threaded and compression is not Compression.NONE) as pipeline:
         uncompressed = _Digesting(cast(IO[bytes], pipeline))
         tar = _TarOut(cast(IO[bytes], uncompressed))
@@ -378,7 +378,7 @@ class _EntryWriter:
     root: RootDir
     epoch: int | None
     recorded: Mapping[str, RecordedMeta]
-    owner_map: OwnerMap | None
+    ownership: Ownership | None  # None: every owner on disk is the image's (see owners.Ownership.full)
     links: dict[tuple[int, int], str] | None = None
 
     def _mtime(self, seconds: float) -> int:
@@ -402,8 +402,8 @@ class _EntryWriter:
         info = tarfile.TarInfo(name)
         info.mode = stat.S_IMODE(st.st_mode)
         uid, gid = st.st_uid, st.st_gid
-        if self.owner_map is not None:
-            uid, gid = self.owner_map(uid, gid)
+        if self.ownership is not None:
+            uid, gid = self.ownership.owner_of(base, uid, gid, dir_fd=dir_fd)
         if (meta := self.recorded.get(name)) is not None:
             uid, gid, info.mode = meta.uid, meta.gid, meta.mode
         info.uid, info.gid = uid, gid

@@ -42,7 +42,14 @@ from typing import Protocol
 
 from anybuild.builder.snapshot import Changeset, Snapshot
 from anybuild.builder.snapshotter import SNAPSHOTTER_ENV, Capture, Snapshotter, SnapshotterKind, Taken, WalkSnapshotter
-from anybuild.builder.upper import apply_upper, changes_from_upper, is_whiteout
+from anybuild.builder.upper import (
+    TRUSTED_FLAVOR,
+    USER_FLAVOR,
+    OverlayFlavor,
+    apply_upper,
+    changes_from_upper,
+    is_whiteout,
+)
 from anybuild.errors import BackendError
 
 __all__ = [
@@ -105,13 +112,15 @@ def unmount_or_detach(mounter: Mounter, target: Path) -> None:
         mounter.unmount(target, detach=True)
 
 
-def overlay_options(lower: Path, upper: Path, work: Path, *, volatile: bool) -> str:
+def overlay_options(lower: Path, upper: Path, work: Path, *, volatile: bool,
+                    flavor: OverlayFlavor = TRUSTED_FLAVOR) -> str:
     """Mount options; redirects, the inode index and metadata-only copy-up are off so that the
     upper directory holds plain files, whiteouts and opaque markers only. ``volatile`` (Linux
     5.10+) skips the sync of the upper filesystem at unmount: a step's upper directory is thrown
     away after a crash anyway, and that sync would flush the whole disk once per step."""
-    options = f"lowerdir={lower},upperdir={upper},workdir={work},redirect_dir=off,index=off,metacopy=off"
-    return options + (",volatile" if volatile else "")
+    options = (f"lowerdir={lower},upperdir={upper},workdir={work},redirect_dir={flavor.redirect_dir},index=off,"
+               "metacopy=off")
+    return options + (",volatile" if volatile else "") + flavor.option
 
 
 def filesystem_type(path: Path, mountinfo: str) -> str:
@@ -139,6 +148,7 @@ class _OverlayCapture:
     upper: Path
     before: Snapshot
     mounter: Mounter
+    flavor: OverlayFlavor
     mounted: bool = True
     finished: bool = False
 
@@ -150,7 +160,8 @@ class _OverlayCapture:
     def finish(self) -> Taken:
         self.unmount()
         self.finished = True
-        return Taken(changes=changes_from_upper(self.upper, self.rootfs), source=self.upper, after=self.before)
+        return Taken(changes=changes_from_upper(self.upper, self.rootfs, self.flavor), source=self.upper,
+                     after=self.before)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +181,7 @@ class OverlaySnapshotter:
     scratch: Path  # the build's private directory, on the data directory's filesystem
     mounter: Mounter = field(default_factory=LibcMounter)
     volatile: bool = True
+    flavor: OverlayFlavor = TRUSTED_FLAVOR
 
     @property
     def kind(self) -> SnapshotterKind:
@@ -196,12 +208,13 @@ class OverlaySnapshotter:
             info = os.lstat(rootfs)  # the merged root shows the upper root's owner and mode
             os.chown(upper, info.st_uid, info.st_gid)
             upper.chmod(stat.S_IMODE(info.st_mode))
-            options = overlay_options(rootfs, upper, work, volatile=self.volatile)
+            options = overlay_options(rootfs, upper, work, volatile=self.volatile, flavor=self.flavor)
             self.mounter.mount("overlay", rootfs, "overlay", options)
-            capture = _OverlayCapture(rootfs=rootfs, upper=upper, before=before, mounter=self.mounter)
+            capture = _OverlayCapture(rootfs=rootfs, upper=upper, before=before, mounter=self.mounter,
+                                      flavor=self.flavor)
             yield capture
             capture.unmount()
-            apply_upper(upper, rootfs, move=self.placement is UpperPlacement.DATA_DIR)
+            apply_upper(upper, rootfs, move=self.placement is UpperPlacement.DATA_DIR, flavor=self.flavor)
         finally:
             if capture is not None and capture.mounted:
                 with contextlib.suppress(OSError):
@@ -224,36 +237,44 @@ class SnapshotterChoice:
     reason: str
     placement: UpperPlacement | None = None
     volatile: bool = False
+    flavor: OverlayFlavor = TRUSTED_FLAVOR
 
     def describe(self) -> str:
         """``overlay (upper on tmpfs: data dir is on overlayfs)``, as the build log shows it."""
         return f"{self.kind} ({self.reason})"
 
 
-def _trial(probe: Path, placement: UpperPlacement, mounter: Mounter, *, volatile: bool) -> None:
-    """Mount, write, delete and unmount as a real step does; raise OSError when it does not work."""
+def _trial(probe: Path, placement: UpperPlacement, mounter: Mounter, *, volatile: bool,
+           flavor: OverlayFlavor) -> None:
+    """Mount, write, delete, replace a directory and unmount as a real step does; raise OSError when
+    it does not work."""
     lower = probe / "rootfs"
     lower.mkdir()
     (lower / "old").write_bytes(b"old")
-    step = OverlaySnapshotter(placement=placement, scratch=probe, mounter=mounter, volatile=volatile)
+    (lower / "dir").mkdir()
+    (lower / "dir" / "kept").write_bytes(b"kept")
+    step = OverlaySnapshotter(placement=placement, scratch=probe, mounter=mounter, volatile=volatile, flavor=flavor)
     with step.step(lower, Snapshot(entries={})) as capture:
         (lower / "new").write_bytes(b"new")
         (lower / "old").unlink()
+        shutil.rmtree(lower / "dir")
+        (lower / "dir").mkdir()  # made again: an opaque directory in the upper
         taken = capture.finish()
         whiteout = os.lstat(taken.source / "old")
-        if taken.changes != Changeset(added=("new",), deleted=("old",)) or not is_whiteout(whiteout):
+        expected = Changeset(added=("dir", "new"), deleted=("old",), opaque=("dir",))
+        if taken.changes != expected or not is_whiteout(whiteout):
             raise OSError(errno.EINVAL, f"unexpected upper directory contents: {taken.changes}")
-    if sorted(p.name for p in lower.iterdir()) != ["new"]:
+    if sorted(p.name for p in lower.iterdir()) != ["dir", "new"] or any((lower / "dir").iterdir()):
         raise OSError(errno.EINVAL, "the upper directory was not applied onto the rootfs")
 
 
-def _try(data: Path, placement: UpperPlacement, mounter: Mounter) -> bool | str:
+def _try(data: Path, placement: UpperPlacement, mounter: Mounter, flavor: OverlayFlavor) -> bool | str:
     """Whether ``volatile`` can be used when the trial works, else why it does not."""
     failure = ""
     for volatile in (True, False):
         probe = Path(tempfile.mkdtemp(prefix="overlay-probe-", dir=data))
         try:
-            _trial(probe, placement, mounter, volatile=volatile)
+            _trial(probe, placement, mounter, volatile=volatile, flavor=flavor)
         except OSError as exc:
             failure = failure or exc.strerror or str(exc)
             continue
@@ -270,6 +291,7 @@ def choose_snapshotter(
     mounter: Mounter | None = None,
     euid: int | None = None,
     read_mountinfo: Callable[[], str] = lambda: Path("/proc/self/mountinfo").read_text(),
+    in_userns: bool = False,
 ) -> SnapshotterChoice:
     """Overlay when a trial mount under *data* (the data directory's scratch space) works, else walk.
 
@@ -284,17 +306,19 @@ def choose_snapshotter(
         return SnapshotterChoice(kind=SnapshotterKind.WALK, reason=f"requested by {SNAPSHOTTER_ENV}=walk")
     why_not = _overlay_refusal(data, euid)
     choice: SnapshotterChoice | None = None
+    flavor = USER_FLAVOR if in_userns else TRUSTED_FLAVOR
+    where = " in the build's user namespace" if in_userns else ""
     if why_not is None:
         run = mounter or LibcMounter()
-        failure = _try(data, UpperPlacement.DATA_DIR, run)
+        failure = _try(data, UpperPlacement.DATA_DIR, run, flavor)
         if isinstance(failure, bool):
-            choice = SnapshotterChoice(kind=SnapshotterKind.OVERLAY, reason="upper in the data dir",
-                                       placement=UpperPlacement.DATA_DIR, volatile=failure)
-        elif isinstance(tmpfs := _try(data, UpperPlacement.TMPFS, run), bool):
+            choice = SnapshotterChoice(kind=SnapshotterKind.OVERLAY, reason=f"upper in the data dir{where}",
+                                       placement=UpperPlacement.DATA_DIR, volatile=failure, flavor=flavor)
+        elif isinstance(tmpfs := _try(data, UpperPlacement.TMPFS, run, flavor), bool):
             cause = ("data dir is on overlayfs" if filesystem_type(data.resolve(), read_mountinfo()) == "overlay"
                      else f"an upper dir in the data dir failed: {failure}")
-            choice = SnapshotterChoice(kind=SnapshotterKind.OVERLAY, reason=f"upper on tmpfs: {cause}",
-                                       placement=UpperPlacement.TMPFS, volatile=tmpfs)
+            choice = SnapshotterChoice(kind=SnapshotterKind.OVERLAY, reason=f"upper on tmpfs{where}: {cause}",
+                                       placement=UpperPlacement.TMPFS, volatile=tmpfs, flavor=flavor)
         else:
             why_not = f"overlay trial mount failed: {failure}; with its upper on tmpfs: {tmpfs}"
     if choice is not None:
@@ -317,5 +341,5 @@ def make_snapshotter(choice: SnapshotterChoice, *, scratch: Path, mounter: Mount
     """The snapshotter *choice* names, with per-step directories under *scratch*."""
     if choice.kind is SnapshotterKind.OVERLAY and choice.placement is not None:
         return OverlaySnapshotter(placement=choice.placement, scratch=scratch, mounter=mounter or LibcMounter(),
-                                  volatile=choice.volatile)
+                                  volatile=choice.volatile, flavor=choice.flavor)
     return WalkSnapshotter()

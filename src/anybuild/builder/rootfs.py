@@ -7,8 +7,9 @@ stream) to a root directory with the OCI changeset semantics:
   its directory of everything the lower layers put there;
 - hard links, symlinks (any value, dangling or absolute: symlinks are stored,
   never followed when writing), FIFOs and device nodes;
-- ownership is applied when the process may ``chown`` and *recorded* otherwise;
-  device nodes are created when ``mknod`` is allowed and recorded otherwise;
+- ownership is applied where the ids are real here and *recorded* otherwise
+  (:mod:`anybuild.builder.owners`: on the file, or by path for symlinks and the
+  like); device nodes are created where ``mknod`` is allowed and recorded otherwise;
   setuid/setgid/sticky bits and ``SCHILY.xattr.*`` extended attributes are kept.
 
 Every path goes through :class:`~anybuild.builder.inroot.RootDir`, so no entry
@@ -34,6 +35,7 @@ from typing import IO, cast
 import zstandard
 
 from anybuild.builder.inroot import NO_SPACE, RootDir, clean_relative, remove_at, write_all
+from anybuild.builder.owners import Ownership
 from anybuild.errors import IntegrityError
 
 __all__ = [
@@ -61,17 +63,18 @@ _CHUNK = 1024 * 1024
 class UnpackOptions:
     """What the unpacking process is allowed to do (probed once, passed in)."""
 
-    chown: bool
-    mknod: bool
+    ownership: Ownership
+    mknod: bool  # try to create device nodes (recorded where the kernel refuses)
     xattrs: bool = True
-    # write whiteouts as overlayfs does (a 0:0 character device, ``trusted.overlay.opaque=y``)
+    # write whiteouts as overlayfs does (a 0:0 character device, the opaque attribute ``=y``)
     # instead of applying them: the directory becomes an overlay lower layer (anybuild.builder.stack)
     overlay_whiteouts: bool = False
+    opaque_xattr: str = OVERLAY_OPAQUE_XATTR  # ``user.overlay.opaque`` for an overlay mounted in a user namespace
 
     @classmethod
     def for_current_process(cls) -> UnpackOptions:
-        root = os.geteuid() == 0
-        return cls(chown=root, mknod=root)
+        ownership = Ownership.for_current_process()
+        return cls(ownership=ownership, mknod=ownership.full)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,11 +227,10 @@ class _State:
         finally:
             os.close(fd)
 
-    @staticmethod
-    def _set_opaque(fd: int, name: str) -> None:
+    def _set_opaque(self, fd: int, name: str) -> None:
         readable = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
         try:
-            os.setxattr(readable, OVERLAY_OPAQUE_XATTR, b"y")
+            os.setxattr(readable, self.options.opaque_xattr, b"y")
         finally:
             os.close(readable)
 
@@ -321,23 +323,23 @@ class _State:
 
     def _device(self, fd: int, name: str, rel: str, member: tarfile.TarInfo) -> None:
         kind = "char" if member.ischr() else "block"
-        if not self.options.mknod:
+        file_type = stat.S_IFCHR if kind == "char" else stat.S_IFBLK
+        try:
+            if not self.options.mknod:
+                raise PermissionError(errno.EPERM, "mknod not tried")
+            os.mknod(name, file_type | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=fd)
+        except PermissionError:  # no CAP_MKNOD, or a user namespace: kept for the layers
             self.recorded[rel] = RecordedMeta(uid=member.uid, gid=member.gid, mode=member.mode & 0o7777,
                                               device=(kind, member.devmajor, member.devminor))
             return
-        file_type = stat.S_IFCHR if kind == "char" else stat.S_IFBLK
-        os.mknod(name, file_type | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=fd)
         self._owner(fd, name, rel, member)
         os.chmod(name, member.mode & 0o7777, dir_fd=fd)
         os.utime(name, ns=_times(member), dir_fd=fd, follow_symlinks=False)
 
     def _owner(self, fd: int, name: str | None, rel: str, member: tarfile.TarInfo) -> None:
-        if self.options.chown:
-            if name is None:
-                os.fchown(fd, member.uid, member.gid)
-            else:
-                os.chown(name, member.uid, member.gid, dir_fd=fd, follow_symlinks=False)
-        elif (member.uid, member.gid) != (0, 0) or member.mode & 0o7000:
+        kept = self.options.ownership.give(fd if name is None else name, member.uid, member.gid,
+                                           dir_fd=None if name is None else fd)
+        if not kept:  # a symlink or FIFO whose owner cannot be real here
             self.recorded[rel] = RecordedMeta(uid=member.uid, gid=member.gid, mode=member.mode & 0o7777)
 
     def _xattrs(self, fd: int, rel: str, member: tarfile.TarInfo) -> None:

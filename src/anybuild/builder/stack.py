@@ -66,10 +66,11 @@ from typing import IO, cast
 from anybuild.builder.cache.store import flocked
 from anybuild.builder.inroot import RootDir
 from anybuild.builder.overlay import LibcMounter, Mounter, overlay_options, unmount_or_detach
+from anybuild.builder.owners import Ownership, read_record
 from anybuild.builder.rootfs import UnpackOptions, decompressed, unpack_layer
 from anybuild.builder.snapshot import Snapshot
 from anybuild.builder.snapshotter import Taken
-from anybuild.builder.upper import OPAQUE_XATTR, apply_upper, changes_from_upper, is_whiteout
+from anybuild.builder.upper import TRUSTED_FLAVOR, OverlayFlavor, apply_upper, changes_from_upper, is_whiteout
 from anybuild.errors import BuildFailed, IntegrityError
 from anybuild.oci.descriptor import Descriptor
 from anybuild.oci.digest import Digest
@@ -233,25 +234,39 @@ def _dir_meta_from(lowers: Sequence[Path], rel: str) -> os.stat_result | None:
     return None
 
 
-def _describe_implicit_dirs(target: Path, declared: frozenset[str], lowers: Sequence[Path]) -> None:
+def _describe_implicit_dirs(target: Path, declared: frozenset[str], lowers: Sequence[Path],
+                            ownership: Ownership) -> None:
     """Give the directories a layer made without an entry of their own the lower layers' metadata."""
     for top, _dirs, _files in os.walk(target):  # symlinks to directories are not entered
         rel = os.path.relpath(top, target)
         if rel not in declared:
             below = _dir_meta_from(lowers, rel)
             mode, uid, gid = (stat.S_IMODE(below.st_mode), below.st_uid, below.st_gid) if below else (0o755, 0, 0)
-            os.chown(top, uid, gid, follow_symlinks=False)
+            recorded = _record_below(lowers, rel) if below is not None and not ownership.full else None
+            if recorded is not None:
+                ownership.give(top, *recorded)
+            else:
+                os.chown(top, uid, gid, follow_symlinks=False)
             Path(top).chmod(mode)
             if below is not None:
                 os.utime(top, ns=(below.st_atime_ns, below.st_mtime_ns), follow_symlinks=False)
 
 
-def _has_overlay_markers(tree: Path) -> bool:
+def _record_below(lowers: Sequence[Path], rel: str) -> tuple[int, int] | None:
+    """The owner recorded on the directory *rel* shows in the overlay of *lowers*, if any."""
+    for lower in reversed(lowers):
+        path = lower / rel if rel != "." else lower
+        if path.is_dir() and not path.is_symlink():
+            return read_record(str(path))
+    return None
+
+
+def _has_overlay_markers(tree: Path, flavor: OverlayFlavor) -> bool:
     """Whether *tree* holds a whiteout (0:0 device) or an opaque directory."""
     for top, dirs, files in os.walk(tree):
         for name in dirs:
             with contextlib.suppress(OSError):
-                if os.getxattr(Path(top) / name, OPAQUE_XATTR, follow_symlinks=False) == b"y":
+                if os.getxattr(Path(top) / name, flavor.opaque_xattr, follow_symlinks=False) == b"y":
                     return True
         for name in files:
             with contextlib.suppress(OSError):
@@ -279,7 +294,7 @@ class StackCapture:
     def finish(self) -> Taken:
         self.unmount()
         with self.stacker.view_of(self.lowers) as lower:
-            changes = changes_from_upper(self.upper, lower)
+            changes = changes_from_upper(self.upper, lower, self.stacker.flavor)
         return Taken(changes=changes, source=self.upper, after=Snapshot(entries={}))
 
     def keep(self, chain: Digest) -> None:
@@ -298,6 +313,7 @@ class Stacker:
     unpack: UnpackOptions = field(default_factory=UnpackOptions.for_current_process)
     mounter: Mounter = field(default_factory=LibcMounter)
     volatile: bool = True
+    flavor: OverlayFlavor = TRUSTED_FLAVOR  # USER_FLAVOR in the build's own user namespace
     options_limit: int = _OPTIONS_LIMIT
     # The devpod case: the data directory is itself on overlayfs, which can be a lower layer but
     # not an upper one, and cannot hold whiteouts or opaque markers. Uppers then live on a tmpfs
@@ -389,7 +405,7 @@ class Stacker:
         private = self._private(chain)
         if private is None:
             self.snapshots.put(upper, chain)
-        elif chain in self._in_memory or _has_overlay_markers(upper):
+        elif chain in self._in_memory or _has_overlay_markers(upper, self.flavor):
             if private.exists():  # the same layers made twice in this build (two stages)
                 shutil.rmtree(upper, ignore_errors=True)
             else:
@@ -397,7 +413,7 @@ class Stacker:
         else:
             staging = self.snapshots.staging()
             try:
-                apply_upper(upper, staging, move=False)  # a faithful copy: nothing to delete in it
+                apply_upper(upper, staging, move=False, flavor=self.flavor)  # a faithful copy: nothing to delete
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -419,12 +435,13 @@ class Stacker:
             with self.blobs.open_blob(layer.digest) as blob, RootDir.open(staging) as root:
                 stream = _Hashing(decompressed(blob))
                 report = unpack_layer(cast(IO[bytes], stream), root,
-                                      dataclasses.replace(self.unpack, overlay_whiteouts=True))
+                                      dataclasses.replace(self.unpack, overlay_whiteouts=True,
+                                                          opaque_xattr=self.flavor.opaque_xattr))
                 got = stream.drain()
             if got != str(diff_id):
                 raise IntegrityError(f"layer {layer.digest} unpacks to {got}, but the image says {diff_id}",
                                      hint="the blob or the image config is corrupt: pull or build it again")
-            _describe_implicit_dirs(staging, report.dirs, below)
+            _describe_implicit_dirs(staging, report.dirs, below, self.unpack.ownership)
             if target is None:
                 target = self.snapshots.put(staging, chain)
             else:
@@ -483,7 +500,7 @@ class Stacker:
         """A read-only overlay of *lowers*; overlayfs wants two lower directories at least without an upper."""
         target = Path(tempfile.mkdtemp(prefix="view-", dir=self.scratch))
         stack = [self._empty(), *lowers] if len(lowers) < 2 else list(lowers)
-        self.mounter.mount("overlay", target, "overlay", f"lowerdir={self._lowerdir(stack, 16)}")
+        self.mounter.mount("overlay", target, "overlay", f"lowerdir={self._lowerdir(stack, 32)}{self.flavor.option}")
         return target
 
     @contextmanager
@@ -529,7 +546,8 @@ class Stacker:
             top = _dir_meta_from(lowers, ".")  # the merged root shows the upper root's owner and mode
             os.chown(upper, top.st_uid if top else 0, top.st_gid if top else 0)
             upper.chmod(stat.S_IMODE(top.st_mode) if top else 0o755)
-            tail = overlay_options(Path("X"), upper, work, volatile=self.volatile).removeprefix("lowerdir=X")
+            tail = overlay_options(Path("X"), upper, work, volatile=self.volatile,
+                                   flavor=self.flavor).removeprefix("lowerdir=X")
             options = f"lowerdir={self._lowerdir(lowers, len(tail))}{tail}"
             self.mounter.mount("overlay", rootfs, "overlay", options)
             capture = StackCapture(stacker=self, rootfs=rootfs, upper=upper, lowers=lowers, in_memory=memory)

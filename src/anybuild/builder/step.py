@@ -25,3 +25,6 @@ class StepResult:
     changed_paths: tuple[str, ...] = ()
     author: str | None = None
     cmd_set: bool | None = None  # CMD given in this stage (ENTRYPOINT clears an inherited CMD)
+    # RUN where the pod has no id for USER: the image owner of the files the step made (the
+    # command ran as another id), given to those without an owner recorded by the command
+    made_by: tuple[int, int] | None = None

@@ -4,8 +4,9 @@ After a step ran on an overlay mount (lower = the rootfs, upper = a fresh
 directory), the upper directory holds exactly what the step changed:
 
 - a character device 0:0 is a *whiteout*: the path was deleted;
-- a directory with ``trusted.overlay.opaque=y`` hides everything below it in
-  the lower layer (it was removed and made again);
+- a directory with ``trusted.overlay.opaque=y`` (``user.overlay.opaque`` for an
+  overlay mounted in a user namespace, :data:`USER_FLAVOR`) hides everything
+  below it in the lower layer (it was removed and made again);
 - everything else was created, or copied up because it was written or its
   metadata changed (parent directories are copied up with their children).
 
@@ -35,16 +36,35 @@ from pathlib import Path
 from anybuild.builder.rootfs import OVERLAY_OPAQUE_XATTR, is_whiteout
 from anybuild.builder.snapshot import Changeset, path_key
 
-__all__ = ["OPAQUE_XATTR", "apply_upper", "changes_from_upper", "is_whiteout"]
+__all__ = ["OPAQUE_XATTR", "TRUSTED_FLAVOR", "USER_FLAVOR", "OverlayFlavor", "apply_upper", "changes_from_upper",
+           "is_whiteout"]
 
 OPAQUE_XATTR = OVERLAY_OPAQUE_XATTR
-_OVERLAY_XATTRS = "trusted.overlay."
+_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 _CHUNK = 1024 * 1024
 
 
-def _opaque(path: Path) -> bool:
+@dataclass(frozen=True, slots=True)
+class OverlayFlavor:
+    """Where overlayfs keeps its markers: ``trusted.`` attributes need CAP_SYS_ADMIN in the initial
+    user namespace; in a user namespace of its own the builder mounts with ``userxattr``."""
+
+    opaque_xattr: str
+    option: str  # appended to the mount options
+    redirect_dir: str  # what the kernel accepts for "make no redirects" (userxattr refuses "off")
+
+    @property
+    def in_userns(self) -> bool:
+        return self is USER_FLAVOR
+
+
+TRUSTED_FLAVOR = OverlayFlavor(OPAQUE_XATTR, "", "off")
+USER_FLAVOR = OverlayFlavor("user.overlay.opaque", ",userxattr", "nofollow")
+
+
+def _opaque(path: Path, xattr: str) -> bool:
     try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+        return os.getxattr(path, xattr, follow_symlinks=False) == b"y"
     except OSError:
         return False
 
@@ -88,6 +108,7 @@ def _same_bytes(a: Path, b: Path) -> bool:
 class _Acc:
     upper: Path
     lower: Path
+    opaque_xattr: str
     added: list[str] = field(default_factory=list)
     modified: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
@@ -117,7 +138,7 @@ class _Acc:
             self.added.append(path)
         elif stat.S_IFMT(below.st_mode) != stat.S_IFMT(info.st_mode):
             self.modified.append(path)  # replaced by another type: nothing below it needs a whiteout
-        elif directory and _opaque(self.upper / path):
+        elif directory and _opaque(self.upper / path, self.opaque_xattr):
             self.opaque.append(path)
             self.added.append(path)
         elif directory:
@@ -133,9 +154,9 @@ class _Acc:
             self.visit(path, new=True)
 
 
-def changes_from_upper(upper: Path, lower: Path) -> Changeset:
+def changes_from_upper(upper: Path, lower: Path, flavor: OverlayFlavor = TRUSTED_FLAVOR) -> Changeset:
     """The changeset an overlay step left in *upper*, over the (unmounted) *lower* rootfs."""
-    acc = _Acc(upper=upper, lower=lower)
+    acc = _Acc(upper=upper, lower=lower, opaque_xattr=flavor.opaque_xattr)
     acc.visit("", new=False)
     return Changeset(
         added=tuple(sorted(acc.added, key=path_key)), modified=tuple(sorted(acc.modified, key=path_key)),
@@ -180,6 +201,7 @@ def _set_meta(src: Path, dst: Path, info: os.stat_result) -> None:
 @dataclass(slots=True)
 class _Applier:
     move: bool
+    opaque_xattr: str
     links: dict[tuple[int, int], Path] = field(default_factory=dict)
 
     def merge(self, upper: Path, target: Path) -> None:
@@ -193,7 +215,8 @@ class _Applier:
                 _remove(dst)
                 continue
             below = _lstat(dst)
-            if stat.S_ISDIR(info.st_mode) and below is not None and stat.S_ISDIR(below.st_mode) and not _opaque(src):
+            merged = below is not None and stat.S_ISDIR(below.st_mode) and not _opaque(src, self.opaque_xattr)
+            if stat.S_ISDIR(info.st_mode) and merged:
                 self.merge(src, dst)
                 _set_meta(src, dst, info)
                 continue
@@ -232,9 +255,9 @@ class _Applier:
         _set_meta(src, dst, info)
 
 
-def apply_upper(upper: Path, rootfs: Path, *, move: bool) -> None:
+def apply_upper(upper: Path, rootfs: Path, *, move: bool, flavor: OverlayFlavor = TRUSTED_FLAVOR) -> None:
     """Make *rootfs* what the overlay showed: *upper* applied onto it (*upper* is consumed when *move*)."""
-    _Applier(move=move).merge(upper, rootfs)
+    _Applier(move=move, opaque_xattr=flavor.opaque_xattr).merge(upper, rootfs)
     info = os.lstat(upper)
     os.chown(rootfs, info.st_uid, info.st_gid)
     rootfs.chmod(stat.S_IMODE(info.st_mode))

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from anybuild.builder.inroot import RootDir, clean_relative, removals, remove_at, write_all
+from anybuild.builder.owners import Ownership
+from anybuild.builder.rootfs import RecordedMeta
 from anybuild.errors import BuildFailed, ContextError
 
 __all__ = ["CopyPlan", "Source", "copy_into", "expand_sources", "is_wildcard", "parse_chmod", "write_inline"]
@@ -49,6 +51,8 @@ class CopyPlan:
     chmod: int | None = None
     excludes: tuple[str, ...] = ()
     ignored: Callable[[str], bool] | None = None  # .dockerignore, for context sources
+    ownership: Ownership = field(default_factory=Ownership.real_root)
+    recorded: dict[str, RecordedMeta] | None = None  # owners of symlinks and the like that cannot be real here
 
 
 def is_wildcard(path: str) -> bool:
@@ -150,10 +154,22 @@ class _Writer:
             found = self._resolved[rel] = self.dest_root.resolve(rel)
         return found
 
-    def owner(self, info: os.stat_result) -> tuple[int, int]:
+    def owner(self, src: Source, src_rel: str, info: os.stat_result) -> tuple[int, int]:
         if self.plan.owner is not None:
             return self.plan.owner
-        return (info.st_uid, info.st_gid) if self.plan.keep_owner else (0, 0)
+        if not self.plan.keep_owner:
+            return 0, 0
+        if self.plan.ownership.full:
+            return info.st_uid, info.st_gid
+        if src_rel == ".":
+            return self.plan.ownership.owner_of(str(src.root.host_path(".")), info.st_uid, info.st_gid)
+        with src.root.parent(src_rel, follow=False) as (fd, name):
+            return self.plan.ownership.owner_of(name, info.st_uid, info.st_gid, dir_fd=fd)
+
+    def give(self, target: int | str, rel: str, uid: int, gid: int, mode: int, *, dir_fd: int | None = None) -> None:
+        """*target* (an fd, or a name in *dir_fd*) belongs to *uid*:*gid* in the image."""
+        if not self.plan.ownership.give(target, uid, gid, dir_fd=dir_fd) and self.plan.recorded is not None:
+            self.plan.recorded[rel] = RecordedMeta(uid=uid, gid=gid, mode=mode)
 
     def ensure_dir(self, rel: str) -> None:
         """Create *rel* and missing parents (0755, the --chown owner or root)."""
@@ -170,7 +186,7 @@ class _Writer:
                     remove_at(fd, name)
                 os.mkdir(name, 0o755, dir_fd=fd)
                 uid, gid = self.plan.owner or (0, 0)
-                os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                self.give(name, resolved, uid, gid, 0o755, dir_fd=fd)
                 os.chmod(name, 0o755, dir_fd=fd)  # noqa: S103 - Docker's mode for created parents
             self.written.append(resolved)
 
@@ -179,14 +195,14 @@ class _Writer:
         head, _, name = dest.rpartition("/")
         resolved = self.resolve_dir(head or ".")
         target = f"{resolved}/{name}" if resolved != "." else name
-        uid, gid = self.owner(info)
+        uid, gid = self.owner(src, src_rel, info)
         mode = stat.S_IMODE(info.st_mode)
         if self.plan.chmod is not None and not stat.S_ISLNK(info.st_mode):
             mode = self.plan.chmod & 0o777  # BuildKit keeps only the permission bits of --chmod
         times = (info.st_atime_ns, info.st_mtime_ns)
         if stat.S_ISREG(info.st_mode):  # the common case, in the fewest system calls
             parent = self.dest_root.borrow_dir(resolved, create=True)
-            self._file(src, src_rel, parent, name, meta=(uid, gid, mode), times=times)
+            self._file(src, src_rel, parent, name, meta=(uid, gid, mode), times=times, rel=target)
             self.written.append(target)
             return
         with self.dest_root.parent(target, create=True) as (fd, name):
@@ -197,7 +213,7 @@ class _Writer:
                     existing = None
                 if existing is None:
                     os.mkdir(name, 0o700, dir_fd=fd)
-                os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                self.give(name, target, uid, gid, mode, dir_fd=fd)
                 os.chmod(name, mode, dir_fd=fd)
                 self.dir_times.append((target, times))
             else:
@@ -207,13 +223,13 @@ class _Writer:
                     with src.root.parent(src_rel, follow=False) as (sfd, sname):
                         os.symlink(os.readlink(sname, dir_fd=sfd), name, dir_fd=fd)
                     self._resolved.clear()  # a path through it now resolves elsewhere
-                    os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                    self.give(name, target, uid, gid, mode, dir_fd=fd)
                 elif stat.S_ISFIFO(info.st_mode):
                     os.mkfifo(name, mode, dir_fd=fd)
-                    os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                    self.give(name, target, uid, gid, mode, dir_fd=fd)
                 elif stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
                     os.mknod(name, stat.S_IFMT(info.st_mode) | mode, info.st_rdev, dir_fd=fd)
-                    os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                    self.give(name, target, uid, gid, mode, dir_fd=fd)
                 else:
                     return  # sockets are not copied
                 os.utime(name, ns=times, dir_fd=fd, follow_symlinks=False)
@@ -226,7 +242,7 @@ class _Writer:
                 os.utime(name, ns=times, dir_fd=fd, follow_symlinks=False)
 
     def _file(self, src: Source, src_rel: str, fd: int, name: str, *, meta: tuple[int, int, int],
-              times: tuple[int, int]) -> None:
+              times: tuple[int, int], rel: str) -> None:
         """Copy a regular file to *name* in *fd*, replacing whatever is there."""
         uid, gid, mode = meta
         source = src.root.open_file(src_rel, follow=True)
@@ -240,7 +256,7 @@ class _Writer:
             try:
                 while chunk := os.read(source, _CHUNK):
                     write_all(out, chunk)
-                os.fchown(out, uid, gid)
+                self.give(out, rel, uid, gid, mode)
                 os.fchmod(out, mode)
                 os.utime(out, ns=times)
             finally:
@@ -290,7 +306,7 @@ def copy_into(dest_root: RootDir, sources: Sequence[Source], plan: CopyPlan) -> 
 
 
 def write_inline(dest_root: RootDir, dest: str, content: bytes, *, mode: int, owner: tuple[int, int],
-                 mtime_ns: int) -> str:
+                 mtime_ns: int, ownership: Ownership) -> str:
     """A heredoc source (``COPY <<EOF /path``) written as one file."""
     clean = clean_relative(dest) or "."
     resolved_parent = dest_root.resolve(posixpath.dirname(clean) or ".")
@@ -301,7 +317,7 @@ def write_inline(dest_root: RootDir, dest: str, content: bytes, *, mode: int, ow
         out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
         try:
             write_all(out, content)
-            os.fchown(out, *owner)
+            ownership.give(out, *owner)
             os.fchmod(out, mode)
             os.utime(out, ns=(mtime_ns, mtime_ns))
         finally:

@@ -19,7 +19,7 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, cast
@@ -29,7 +29,7 @@ import httpx
 from anybuild.builder.inroot import RootDir
 from anybuild.builder.instructions.copy import CopyPlan, Source, copy_into, expand_sources, parse_chmod, write_inline
 from anybuild.builder.instructions.metadata import workdir_path
-from anybuild.builder.rootfs import UnpackOptions, unpack_layer
+from anybuild.builder.rootfs import RecordedMeta, UnpackOptions, unpack_layer
 from anybuild.builder.users import resolve_chown
 from anybuild.dockerfile.instructions import Add, Copy
 from anybuild.errors import BuildFailed, ContextError, IntegrityError
@@ -45,9 +45,10 @@ class TransferContext:
     from_root: Callable[[str], Path]  # --from NAME (stage or image) -> rootfs
     scratch: Path
     http: Callable[[], httpx.Client]
-    unpack: UnpackOptions
+    unpack: UnpackOptions  # and with it, the owners files can have here
     clock: Callable[[], float] = time.time
     file: str = "Dockerfile"
+    recorded: dict[str, RecordedMeta] = field(default_factory=dict)  # owners kept by path (the stage's map)
 
 
 def _is_url(path: str) -> bool:
@@ -154,7 +155,8 @@ def transfer_step(instr: Copy | Add, config: ContainerConfig, rootfs: Path, ctx:
                 name = source.path
                 target = f"{dest}/{name}" if dest_is_dir or dest == "/" else dest
                 written.append(write_inline(dest_root, target, source.heredoc.text().encode(), mode=chmod or 0o644,
-                                            owner=owner or (0, 0), mtime_ns=int(ctx.clock() * 1e9)))
+                                            owner=owner or (0, 0), mtime_ns=int(ctx.clock() * 1e9),
+                                            ownership=ctx.unpack.ownership))
                 continue
             if isinstance(instr, Add) and _is_url(source.path):
                 path, name, mtime = _download(source.path, instr.checksum, ctx, Path(tmp))
@@ -180,19 +182,22 @@ def transfer_step(instr: Copy | Add, config: ContainerConfig, rootfs: Path, ctx:
             raise ContextError(f"{what}: no source files were specified by {patterns!r}",
                                hint="check the paths, the wildcards and .dockerignore")
         plan = CopyPlan(dest=dest, dest_is_dir=dest_is_dir, owner=owner, keep_owner=from_name is not None,
-                        chmod=chmod, excludes=instr.excludes, ignored=None if from_name else ctx.ignored)
+                        chmod=chmod, excludes=instr.excludes, ignored=None if from_name else ctx.ignored,
+                        ownership=ctx.unpack.ownership, recorded=ctx.recorded)
         if sources:
             written += copy_into(dest_root, sources, plan)
         for archive in archives:
-            written += _extract(archive, dest, dest_root, ctx.unpack)
+            written += _extract(archive, dest, dest_root, ctx)
     return written
 
 
-def _extract(archive: Path, dest: str, dest_root: RootDir, options: UnpackOptions) -> list[str]:
+def _extract(archive: Path, dest: str, dest_root: RootDir, ctx: TransferContext) -> list[str]:
     rel = dest_root.resolve(dest.lstrip("/") or ".")
     os.close(dest_root.open_dir(rel, create=True))
     reader = _archive_reader(archive)
     assert reader is not None
     with reader, RootDir.open(dest_root.host_path(rel)) as inner:
-        unpack_layer(reader, inner, options)
+        report = unpack_layer(reader, inner, ctx.unpack)
+    for path, meta in report.recorded.items():
+        ctx.recorded[path if rel == "." else f"{rel}/{path}"] = meta
     return [rel]
