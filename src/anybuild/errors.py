@@ -80,6 +80,10 @@ class AnybuildError(Exception):
         """Extra structured fields for JSON output; subclasses extend it."""
         return {}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keyword-only constructors: rebuilt from the fields (the builder's worker sends errors back)
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "kind": self.kind,
@@ -283,6 +287,13 @@ class Interrupted(AnybuildError):
 
     exit_code = ExitCode.INTERRUPTED
     kind = "interrupted"
+
+
+def _restore(cls: type[AnybuildError], args: tuple[Any, ...], state: dict[str, Any]) -> AnybuildError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 def _jsonable(value: object) -> object:

@@ -9,7 +9,6 @@ streams output lines and translates ``OSError`` / timeouts into
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shlex
@@ -162,10 +161,16 @@ def _stream(proc: subprocess.Popen[str], stdin: str | None, on_line: LineCallbac
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _kill(proc: subprocess.Popen[str]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
+def _kill(proc: subprocess.Popen[str], *, grace: float = 3.0) -> None:
+    """End the command's process group: SIGTERM first (a sandbox init then ends what it started), SIGKILL
+    after *grace* seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -169,7 +169,7 @@ def run_request(
         steps=tuple(StepRecord(name=s.name, seconds=s.seconds, cached=s.cached) for s in result.steps),
         cache_hits=result.cache_hits,
         labels=dict(labels or request.labels),
-        warnings=warnings,
+        warnings=(*warnings, *result.warnings),
     )
 
 

@@ -107,12 +107,13 @@ def facts(**values: object) -> Facts:
 
 @pytest.mark.parametrize(
     ("given", "ok", "word"),
-    [({FactKey.UID: 0, FactKey.TOOL_RUNC: "1.1.5"}, True, "runc"),
-     ({FactKey.UID: 0}, True, "unshare"),
-     ({FactKey.UID: 1000, FactKey.USERNS_WORKS: True}, True, "unshare"),
-     ({FactKey.UID: 1000, FactKey.TOOL_PROOT: "5.3"}, True, "proot"),
-     ({FactKey.UID: 1000}, False, "proot")],
-    ids=["root-runc", "root", "userns", "proot-only", "nothing"],
+    [({FactKey.UID: 0, FactKey.CAP_SYS_ADMIN: True, FactKey.TOOL_RUNC: "1.1.5"}, True, "runc"),
+     ({FactKey.UID: 0, FactKey.CAP_SYS_ADMIN: True}, True, "unshare"),
+     ({FactKey.UID: 1000, FactKey.BUILDER_NAMESPACE: "single"}, True, "single-mapped user namespace"),
+     ({FactKey.UID: 0, FactKey.BUILDER_NAMESPACE: "identity"}, True, "identity-mapped user namespace"),
+     ({FactKey.UID: 1000, FactKey.BUILDER_NAMESPACE: "none", FactKey.TOOL_PROOT: "5.3"}, True, "proot"),
+     ({FactKey.UID: 1000, FactKey.BUILDER_NAMESPACE: "none"}, False, "proot")],
+    ids=["root-runc", "root", "userns-single", "root-pod-identity", "proot-only", "nothing"],
 )
 def test_builtin_verdict_names_sandbox(given: dict[str, object], ok: bool, word: str) -> None:
     verdict = builtin_verdict(facts(**{str(k): v for k, v in given.items()}))
@@ -120,10 +121,25 @@ def test_builtin_verdict_names_sandbox(given: dict[str, object], ok: bool, word:
     assert word in (verdict.reason + verdict.fix)
 
 
+def test_builtin_verdict_from_doctors_trials_says_what_was_tried() -> None:
+    tried = facts(**{str(FactKey.BUILDER_NAMESPACE): "single",
+                     str(FactKey.BUILDER_SANDBOXES): ("unshare: ok", "proot: ok"),
+                     str(FactKey.BUILDER_SANDBOX): "unshare",
+                     str(FactKey.BUILDER_SNAPSHOTTER): "overlay (upper on tmpfs)",
+                     str(FactKey.BUILDER_OWNERS): "owners 0 are real, the others are recorded",
+                     str(FactKey.BUILDER_PERMISSION_CHECKS): False})
+    verdict = builtin_verdict(tried)
+    assert verdict.ok
+    assert "RUN sandbox: unshare (tried)" in verdict.reason
+    assert "USER permission checks: no" in verdict.reason
+    failed = builtin_verdict(facts(**{str(FactKey.BUILDER_NAMESPACE): "none", str(FactKey.BUILDER_SANDBOX): None}))
+    assert not failed.ok
+
+
 def test_builtin_backend_constructible_without_arguments() -> None:
     backend = BuiltinBackend()
     assert backend.name == "builtin"
-    assert backend.available(facts(**{str(FactKey.UID): 0})).ok
+    assert backend.available(facts(**{str(FactKey.UID): 0, str(FactKey.CAP_SYS_ADMIN): True})).ok
 
 
 def test_probe_in_background_gives_the_build_scoped_facts(tmp_path: Path) -> None:

@@ -156,8 +156,9 @@ def test_devpod_moltbook_overlay_on_tmpfs_builds_pushes_runs_same_as_walk(
                 data = pod / ("data-walk" if walk else "data")
                 out = tmp_path / f"{image}-{'walk' if walk else 'overlay'}"
                 result, log, seconds = build(image, data, registry, out, walk=walk, named=named)
-                expected = ("snapshotter: walk (requested by ANYBUILD_SNAPSHOTTER=walk)" if walk
-                            else "snapshotter: overlay (upper on tmpfs: data dir is on overlayfs) over layer snapshots")
+                expected = ("anybuild: snapshotter: walk (requested by ANYBUILD_SNAPSHOTTER=walk)" if walk else
+                            "anybuild: snapshotter: overlay (upper on tmpfs: data dir is on overlayfs) over layer "
+                            "snapshots")
                 assert expected in log, "\n".join(log[:5])
                 print(f"devpod build {image} ({'walk' if walk else 'overlay on tmpfs'}): {seconds:.1f} s, "
                       f"{result.digest}")

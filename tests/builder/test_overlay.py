@@ -371,8 +371,8 @@ def test_build_image_overlay_and_walk_same_digest(tmp_path: Path, base_images) -
     busybox = {"busybox:1.36": f"oci-layout://{base_images.busybox_layout}:1.36"}
     walk, walk_log, _ = build_with(tmp_path, busybox, "walk", STEPS, "walk")
     overlay, overlay_log, data = build_with(tmp_path, busybox, "overlay", STEPS, None)
-    assert "snapshotter: walk (requested by ANYBUILD_SNAPSHOTTER=walk)" in walk_log
-    assert "snapshotter: overlay (upper in the data dir) over layer snapshots" in overlay_log
+    assert "anybuild: snapshotter: walk (requested by ANYBUILD_SNAPSHOTTER=walk)" in walk_log
+    assert "anybuild: snapshotter: overlay (upper in the data dir) over layer snapshots" in overlay_log
     assert overlay.digest == walk.digest  # type: ignore[attr-defined]
     assert overlay.layers == walk.layers == 6  # type: ignore[attr-defined]
     assert mounts_under(data) == []

@@ -54,7 +54,7 @@ def test_w1_step_walk_vs_overlay_same_digest_timed(tmp_path: Path, base_images, 
             result = build_image(request, sink, BuildEnvironment(env=env))
             base = next(s.seconds for s in result.steps if "FROM" in s.name)
             run = next(s.seconds for s in result.steps if "RUN" in s.name)
-            chosen = next(line for line in sink.lines if line.startswith("snapshotter: "))
+            chosen = next(line for line in sink.lines if line.startswith("anybuild: snapshotter: "))
             print(f"W1 {place:6} {chosen:58} FROM {base:5.2f} s  RUN {run:5.2f} s  "
                   f"build {result.finished - result.started:5.2f} s")
             digests[f"{place}-{snapshotter}"] = result.digest

@@ -80,8 +80,9 @@ class BuildResult:
     size: int | None = None
     layers: int | None = None
     steps: tuple[StepTiming, ...] = ()
-    sandbox: str | None = None  # builtin: RUN sandbox; docker: buildkit/classic; buildah: isolation+driver
+    sandbox: str | None = None  # builtin: RUN sandbox and snapshotter that ran; docker: buildkit/classic; buildah: ...
     cache_hits: int = 0
+    warnings: tuple[str, ...] = ()  # what could not be had exactly (builtin: fidelity notes of the sandbox)
     started: float = 0.0  # time.time() stamps
     finished: float = 0.0
 

@@ -1,48 +1,85 @@
 """The built-in daemonless builder as a backend (see :mod:`anybuild.builder`).
 
-It can build wherever a RUN sandbox can work: as root (runc, unshare + chroot,
-or chroot), with unprivileged user namespaces (rootless runc or unshare), or
-with proot alone. The verdict names the sandbox the facts allow.
+It builds wherever a RUN sandbox can start: as root with CAP_SYS_ADMIN as it is;
+elsewhere in a user namespace of its own (:mod:`anybuild.builder.host`), and where
+none can be made, with proot. The verdict comes from what was tried: the namespace
+always, and in ``doctor`` a trial RUN in every sandbox of the ladder
+(:mod:`anybuild.environment.builder`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from anybuild.backends.base import BuildRequest, BuildResult, LogSink, Verdict
-from anybuild.builder.build import BuildEnvironment, build_image
-from anybuild.builder.sandbox import SandboxFacts, choose_sandbox
 from anybuild.config import BackendName
 from anybuild.environment.facts import FactKey, Facts
-from anybuild.errors import EnvironmentUnsupported
 from anybuild.process import Runner, SubprocessRunner
 
-__all__ = ["BuiltinBackend", "builtin_verdict", "sandbox_facts"]
+__all__ = ["BuiltinBackend", "builtin_verdict"]
+
+_EVIDENCE = (FactKey.BUILDER_NAMESPACE, FactKey.BUILDER_SANDBOXES, FactKey.BUILDER_SANDBOX,
+             FactKey.BUILDER_SNAPSHOTTER, FactKey.BUILDER_OWNERS, FactKey.BUILDER_PERMISSION_CHECKS)
 
 
-def sandbox_facts(facts: Facts) -> SandboxFacts:
-    """The sandbox facts, read from the environment facts (tools on PATH, uid, user namespaces)."""
-    return SandboxFacts(
-        root=facts.number(FactKey.UID) == 0,
-        runc="runc" if facts.text(FactKey.TOOL_RUNC) else None,
-        unshare="unshare",
-        proot="proot" if facts.text(FactKey.TOOL_PROOT) else None,
-        userns=facts.flag(FactKey.USERNS_WORKS),
-    )
+def _tried(facts: Facts) -> Verdict:
+    """The verdict from doctor's trial RUNs."""
+    evidence = tuple(e for e in (facts.evidence(k) for k in _EVIDENCE) if e)
+    sandbox = facts.text(FactKey.BUILDER_SANDBOX)
+    namespace = facts.text(FactKey.BUILDER_NAMESPACE) or "none"
+    if sandbox is None:
+        return Verdict(ok=False, reason="no RUN sandbox could start here: " + facts.evidence(FactKey.BUILDER_SANDBOX),
+                       evidence=evidence,
+                       fix="allow user namespaces (seccomp Unconfined, user.max_user_namespaces > 0), or install "
+                           "proot (needs ptrace), or run as root")
+    where = "as it is" if namespace == "none" else f"in a {namespace}-mapped user namespace"
+    checks = facts.flag(FactKey.BUILDER_PERMISSION_CHECKS)
+    owners = facts.text(FactKey.BUILDER_OWNERS) or "?"
+    reason = (f"builds without a daemon, {where}; RUN sandbox: {sandbox} (tried); snapshotter: "
+              f"{facts.text(FactKey.BUILDER_SNAPSHOTTER) or '?'}; owners: {owners}; USER permission checks: "
+              + ("yes" if checks else "no, RUN steps run as root here (files still get USER's owner)"))
+    return Verdict(ok=True, reason=reason, evidence=evidence)
 
 
 def builtin_verdict(facts: Facts) -> Verdict:
-    sandbox = sandbox_facts(facts)
-    evidence = tuple(e for e in (facts.evidence(FactKey.UID), facts.evidence(FactKey.USERNS_WORKS),
-                                 facts.evidence(FactKey.TOOL_RUNC), facts.evidence(FactKey.TOOL_PROOT)) if e)
-    try:
-        choice = choose_sandbox(sandbox)
-    except EnvironmentUnsupported as exc:
-        return Verdict(ok=False, reason=exc.message, evidence=evidence, fix=exc.hint)
-    return Verdict(ok=True, reason=f"builds without a daemon; RUN sandbox: {choice.kind} ({choice.reason})",
-                   evidence=evidence)
+    if facts.get(FactKey.BUILDER_SANDBOX) is not None:
+        return _tried(facts)
+    evidence = tuple(e for e in (facts.evidence(FactKey.UID), facts.evidence(FactKey.CAP_SYS_ADMIN),
+                                 facts.evidence(FactKey.BUILDER_NAMESPACE), facts.evidence(FactKey.TOOL_RUNC),
+                                 facts.evidence(FactKey.TOOL_PROOT)) if e)
+    namespace = facts.text(FactKey.BUILDER_NAMESPACE)
+    if facts.flag(FactKey.CAP_SYS_ADMIN) and facts.number(FactKey.UID) == 0:
+        ladder = ["runc", "unshare"] if facts.text(FactKey.TOOL_RUNC) else ["unshare"]
+        where = "as root"
+    elif namespace not in (None, "none"):
+        ladder = ["unshare"] + (["proot"] if facts.text(FactKey.TOOL_PROOT) else [])
+        where = f"in a {namespace}-mapped user namespace"
+    elif facts.text(FactKey.TOOL_PROOT):
+        ladder = ["proot"]
+        where = "with no namespace of its own"
+    else:
+        return Verdict(ok=False, reason="no RUN sandbox can work here: no user namespace can be made and proot is "
+                       "not installed", evidence=evidence,
+                       fix="install proot (works without privileges), or allow user namespaces, or run as root")
+    return Verdict(ok=True, reason=f"builds without a daemon, {where}; RUN sandbox: the first of "
+                   f"{', '.join(ladder)} that starts (see `anybuild doctor` for what was tried)", evidence=evidence)
+
+
+@dataclass(slots=True)
+class _Once:
+    """A value computed once, by the first build that needs it (images build in parallel)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    value: object = None
+
+    def get(self, make: Callable[[], object]) -> object:
+        with self.lock:
+            if self.value is None:
+                self.value = make()
+            return self.value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,17 +89,31 @@ class BuiltinBackend:
     sandbox: str | None = None
     cache_from: tuple[str, ...] = ()
     cache_to: str | None = None
+    strict: bool = False
     name: BackendName = BackendName.BUILTIN
+    _namespace: _Once = field(default_factory=_Once)
 
     @classmethod
     def from_facts(cls, facts: Facts, *, runner: Runner, env: Mapping[str, str]) -> BuiltinBackend:
-        del facts  # the sandbox is probed again at build time, where the override applies
+        del facts  # the namespace and sandbox are tried again at build time, where the overrides apply
         return cls(runner=runner, env=env)
 
     def available(self, facts: Facts) -> Verdict:
         return builtin_verdict(facts)
 
     def build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
+        from anybuild.builder.build import BuildEnvironment, build_image
+        from anybuild.builder.host import BuildNamespace, choose_namespace
+
         environment = BuildEnvironment(env=self.env, runner=self.runner, sandbox=self.sandbox,
-                                       cache_from=self.cache_from, cache_to=self.cache_to)
-        return build_image(request, sink, environment)
+                                       cache_from=self.cache_from, cache_to=self.cache_to, strict=self.strict)
+        namespace = self._namespace.get(lambda: choose_namespace(runner=self.runner, env=self.env))
+        assert isinstance(namespace, BuildNamespace)
+        if namespace.mapping is None:
+            if namespace.evidence and "CAP_SYS_ADMIN:" not in namespace.reason:
+                sink.line(f"anybuild: builder: {namespace.reason} ({'; '.join(namespace.evidence)})")
+            return build_image(request, sink, environment)
+        from anybuild.builder.worker import build_in_namespace
+
+        sink.line(f"anybuild: builder: in {namespace.reason}")
+        return build_in_namespace(request, sink, environment, namespace)

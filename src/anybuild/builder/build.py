@@ -25,13 +25,14 @@ from anybuild.builder.executor import BuildInputs, BuiltImage, Executor
 from anybuild.builder.images import ImageSource
 from anybuild.builder.inroot import NO_SPACE
 from anybuild.builder.overlay import SnapshotterChoice, UpperPlacement, choose_snapshotter, make_snapshotter
+from anybuild.builder.rootfs import UnpackOptions
 from anybuild.builder.sandbox import (
+    LadderSandbox,
     NetworkMode,
-    Sandbox,
     SandboxFacts,
-    choose_sandbox,
     make_sandbox,
     probe_sandbox_facts,
+    sandbox_ladder,
 )
 from anybuild.builder.sandbox.stubs import unmount_below
 from anybuild.builder.snapshotter import SnapshotterKind
@@ -78,6 +79,7 @@ class BuildEnvironment:
     docker_media_types: bool = False
     cache_from: tuple[str, ...] = ()  # registry repositories to read step cache entries from
     cache_to: str | None = None  # a registry repository to push this build's step cache entries to
+    strict: bool = False  # refuse what cannot be had exactly here (a USER the pod has no id for)
 
 
 def read_secrets(request: BuildRequest, env: Mapping[str, str]) -> dict[str, bytes]:
@@ -189,12 +191,19 @@ def memory_staging(env: Mapping[str, str]) -> int:
 
 
 def _stacker(choice: SnapshotterChoice, snapshots: LayerSnapshots, store: LayoutStore, work: Path,
-             runner: Runner, *, memory: int) -> Stacker | None:
+             runner: Runner, *, memory: int, unpack: UnpackOptions) -> Stacker | None:
     """Stages as overlays of layer snapshots where uppers can live in the data directory (see .stack)."""
     if choice.kind is not SnapshotterKind.OVERLAY or choice.placement is None:
         return None
     return Stacker(snapshots=snapshots, blobs=store, scratch=work, runner=runner, volatile=choice.volatile,
+                   flavor=choice.flavor, unpack=unpack,
                    upper_on_tmpfs=choice.placement is UpperPlacement.TMPFS, memory_limit=memory)
+
+
+def _ran(sandbox: LadderSandbox | None, snapshots: SnapshotterChoice) -> str:
+    """What ran, as buildah's result says it: ``unshare+overlay`` (the RUN sandbox, ``none`` when no RUN
+    ran, and the snapshotter)."""
+    return f"{sandbox.ran if sandbox is not None and sandbox.ran else 'none'}+{snapshots.kind}"
 
 
 def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironment | None = None) -> BuildResult:
@@ -207,15 +216,20 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
         raise ContextError(f"the build context {request.context} is not a directory", hint="pass the context PATH")
     secrets = read_secrets(request, env.env)
     redactor = Redactor(s.decode("utf-8", "replace") for s in secrets.values() if len(s.strip()) >= 4)
-    facts = env.facts or probe_sandbox_facts()
-    choice = choose_sandbox(facts, env.sandbox, env.env)
-    sink.line(f"sandbox: {choice.kind} ({choice.reason})")
+    facts = env.facts or probe_sandbox_facts(env=env.env)
+    ladder = sandbox_ladder(facts, env.sandbox, env.env)
+    then = "".join(f"; then {c.kind}" for c in ladder[1:])
+    sink.line(f"anybuild: sandbox: {ladder[0].kind} ({ladder[0].reason}){then}")
+    if not facts.ownership.full:
+        sink.line(f"anybuild: owners: {facts.ownership.describe()} (recorded owners are written into the layers)")
     minimum_free = min_free_space(env.env)
     memory = memory_staging(env.env)
     root = data_dir(env.env)
     (root / "cache" / "mounts").mkdir(parents=True, exist_ok=True)
     (root / "tmp").mkdir(parents=True, exist_ok=True)
-    snapshots = choose_snapshotter(env.env, root / "tmp")  # a trial overlay mount in the data directory
+    # a trial overlay mount in the data directory
+    snapshots = choose_snapshotter(env.env, root / "tmp", in_userns=facts.in_userns is not None)
+    unpack = UnpackOptions(ownership=facts.ownership, mknod=facts.ownership.full)
     store = LayoutStore.create(root / "store")
     platform = Platform.parse(request.platform) if request.platform else Platform.parse("linux/amd64")
     insecure = frozenset(request.insecure_registries)
@@ -229,10 +243,12 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     ignore = DockerIgnore.from_file(find_ignore_file(request.context, request.dockerfile))
     work = Path(tempfile.mkdtemp(prefix="build-", dir=root / "tmp"))
     snapshot_store = LayerSnapshots(root / "snapshots")
-    stacker = _stacker(snapshots, snapshot_store, store, work, env.runner, memory=memory)
-    sink.line(f"snapshotter: {snapshots.describe()}" + (" over layer snapshots" if stacker else ""))
+    stacker = _stacker(snapshots, snapshot_store, store, work, env.runner, memory=memory, unpack=unpack)
+    sink.line(f"anybuild: snapshotter: {snapshots.describe()}" + (" over layer snapshots" if stacker else ""))
+    sandbox: LadderSandbox | None = None
     try:
-        sandbox: Sandbox = make_sandbox(choice.kind, work=work, facts=facts, runner=env.runner)
+        sandbox = make_sandbox(ladder, work=work, facts=facts, runner=env.runner, on_note=sink.line,
+                               strict=env.strict)
         inputs = BuildInputs(
             context=request.context, dockerfile=request.dockerfile, platform=platform,
             build_args=dict(request.build_args), target=request.target, secrets=secrets,
@@ -249,7 +265,8 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
         executor = Executor(inputs=inputs, sandbox=sandbox, images=images, store=store, work=work, cache=cache,
                             cache_dir=root / "cache" / "mounts", runner=env.runner,
                             on_line=lambda line: sink.line(redactor(line)), clock=env.clock, redactor=redactor,
-                            snapshotter=make_snapshotter(snapshots, scratch=work), stacker=stacker)
+                            snapshotter=make_snapshotter(snapshots, scratch=work), stacker=stacker,
+                            unpack=unpack)
         with snapshot_store.in_use():  # no prune or sweep removes what this build reads or writes
             try:
                 image = executor.build()
@@ -281,6 +298,7 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
         _remove_work(work, env.runner)
     return BuildResult(
         backend=BackendName.BUILTIN, digest=str(image.manifest.digest), references=references, size=image.size,
-        layers=len(image.layers), steps=image.steps, sandbox=str(choice.kind), started=started,
+        layers=len(image.layers), steps=image.steps, sandbox=_ran(sandbox, snapshots),
+        started=started, warnings=image.warnings,
         finished=env.clock(), cache_hits=cache.hits,
     )

@@ -304,6 +304,8 @@ Examples:
               help="Build output on stderr: a live view on a terminal (auto), lines, or JSON lines.")
 @click.option("--sandbox", type=click.Choice(["runc", "unshare", "chroot", "proot"]), default=None,
               help="Force the built-in builder's RUN sandbox (also ANYBUILD_SANDBOX).")
+@click.option("--strict", is_flag=True,
+              help="Refuse what the built-in builder cannot have exactly here (a USER the pod has no id for).")
 @click.option("--insecure-registry", "insecure", multiple=True, help="A registry host to reach over plain HTTP.")
 @click.option("--registry-mirror", "mirrors", multiple=True, help="REGISTRY=MIRROR (bare MIRROR: docker.io).")
 @click.option("--no-cache", "no_cache", is_flag=True, help="Run every step (results are still cached).")
@@ -315,7 +317,8 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
           backend: str | None, jobs: int | None, fail_fast: bool, metadata_file: Path | None, reproducible: bool,
           dockerfile: Path | None, tags: tuple[str, ...], labels: tuple[str, ...], build_args: tuple[str, ...],
           target: str | None, platform: str | None, secrets: tuple[str, ...], output: str | None, push: bool,
-          load: bool, progress: str, sandbox: str | None, insecure: tuple[str, ...], mirrors: tuple[str, ...],
+          load: bool, progress: str, sandbox: str | None, strict: bool, insecure: tuple[str, ...],
+          mirrors: tuple[str, ...],
           no_cache: bool, cache_from: tuple[str, ...], cache_to: str | None) -> None:
     """Build images, with the best backend that works here.
 
@@ -333,12 +336,16 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
     plan = plan_build(facts, order=order, checks=availability_checks(),
                       override=BackendName(backend) if backend else None)
     runner = SubprocessRunner()
+    builtin: list[Backend] = []  # one for every image: its namespace is tried once
 
     def backends(name: BackendName) -> Backend:
         if name is BackendName.BUILTIN:
             from anybuild.backends.builtin import BuiltinBackend
 
-            return BuiltinBackend(runner=runner, env=env, sandbox=sandbox, cache_from=cache_from, cache_to=cache_to)
+            if not builtin:
+                builtin.append(BuiltinBackend(runner=runner, env=env, sandbox=sandbox, cache_from=cache_from,
+                                              cache_to=cache_to, strict=strict))
+            return builtin[0]
         return create_backend(name, facts, runner=runner, env=env)
 
     known = diagnosis_facts(facts)

@@ -134,8 +134,17 @@ def _set_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> int
     return value
 
 
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        Session.of(ctx).debug = True
+
+
 def output_options(f: F) -> F:
-    """Add --json, -q and -v to a subcommand, so they work after the command name too."""
+    """Add --json, -q, -v and --debug to a subcommand, so they work after the command name too."""
+    f = click.option(
+        "--debug", is_flag=True, expose_value=False, callback=_set_debug, is_eager=True,
+        help="Show tracebacks and internal detail.",
+    )(f)
     f = click.option(
         "--json", "json_output", is_flag=True, expose_value=False, callback=_set_json,
         is_eager=True, help="Print machine-readable JSON on stdout.",

@@ -24,6 +24,7 @@ class Topic(StrEnum):
 
     PLACE = "place"
     PRIVILEGES = "privileges"
+    BUILDER = "builder"
     STORAGE = "storage"
     DOCKER = "docker"
     TOOLS = "tools"
@@ -51,6 +52,13 @@ class FactKey(StrEnum):
     APPARMOR_RESTRICTS_USERNS = "userns.apparmor_restricted"  # bool | None
     SECCOMP = "seccomp.mode"  # "disabled" | "strict" | "filter" | None
     DEV_FUSE = "dev.fuse"  # bool
+    # the built-in builder, tried where it would run (anybuild.builder.host, anybuild.builder.trial)
+    BUILDER_NAMESPACE = "builder.userns"  # "identity" | "subuid" | "single" | "none" (its own user namespace)
+    BUILDER_SANDBOXES = "builder.sandboxes"  # tuple[str, ...]: "KIND: ok" | "KIND: cannot start: WHY"
+    BUILDER_SANDBOX = "builder.sandbox"  # str | None: the sandbox a build will run RUN steps in
+    BUILDER_SNAPSHOTTER = "builder.snapshotter"  # str
+    BUILDER_OWNERS = "builder.owners"  # str: which owners files can really have
+    BUILDER_PERMISSION_CHECKS = "builder.permission_checks"  # bool: USER's file permissions enforced in RUN
     # storage: filesystem type and whether overlay with an upper dir there works
     ANYBUILD_DATA_DIR = "storage.anybuild.dir"  # str
     ANYBUILD_FSTYPE = "storage.anybuild.fstype"  # str | None

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from anybuild.environment.access import probe_access
+from anybuild.environment.builder import probe_builder
 from anybuild.environment.context import ProbeContext
 from anybuild.environment.daemon import probe_docker
 from anybuild.environment.facts import Fact, Facts, Topic
@@ -22,6 +23,7 @@ Probe = Callable[[ProbeContext], list[Fact]]
 PROBES: tuple[tuple[str, Topic, Probe], ...] = (
     ("place", Topic.PLACE, probe_place),
     ("privileges", Topic.PRIVILEGES, probe_privileges),
+    ("builder", Topic.BUILDER, probe_builder),
     ("storage", Topic.STORAGE, lambda ctx: probe_storage(ctx, read_uid(ctx))),
     ("docker", Topic.DOCKER, probe_docker),
     ("tools", Topic.TOOLS, probe_tools),
@@ -29,11 +31,17 @@ PROBES: tuple[tuple[str, Topic, Probe], ...] = (
 )
 
 
+# The builder's probe runs a real trial RUN in each sandbox (a thorough probe: doctor), in its own
+# user namespace: seconds in a slow pod, and bounded by its own timeouts.
+_LONGER = {"builder": 60.0}
+
+
 def collect_facts(ctx: ProbeContext, *, budget: float | None = None) -> Facts:
     """All facts about this machine, within *budget* seconds (1.5 s; 6 s with ``ctx.online``).
 
     Each probe runs in its own daemon thread; a probe still running when the
     budget is spent becomes a ``probe.<name>`` fact saying so, instead of a hang.
+    The builder's trials have a budget of their own (see ``_LONGER``).
     """
     budget = budget if budget is not None else (6.0 if ctx.online else 1.5)
     results: dict[str, list[Fact]] = {}
@@ -48,11 +56,12 @@ def collect_facts(ctx: ProbeContext, *, budget: float | None = None) -> Facts:
     threads = [
         threading.Thread(target=run, args=(name, probe), name=f"probe-{name}", daemon=True) for name, _, probe in PROBES
     ]
-    deadline = time.monotonic() + budget
+    started = time.monotonic()
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
+    for thread, (name, _, _) in zip(threads, PROBES, strict=True):
+        limit = max(budget, _LONGER.get(name, 0.0)) if ctx.trials else budget
+        thread.join(max(0.0, started + limit - time.monotonic()))
     facts: list[Fact] = []
     for name, topic, _ in PROBES:
         if name in results:
@@ -60,7 +69,8 @@ def collect_facts(ctx: ProbeContext, *, budget: float | None = None) -> Facts:
         elif name in errors:
             facts.append(Fact(key=f"probe.{name}", value=None, evidence=f"probe failed: {errors[name]}", topic=topic))
         else:
+            limit = max(budget, _LONGER.get(name, 0.0)) if ctx.trials else budget
             facts.append(
-                Fact(key=f"probe.{name}", value=None, evidence=f"probe did not finish within {budget:g} s", topic=topic)
+                Fact(key=f"probe.{name}", value=None, evidence=f"probe did not finish within {limit:g} s", topic=topic)
             )
     return Facts.of(facts)

@@ -6,21 +6,28 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from anybuild.builder.owners import IdRanges, Ownership
 from anybuild.builder.sandbox import (
     Mount,
     MountKind,
     NetworkMode,
+    RunOutcome,
     RunSpec,
+    SandboxChoice,
     SandboxFacts,
     SandboxKind,
+    SandboxUnavailable,
     choose_sandbox,
     make_sandbox,
     probe_sandbox_facts,
+    sandbox_ladder,
+    sandbox_of,
 )
 from anybuild.builder.sandbox.model import _allowed
 from anybuild.builder.snapshot import diff, scan
@@ -35,7 +42,7 @@ PATH = ("PATH=/bin",)
 def sandbox_for(kind: SandboxKind, work: Path):
     if _allowed(kind, FACTS) is None:
         pytest.skip(f"sandbox {kind} cannot work here: {'; '.join(FACTS.to_evidence())}")
-    return make_sandbox(kind, work=work, facts=FACTS)
+    return sandbox_of(kind, work=work, facts=FACTS, runner=SubprocessRunner())
 
 
 def run(kind: SandboxKind, work: Path, rootfs: Path, script: str, **kw: object):
@@ -54,38 +61,89 @@ def mounts_under(path: Path) -> list[str]:
 # -- choice: pure ---------------------------------------------------------------------------------
 
 
+SINGLE = Ownership(uids=IdRanges(((0, 1),)), gids=IdRanges(((0, 1),)), chown=True, own=(0, 0))
+NONE = Ownership(uids=IdRanges(((1000, 1),)), gids=IdRanges(((1000, 1),)), chown=False, own=(1000, 1000))
+
+
 @pytest.mark.parametrize(
     ("facts", "expected"),
     [
-        (SandboxFacts(root=True, runc="/usr/sbin/runc", unshare="/usr/bin/unshare"), SandboxKind.RUNC),
-        (SandboxFacts(root=True, unshare="/usr/bin/unshare"), SandboxKind.UNSHARE),
-        (SandboxFacts(root=False, runc="/r", unshare="/u", userns=True), SandboxKind.RUNC),
-        (SandboxFacts(root=False, unshare="/u", userns=True), SandboxKind.UNSHARE),
-        (SandboxFacts(root=True), SandboxKind.CHROOT),
-        (SandboxFacts(root=False, runc="/r", unshare="/u", proot="/p"), SandboxKind.PROOT),
+        (SandboxFacts(root=True, mount=True, chroot=True, runc="/usr/sbin/runc", proot="/p"),
+         ["runc", "unshare", "chroot", "proot"]),
+        (SandboxFacts(root=True, mount=True, chroot=True), ["unshare", "chroot"]),
+        # in the build's own user namespace: its namespaces sandbox, not runc (a pod's /proc is masked)
+        (SandboxFacts(root=True, mount=True, chroot=True, in_userns="single", runc="/r", proot="/p",
+                      ownership=SINGLE), ["unshare", "proot"]),
+        # a root pod under RuntimeDefault: no CAP_SYS_ADMIN, no namespaces
+        (SandboxFacts(root=True, chroot=True, runc="/r", proot="/p"), ["proot"]),
+        (SandboxFacts(root=False, runc="/r", proot="/p", ownership=NONE), ["proot"]),
     ],
-    ids=["root-runc", "root-unshare", "rootless-runc", "rootless-unshare", "root-chroot", "no-userns-proot"],
+    ids=["root-vm", "root-no-tools", "userns-single", "root-seccomp", "uid1000-seccomp"],
 )
-def test_choose_sandbox_facts_strongest_first(facts: SandboxFacts, expected: SandboxKind) -> None:
-    assert choose_sandbox(facts).kind is expected
+def test_sandbox_ladder_from_facts_strongest_first(facts: SandboxFacts, expected: list[str]) -> None:
+    assert [c.kind.value for c in sandbox_ladder(facts)] == expected
+    assert choose_sandbox(facts).kind.value == expected[0]
 
 
 def test_choose_sandbox_nothing_possible_environment_unsupported() -> None:
     with pytest.raises(EnvironmentUnsupported, match="proot"):
-        choose_sandbox(SandboxFacts(root=False, runc="/r", unshare="/u"))
+        choose_sandbox(SandboxFacts(root=False, runc="/r", ownership=NONE))
 
 
 def test_choose_sandbox_env_override_selected() -> None:
-    facts = SandboxFacts(root=True, runc="/r", unshare="/u", proot="/p")
+    facts = SandboxFacts(root=True, mount=True, runc="/r", proot="/p")
     choice = choose_sandbox(facts, env={"ANYBUILD_SANDBOX": "proot"})
     assert choice.kind is SandboxKind.PROOT
     assert "requested" in choice.reason
+    assert len(sandbox_ladder(facts, env={"ANYBUILD_SANDBOX": "proot"})) == 1
+
+
+@dataclass
+class _Scripted:
+    """A sandbox that cannot start, or runs: what the ladder sees."""
+
+    kind: SandboxKind
+    starts: bool
+    runs: list[str]
+
+    def run(self, spec: RunSpec, on_line: Any) -> RunOutcome:
+        self.runs.append(self.kind.value)
+        if not self.starts:
+            raise SandboxUnavailable(f"{self.kind} refused", kind=self.kind)
+        return RunOutcome(exit_code=0, tail=(), sandbox=self.kind, seconds=0.0)
+
+
+def test_ladder_falls_back_when_a_sandbox_cannot_start_and_says_so() -> None:
+    runs: list[str] = []
+    notes: list[str] = []
+    ladder = [SandboxChoice(kind=SandboxKind.RUNC, reason="r"), SandboxChoice(kind=SandboxKind.UNSHARE, reason="u")]
+    made = {SandboxKind.RUNC: _Scripted(SandboxKind.RUNC, False, runs),
+            SandboxKind.UNSHARE: _Scripted(SandboxKind.UNSHARE, True, runs)}
+    sandbox = make_sandbox(ladder, work=Path("/nonexistent"), facts=SandboxFacts(root=True), on_note=notes.append)
+    sandbox.make = made.__getitem__
+    spec = RunSpec(rootfs=Path("/nonexistent"), argv=("true",))
+    assert sandbox.run(spec, lambda _l: None).sandbox is SandboxKind.UNSHARE
+    assert sandbox.run(spec, lambda _l: None).sandbox is SandboxKind.UNSHARE
+    assert runs == ["runc", "unshare", "unshare"]  # runc is not tried again
+    assert sandbox.ran is SandboxKind.UNSHARE
+    assert len(notes) == 1 and "runc cannot start here (runc refused); using unshare" in notes[0]
+
+
+def test_ladder_with_no_sandbox_that_starts_is_environmental() -> None:
+    runs: list[str] = []
+    ladder = [SandboxChoice(kind=SandboxKind.PROOT, reason="p")]
+    sandbox = make_sandbox(ladder, work=Path("/nonexistent"), facts=SandboxFacts(root=True))
+    sandbox.make = lambda kind: _Scripted(kind, False, runs)
+    with pytest.raises(BackendError, match="proot refused") as caught:
+        sandbox.run(RunSpec(rootfs=Path("/nonexistent"), argv=("true",)), lambda _l: None)
+    assert caught.value.environmental  # another backend may build here
+    assert sandbox.ran is None
 
 
 @pytest.mark.parametrize("wanted", ["runc", "bogus"])
 def test_choose_sandbox_override_impossible_backend_error(wanted: str) -> None:
     with pytest.raises(BackendError):
-        choose_sandbox(SandboxFacts(root=False, proot="/p"), override=wanted)
+        choose_sandbox(SandboxFacts(root=False, proot="/p", ownership=NONE), override=wanted)
 
 
 # -- real runs --------------------------------------------------------------------------------------
@@ -222,9 +280,10 @@ def test_make_sandbox_loads_its_code_at_the_first_run_only(tmp_path: Path) -> No
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from anybuild.builder.sandbox import SandboxFacts, SandboxKind, make_sandbox\n"
-        "made = [make_sandbox(k, work=Path(sys.argv[1]), facts=SandboxFacts(root=True)) for k in SandboxKind]\n"
-        "assert [m.kind for m in made] == list(SandboxKind), made\n"
+        "from anybuild.builder.sandbox import SandboxChoice, SandboxFacts, SandboxKind, make_sandbox\n"
+        "ladder = [SandboxChoice(kind=k, reason='') for k in SandboxKind]\n"
+        "made = make_sandbox(ladder, work=Path(sys.argv[1]), facts=SandboxFacts(root=True))\n"
+        "assert made.kind is SandboxKind.RUNC, made\n"
         "loaded = sorted(m for m in sys.modules if m.startswith('anybuild.builder.sandbox.'))\n"
         "print(' '.join(loaded))\n"
     )
@@ -248,7 +307,7 @@ def test_runc_sandbox_spawns_no_delete_after_a_normal_run(work: Path, rootfs: Pa
             commands.append(list(argv))
             return real.run(argv, **kw)
 
-    sandbox = make_sandbox(SandboxKind.RUNC, work=work, facts=FACTS, runner=Recording())  # type: ignore[arg-type]
+    sandbox = sandbox_of(SandboxKind.RUNC, work=work, facts=FACTS, runner=Recording())  # type: ignore[arg-type]
     outcome = sandbox.run(RunSpec(rootfs=rootfs, argv=("/bin/sh", "-c", "echo ran"), env=PATH), lambda _l: None)
 
     assert outcome.exit_code == 0

@@ -1,20 +1,23 @@
-"""RUN sandboxes: the strongest isolation the machine allows, chosen from facts.
+"""RUN sandboxes: the strongest isolation the machine allows, chosen from facts, falling back.
 
-``choose_sandbox(probe_sandbox_facts(), override)`` names the kind and the
-reason; :func:`make_sandbox` builds it, on its first RUN (a rebuild whose RUN
-steps all come from the cache never loads a sandbox's code). Every sandbox runs one
-:class:`RunSpec` and leaves the rootfs exactly as the command left it: no
-mount, stub file, resolv.conf or secret behind.
+``sandbox_ladder(probe_sandbox_facts(), override)`` lists the kinds that may work
+here, strongest first; :func:`make_sandbox` makes a :class:`LadderSandbox` that
+runs each RUN with the first of them that starts, and moves down the ladder (saying
+so) when one cannot start here. A sandbox's code loads at the first RUN (a rebuild
+whose RUN steps all come from the cache never loads it). Every sandbox runs one
+:class:`RunSpec` and leaves the rootfs exactly as the command left it: no mount,
+stub file, resolv.conf or secret behind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from anybuild.builder.sandbox.model import (
     SANDBOX_ENV,
+    USERNS_ENV,
     Mount,
     MountKind,
     NetworkMode,
@@ -24,13 +27,18 @@ from anybuild.builder.sandbox.model import (
     SandboxChoice,
     SandboxFacts,
     SandboxKind,
+    SandboxUnavailable,
     choose_sandbox,
     probe_sandbox_facts,
+    sandbox_ladder,
 )
+from anybuild.errors import BackendError
 from anybuild.process import Runner, SubprocessRunner
 
 __all__ = [
     "SANDBOX_ENV",
+    "USERNS_ENV",
+    "LadderSandbox",
     "Mount",
     "MountKind",
     "NetworkMode",
@@ -40,30 +48,69 @@ __all__ = [
     "SandboxChoice",
     "SandboxFacts",
     "SandboxKind",
+    "SandboxUnavailable",
     "choose_sandbox",
     "make_sandbox",
     "probe_sandbox_facts",
+    "sandbox_ladder",
+    "sandbox_of",
 ]
 
 
-def make_sandbox(kind: SandboxKind, *, work: Path, facts: SandboxFacts, runner: Runner | None = None) -> Sandbox:
-    """The sandbox of *kind*, using the tool paths in *facts*; made when it first runs."""
-    return _Deferred(kind=kind, make=lambda: _make(kind, work=work, facts=facts, runner=runner or SubprocessRunner()))
+def make_sandbox(ladder: list[SandboxChoice], *, work: Path, facts: SandboxFacts, runner: Runner | None = None,
+                 on_note: Callable[[str], None] = lambda _line: None, strict: bool = False) -> LadderSandbox:
+    """The sandbox for a build: the first of *ladder* that starts here, made when it first runs."""
+    run = runner or SubprocessRunner()
+    return LadderSandbox(ladder=list(ladder), on_note=on_note,
+                         make=lambda kind: sandbox_of(kind, work=work, facts=facts, runner=run, strict=strict))
 
 
 @dataclass(slots=True, kw_only=True)
-class _Deferred:
-    kind: SandboxKind
-    make: Callable[[], Sandbox]
-    made: Sandbox | None = None
+class LadderSandbox:
+    """Runs each RUN with the current rung; one that cannot start here hands over to the next."""
+
+    ladder: list[SandboxChoice]
+    make: Callable[[SandboxKind], Sandbox]
+    on_note: Callable[[str], None]
+    made: dict[SandboxKind, Sandbox] = field(default_factory=dict)
+    index: int = 0
+    ran: SandboxKind | None = None  # the kind that ran the last RUN (None: no RUN ran)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> SandboxKind:
+        return self.ladder[self.index].kind
+
+    @property
+    def choice(self) -> SandboxChoice:
+        return self.ladder[self.index]
 
     def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> RunOutcome:
-        if self.made is None:
-            self.made = self.make()
-        return self.made.run(spec, on_line)
+        while True:
+            kind = self.kind
+            if kind not in self.made:
+                self.made[kind] = self.make(kind)
+            try:
+                outcome = self.made[kind].run(spec, on_line)
+            except SandboxUnavailable as exc:
+                self.failures.append(f"{kind}: {exc.message}")
+                if self.index + 1 >= len(self.ladder):
+                    raise BackendError(
+                        "no RUN sandbox could start here: " + "; ".join(self.failures), backend="builtin",
+                        environmental=True,
+                        hint="run `anybuild doctor` for what this environment allows, "
+                             "or build with another backend (--backend)",
+                    ) from exc
+                self.index += 1
+                self.on_note(f"anybuild: sandbox {kind} cannot start here ({exc.message}); "
+                             f"using {self.kind} ({self.choice.reason})")
+                continue
+            self.ran = kind
+            return outcome
 
 
-def _make(kind: SandboxKind, *, work: Path, facts: SandboxFacts, runner: Runner) -> Sandbox:
+def sandbox_of(kind: SandboxKind, *, work: Path, facts: SandboxFacts, runner: Runner, strict: bool = False) -> Sandbox:
+    """The one sandbox of *kind* (its module loads now)."""
     match kind:
         case SandboxKind.RUNC:
             from anybuild.builder.sandbox.runc import RuncSandbox  # loaded for a RUN only
@@ -72,12 +119,13 @@ def _make(kind: SandboxKind, *, work: Path, facts: SandboxFacts, runner: Runner)
         case SandboxKind.UNSHARE:
             from anybuild.builder.sandbox.namespace import UnshareSandbox
 
-            return UnshareSandbox(work=work, unshare=facts.unshare or "unshare", runner=runner, root=facts.root)
+            return UnshareSandbox(work=work, runner=runner, ownership=facts.ownership, strict=strict)
         case SandboxKind.CHROOT:
             from anybuild.builder.sandbox.namespace import ChrootSandbox
 
-            return ChrootSandbox(work=work, runner=runner, root=facts.root)
+            return ChrootSandbox(work=work, runner=runner, ownership=facts.ownership, strict=strict)
         case SandboxKind.PROOT:
             from anybuild.builder.sandbox.proot import ProotSandbox
 
-            return ProotSandbox(work=work, proot=facts.proot or "proot", runner=runner)
+            return ProotSandbox(work=work, proot=facts.proot or "proot", runner=runner, ownership=facts.ownership,
+                                strict=strict)

@@ -1,14 +1,29 @@
-"""The in-sandbox init for the ``unshare`` and ``chroot`` sandboxes (stdlib only).
+"""The in-sandbox init for the ``unshare``, ``chroot`` and ``proot`` sandboxes (stdlib only).
 
-Run as ``python -I -S init.py SPEC.json`` by the host's Python, inside the new
-namespaces (``unshare``) or directly as root (``chroot``). It makes the mounts
-the spec lists (targets are host paths already resolved inside the rootfs),
-sets the hostname and brings ``lo`` up when it owns those namespaces, then
-``chroot``s, changes directory, drops to the build user and ``exec``s the
-command. With ``"supervise": true`` (the ``chroot`` sandbox, which has no mount
-namespace) it forks instead, waits for the command and unmounts everything.
+Run as ``python -I -S init.py SPEC.json`` by the host's Python. Modes:
 
-It imports nothing from anybuild: it must start without the package on the path.
+- ``namespaces``: new mount, pid, ipc and uts (and, for ``--network=none``, net)
+  namespaces of its own (root, or root in the build's user namespace, may make
+  them); the command runs as pid 1 of the new pid namespace, so nothing it
+  starts outlives it, and every mount dies with the namespace.
+- ``chroot``: no namespaces; the mounts are made where the process is and undone
+  when the command ends.
+- ``proot``: no namespaces and no mounts; ``proot`` (argv given in the spec)
+  emulates the chroot, the bind mounts and the ids with ptrace.
+
+In the first two, ``/proc`` is a new procfs where the kernel allows it and the
+pod's own ``/proc`` bound recursively where it does not (a pod's masked /proc
+makes a new procfs "too revealing"). The command runs as its USER where that id
+exists here, else as root with its USER's ownership recorded
+(:mod:`anybuild.builder.sandbox.recorder` answers its ``chown`` calls).
+
+The parent process stays outside the command: it forwards signals, answers the
+recorder's notifications, waits, and writes a result document (``result`` in the
+spec): the set-up error if the sandbox could not start (exit 125, nothing of the
+command ran), how /proc was provided, and the symlinks whose owners were recorded.
+
+It imports nothing from anybuild's package: it must start without it on the path
+(:mod:`anybuild.builder.owners` and the recorder are loaded by file).
 """
 
 from __future__ import annotations
@@ -16,18 +31,23 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import fcntl
+import importlib.util
 import json
 import os
+import select
 import signal
 import socket
 import struct
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["SETUP_FAILED", "main"]
 
+SETUP_FAILED = 125
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
@@ -35,10 +55,30 @@ MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
+MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWUTS = 0x04000000
+_CLONE_NEWIPC = 0x08000000
+_CLONE_NEWPID = 0x20000000
+_CLONE_NEWNET = 0x40000000
+_PR_SET_PDEATHSIG = 1
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class SetupError(Exception):
+    """The sandbox could not be made: nothing of the command ran."""
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_anybuild_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -84,6 +124,18 @@ def _setup_dev(target: str) -> None:
         (dev / name).symlink_to(link)
 
 
+def _mount_proc(target: str) -> str:
+    """A new procfs where the kernel allows one, else the pod's /proc bound (masks and all)."""
+    try:
+        _mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EACCES):
+            raise
+        _bind("/proc", target, readonly=False)
+        return "bound"
+    return "mounted"
+
+
 def _loopback_up() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         request = struct.pack("16sH14x", b"lo", 0)
@@ -91,67 +143,228 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, 0x8914, struct.pack("16sH14x", b"lo", flags | 1))  # SIOCSIFFLAGS, IFF_UP
 
 
-def _make_mounts(spec: dict[str, Any]) -> list[str]:
+def _make_mounts(spec: dict[str, Any], report: dict[str, Any]) -> list[str]:
     done: list[str] = []
     for mount in spec["mounts"]:
         target = mount["target"]
-        match mount["kind"]:
-            case "proc":
-                _mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            case "sys":
-                _bind("/sys", target, readonly=True)
-            case "dev":
-                _setup_dev(target)
-            case "tmpfs":
-                _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-            case "bind":
-                _bind(mount["source"], target, bool(mount.get("readonly")))
-            case other:
-                raise ValueError(f"unknown mount kind {other!r}")
+        try:
+            match mount["kind"]:
+                case "proc":
+                    report["proc"] = _mount_proc(target)
+                case "sys":
+                    _bind("/sys", target, readonly=True)
+                case "dev":
+                    _setup_dev(target)
+                case "tmpfs":
+                    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+                case "bind":
+                    _bind(mount["source"], target, bool(mount.get("readonly")))
+                case other:
+                    raise ValueError(f"unknown mount kind {other!r}")
+        except OSError as exc:
+            raise SetupError(str(exc) if exc.filename is None else f"{exc.strerror}: {exc.filename}") from exc
         done.append(target)
     return done
 
 
-def _enter(spec: dict[str, Any]) -> None:
-    """chroot, chdir, drop privileges, exec: never returns."""
-    os.chroot(spec["rootfs"])
-    os.chdir("/")
+def _switch_ids(spec: dict[str, Any]) -> None:
     try:
-        os.chdir(spec["cwd"])
+        if sorted(os.getgroups()) != sorted(spec["groups"]):
+            try:
+                os.setgroups(spec["groups"])
+            except PermissionError:
+                # a user namespace that maps one id denies setgroups(2): the overflow group the
+                # builder's user brought along stays, harmless, for a RUN as root
+                if spec["groups"]:
+                    raise
+        if os.getgid() != spec["gid"]:
+            os.setgid(spec["gid"])
+        if os.getuid() != spec["uid"]:
+            os.setuid(spec["uid"])
     except OSError as exc:
-        sys.stderr.write(f"anybuild sandbox: cannot enter working directory {spec['cwd']}: {exc.strerror}\n")
-        os._exit(126)
-    os.setgroups(spec["groups"])
-    os.setgid(spec["gid"])
-    os.setuid(spec["uid"])
-    env = dict(item.split("=", 1) for item in spec["env"] if "=" in item)
-    argv = spec["argv"]
+        raise SetupError(f"switching to uid {spec['uid']} gid {spec['gid']}: {exc.strerror}") from exc
+
+
+def _exec(argv: list[str], env: dict[str, str]) -> None:
     try:
         os.execvpe(argv[0], argv, env)  # noqa: S606 - exec form, as Docker runs it
     except OSError as exc:
         sys.stderr.write(f"anybuild sandbox: exec {argv[0]!r}: {exc.strerror}\n")
+        sys.stderr.flush()
         os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
 
 
-def main(argv: list[str]) -> int:
-    spec = json.loads(Path(argv[1]).read_text())
-    mounted = _make_mounts(spec)
-    if spec.get("hostname"):
-        with contextlib.suppress(OSError):  # no UTS namespace of our own
-            socket.sethostname(spec["hostname"])
+def _child(spec: dict[str, Any], status: int, channel: socket.socket | None, recorder: ModuleType | None) -> None:
+    """Make the sandbox and exec the command: never returns."""
+    report: dict[str, Any] = {}
+    try:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        os.setpgid(0, 0)  # its own process group: what it starts ends with it (see main)
+        mode = spec["mode"]
+        if mode != "proot":
+            _make_mounts(spec, report)
+            if spec.get("hostname"):
+                with contextlib.suppress(OSError):  # no UTS namespace of our own
+                    socket.sethostname(spec["hostname"])
+            if spec.get("loopback"):
+                _loopback_up()
+        if recorder is not None:
+            notify = channel is not None
+            try:
+                listener = recorder.install_filter(no_new_privs=mode == "proot" or bool(spec.get("no_new_privs")),
+                                                   notify=notify, no_statx=mode == "proot")
+            except OSError as exc:
+                if mode == "proot" and not notify:
+                    raise SetupError(f"a seccomp filter for proot: {exc.strerror}") from exc
+                report["recorder"] = exc.strerror or str(exc)  # the build says chown cannot be recorded
+                listener = None
+            if channel is not None:
+                if listener is not None:
+                    recorder.send_listener(channel, listener)
+                    os.close(listener)
+                channel.close()
+        os.write(status, (json.dumps(report) + "\n").encode())
+        env = dict(item.split("=", 1) for item in spec["env"] if "=" in item)
+        if mode == "proot":
+            _exec(spec["proot_argv"], {**env, **spec.get("proot_env", {})})
+        try:
+            os.chroot(spec["rootfs"])
+        except OSError as exc:
+            raise SetupError(f"chroot {spec['rootfs']}: {exc.strerror}") from exc
+        os.chdir("/")
+        try:
+            os.chdir(spec["cwd"])
+        except OSError as exc:
+            sys.stderr.write(f"anybuild sandbox: cannot enter working directory {spec['cwd']}: {exc.strerror}\n")
+            os._exit(126)
+        if spec.get("ids") == "real":
+            _switch_ids(spec)
+        _exec(spec["argv"], env)
+    except SetupError as exc:
+        with contextlib.suppress(OSError):
+            os.write(status, (json.dumps({"setup_error": str(exc)}) + "\n").encode())
+        os._exit(SETUP_FAILED)
+    except BaseException as exc:  # a bug here must still end this process, and say why
+        with contextlib.suppress(OSError):
+            os.write(status, (json.dumps({"setup_error": f"{type(exc).__name__}: {exc}"}) + "\n").encode())
+        os._exit(SETUP_FAILED)
+    os._exit(SETUP_FAILED)
+
+
+def _unshare(spec: dict[str, Any]) -> None:
+    flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWUTS
     if spec.get("loopback"):
-        _loopback_up()
-    if not spec.get("supervise"):
-        _enter(spec)
-        return 127
+        flags |= _CLONE_NEWNET
+    if _libc.unshare(flags) != 0:
+        err = ctypes.get_errno()
+        raise SetupError(f"unshare(mount, pid, ipc, uts namespaces): {os.strerror(err)}")
+    if _libc.mount(b"none", b"/", None, ctypes.c_ulong(MS_REC | MS_PRIVATE), None) != 0:
+        err = ctypes.get_errno()
+        raise SetupError(f"making / private in the new mount namespace: {os.strerror(err)}")
+
+
+def _wait(pid: int, listener: int | None, serve: Any) -> int:
+    """Wait for *pid*, answering the recorder's notifications meanwhile; the wait status."""
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    if listener is not None:
+        poller.register(listener, select.POLLIN)
+    try:
+        while True:
+            try:
+                events = dict(poller.poll())
+            except InterruptedError:
+                continue
+            if listener is not None and events.get(listener, 0) & select.POLLIN:
+                serve()
+                continue
+            if listener is not None and events.get(listener, 0) & (select.POLLHUP | select.POLLERR):
+                poller.unregister(listener)
+                listener = None
+            if events.get(pidfd, 0) & select.POLLIN:
+                _, status = os.waitpid(pid, 0)
+                return status
+    finally:
+        os.close(pidfd)
+
+
+def _end_leftovers(pid: int) -> None:
+    """What the command left running in its process group goes with it (without a pid namespace
+    nothing else would end it)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def main(argv: list[str]) -> int:
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # a builder killed outright takes its RUN along
+    spec = json.loads(Path(argv[1]).read_text())
+    result_path = Path(spec["result"])
+    result: dict[str, Any] = {"setup_error": None, "proc": None, "symlinks": [], "chowns": 0}
+    here = Path(__file__).resolve().parent
+    recorder: ModuleType | None = None
+    parent_end: socket.socket | None = None
+    child_end: socket.socket | None = None
+    try:
+        if spec.get("record") or spec["mode"] == "proot":
+            recorder = _load("recorder", here / "recorder.py")
+        if spec.get("record"):
+            parent_end, child_end = socket.socketpair()
+        if spec["mode"] == "namespaces":
+            _unshare(spec)
+    except (SetupError, OSError) as exc:
+        result["setup_error"] = str(exc)
+        result_path.write_text(json.dumps(result))
+        return SETUP_FAILED
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
-        _enter(spec)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
-    _, status = os.waitpid(pid, 0)
-    for target in reversed(mounted):
-        _libc.umount2(target.encode(), MNT_DETACH)
+        os.close(status_r)
+        if parent_end is not None:
+            parent_end.close()
+        _child(spec, status_w, child_end, recorder)
+    os.close(status_w)
+    if child_end is not None:
+        child_end.close()
+    # Stopped from outside (Ctrl-C, a cancelled build): the command and everything it started go now. pid 1
+    # of a namespace would ignore most signals, and the tracees of a killed proot would keep running.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda _signum, _frame: _end_leftovers(pid))
+    listener = None
+    serving = None
+    if recorder is not None and parent_end is not None:
+        parent_end.settimeout(None)
+        with contextlib.suppress(OSError, IndexError):
+            listener = recorder.receive_listener(parent_end)
+        parent_end.close()
+        if listener is not None:
+            owners = _load("owners", here.parent / "owners.py")
+            logical = spec.get("logical") or {}
+            serving = recorder.Recorder(
+                rootfs=spec["rootfs"], listener=listener, ownership=owners.Ownership.for_current_process(),
+                logical_uid=int(logical.get("uid", 0)), logical_groups=frozenset(logical.get("groups", [0])),
+                guest_paths=spec["mode"] == "proot")
+            serving.open()
+    try:
+        status = _wait(pid, listener, serving.one if serving is not None else None)
+    finally:
+        if spec["mode"] != "namespaces":
+            _end_leftovers(pid)
+        if serving is not None:
+            serving.drain()
+            serving.close()
+            result["symlinks"] = serving.symlinks
+            result["chowns"] = serving.handled
+    with os.fdopen(status_r, "rb") as reports:
+        for line in reports.read().decode(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                result.update(json.loads(line))
+    if spec["mode"] == "chroot":
+        for mount in reversed(spec["mounts"]):
+            _libc.umount2(mount["target"].encode(), MNT_DETACH)
+    result_path.write_text(json.dumps(result))
+    if result["setup_error"]:
+        return SETUP_FAILED
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 

@@ -1,25 +1,35 @@
 """The ``proot`` sandbox: chroot and bind mounts emulated with ptrace; no privileges needed.
 
 The weakest isolation (same pid, network and mount namespaces as the caller; a
-process may escape ptrace emulation), used only when nothing else is permitted.
-User ids are faked (``-0`` for root, ``-i uid:gid`` otherwise).
+process may escape ptrace emulation), used where nothing else is permitted: a pod
+whose seccomp profile refuses namespaces (RuntimeDefault). It runs through the
+sandbox init (:mod:`anybuild.builder.sandbox.init`, ``proot`` mode). ``proot``
+emulates the RUN's ids (``-0`` for root, ``-i uid:gid``) over the builder's own:
+the command's files are the builder's, and belong to USER in the image
+(:class:`~anybuild.builder.sandbox.model.RunOutcome` ``ran_as``); where the builder
+cannot give owners for real, its ``chown`` calls are recorded. The ids cannot be
+switched for real before ``proot`` starts: ``proot`` must read the root filesystem,
+which lives in the builder's own directories. So a USER's permission checks are
+root's (or the builder's user's) here, and ``doctor`` says so.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+import re
+from dataclasses import dataclass
+from typing import Any
 
-from anybuild.builder.sandbox.model import RunOutcome, RunSpec, SandboxKind
-from anybuild.builder.sandbox.prepared import DEFAULT_HOST_FILES, Prepared, prepared
-from anybuild.process import Runner, SubprocessRunner
+from anybuild.builder.sandbox.model import RunSpec, SandboxKind, SandboxUnavailable
+from anybuild.builder.sandbox.namespace import InitSandbox
+from anybuild.builder.sandbox.prepared import Prepared
 
 __all__ = ["ProotSandbox", "proot_argv"]
 
+# proot's own words when it cannot trace at all (ptrace or its seccomp filter refused, no tracee)
+_STARTUP = re.compile(r"ptrace|seccomp|PTRACE_|tracee|can't create|execve\(\S*loader", re.IGNORECASE)
 
-def proot_argv(proot: str, spec: RunSpec, ready: Prepared) -> list[str]:
+
+def proot_argv(proot: str, spec: RunSpec, ready: Prepared, *, real_ids: bool) -> list[str]:
     argv = [proot, "-r", str(ready.root.host_path(".")), "-w", spec.cwd]
     for mount in ready.mounts:
         match mount.kind:
@@ -33,28 +43,34 @@ def proot_argv(proot: str, spec: RunSpec, ready: Prepared) -> list[str]:
                 argv += ["-b", f"{tmp}:{mount.target}"]
             case _:
                 argv += ["-b", f"{mount.source}:{mount.target}"]
-    argv += ["-0"] if spec.uid == 0 else ["-i", f"{spec.uid}:{spec.gid}"]
+    if not real_ids:
+        argv += ["-0"] if spec.uid == 0 else ["-i", f"{spec.uid}:{spec.gid}"]
     return [*argv, *spec.argv]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ProotSandbox:
-    work: Path
+class ProotSandbox(InitSandbox):
     proot: str = "proot"
-    runner: Runner = field(default_factory=SubprocessRunner)
-    host_files: dict[str, Path] = field(default_factory=lambda: dict(DEFAULT_HOST_FILES))
     kind: SandboxKind = SandboxKind.PROOT
+    mode: str = "proot"
 
-    def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> RunOutcome:
-        started = time.monotonic()
-        with prepared(spec, runner=self.runner, work=self.work, on_line=on_line,
-                      host_files=self.host_files) as ready:
-            env = dict(item.split("=", 1) for item in spec.env if "=" in item)
-            env["PROOT_TMP_DIR"] = str(ready.workdir)
-            completed = self.runner.run(proot_argv(self.proot, spec, ready), env=env, on_line=ready.line)
-            tail = tuple(ready.tail)
-        code = completed.returncode
+    def _real_ids(self, spec: RunSpec) -> bool:
+        return False  # emulated by proot (see the module's doc)
+
+    def _check(self, code: int, tail: tuple[str, ...]) -> None:
+        if code == 0:
+            return
+        for line in tail:
+            said = line.removeprefix("proot error:").strip()
+            if line.startswith("proot error:") and not said.endswith("not found") and _STARTUP.search(said):
+                raise SandboxUnavailable(f"proot cannot trace the RUN here: {said}", kind=self.kind)
+
+    def _exit_code(self, code: int, tail: tuple[str, ...]) -> int:
         if code == 1 and any(line.startswith("proot error:") and "not found" in line for line in tail):
-            code = 127  # the command does not exist, as a shell would report it
-        return RunOutcome(exit_code=code, tail=tail, sandbox=self.kind,
-                          seconds=time.monotonic() - started)
+            return 127  # the command does not exist, as a shell would report it
+        return code
+
+    def _mode_fields(self, spec: RunSpec, ready: Prepared, *, real: bool) -> dict[str, Any]:
+        return {"proot_argv": proot_argv(self.proot, spec, ready, real_ids=real),
+                "proot_env": {"PROOT_TMP_DIR": str(ready.workdir)}}
+

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anybuild.builder.sandbox.model import NetworkMode, RunOutcome, RunSpec, SandboxKind
+from anybuild.builder.sandbox.model import NetworkMode, RunOutcome, RunSpec, SandboxKind, SandboxUnavailable
 from anybuild.builder.sandbox.prepared import DEFAULT_HOST_FILES, ResolvedMount, prepared
-from anybuild.errors import BackendError
 from anybuild.process import Runner, SubprocessRunner
 
 __all__ = ["DEFAULT_CAPABILITIES", "RuncSandbox", "runtime_spec"]
@@ -109,11 +108,6 @@ class RuncSandbox:
     kind: SandboxKind = SandboxKind.RUNC
 
     def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> RunOutcome:
-        if not self.root and (spec.uid, spec.gid) != (0, 0):
-            raise BackendError(
-                f"rootless runc maps only uid 0, but this RUN runs as {spec.uid}:{spec.gid}",
-                backend="builtin", hint="build as root, or use ANYBUILD_SANDBOX=proot",
-            )
         started = time.monotonic()
         container = "anybuild-" + secrets.token_hex(6)
         with prepared(spec, runner=self.runner, work=self.work, on_line=on_line,
@@ -138,6 +132,6 @@ class RuncSandbox:
             if "exec:" in failure or "executable file not found" in failure:
                 code = 127
             else:
-                raise BackendError(f"runc could not start the RUN sandbox: {failure.strip()}", backend="builtin",
-                                   hint="try another sandbox: ANYBUILD_SANDBOX=unshare|chroot|proot")
+                raise SandboxUnavailable(f"runc could not start the RUN sandbox: {failure.strip()}",
+                                         kind=self.kind)
         return RunOutcome(exit_code=code, tail=tail, sandbox=self.kind, seconds=time.monotonic() - started)

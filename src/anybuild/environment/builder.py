@@ -1,0 +1,79 @@
+"""The built-in builder, tried where it would run: its user namespace, sandboxes and snapshotter.
+
+The namespace is chosen by real attempts (:func:`anybuild.builder.host.choose_namespace`)
+on every probe that allows trials; ``doctor`` (a thorough probe) also runs
+``python -m anybuild.builder.trial`` in that namespace, which runs a trial RUN in
+every sandbox of the ladder and the snapshotter's trial mount, exactly as a build
+would. Nothing is inferred from the presence of a binary.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from anybuild.environment.context import ProbeContext
+from anybuild.environment.facts import Fact, FactKey, FactValue, Topic
+from anybuild.errors import AnybuildError
+
+__all__ = ["probe_builder"]
+
+
+def _fact(key: FactKey, value: FactValue, evidence: str) -> Fact:
+    return Fact(key=key, value=value, evidence=evidence, topic=Topic.BUILDER)
+
+
+def probe_builder(ctx: ProbeContext) -> list[Fact]:
+    if not ctx.trials:
+        return [_fact(FactKey.BUILDER_NAMESPACE, None, "not tried (trials disabled)")]
+    from anybuild.builder.host import choose_namespace  # only a probe that tries things needs it
+
+    try:
+        namespace = choose_namespace(runner=ctx.runner, env=ctx.env, proc=ctx.path("/proc/self"),
+                                     etc=ctx.path("/etc"))
+    except AnybuildError as exc:
+        return [_fact(FactKey.BUILDER_NAMESPACE, None, exc.message)]
+    facts = [_fact(FactKey.BUILDER_NAMESPACE, namespace.mapping or "none",
+                   f"{namespace.reason}: " + "; ".join(namespace.evidence))]
+    if ctx.thorough:
+        facts += _trial(ctx, namespace.mapping)
+    return facts
+
+
+def _trial(ctx: ProbeContext, mapping: str | None) -> list[Fact]:
+    from anybuild.builder.sandbox.model import USERNS_ENV
+    from anybuild.builder.userns import launcher_argv
+
+    command = [sys.executable, "-m", "anybuild.builder.trial", str(ctx.anybuild_data_dir / "tmp")]
+    env = dict(ctx.env)
+    if mapping is not None:
+        command = launcher_argv(sys.executable, mapping, command)
+        env[USERNS_ENV] = mapping
+    where = f"in a {mapping}-mapped user namespace" if mapping else "as this process is"
+    try:
+        done = ctx.runner.run(command, env=env, timeout=max(ctx.timeout, 60.0))
+        report = json.loads(done.stdout.strip().splitlines()[-1]) if done.ok and done.stdout.strip() else None
+    except (AnybuildError, ValueError) as exc:
+        return [_fact(FactKey.BUILDER_SANDBOX, None, f"the builder's trial {where} failed: {exc}")]
+    if report is None:
+        tail = done.output.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+        return [_fact(FactKey.BUILDER_SANDBOX, None, f"the builder's trial {where} failed: {tail[0]}")]
+    tried = tuple(f"{s['kind']}: ok" if s["ok"] else f"{s['kind']}: cannot start: {s['why']}"
+                  for s in report["sandboxes"])
+    working = [s for s in report["sandboxes"] if s["ok"]]
+    first = working[0] if working else None
+    why_none = report.get("not_tried") or report.get("ladder_error") or "; ".join(tried) or "nothing to try"
+    facts = [
+        _fact(FactKey.BUILDER_SANDBOXES, tried, f"a trial RUN as uid 1000 in each sandbox, {where}"),
+        _fact(FactKey.BUILDER_SANDBOX, first["kind"] if first else None,
+              (f"{first['kind']}: {first['reason']}" + "".join(f"; {n}" for n in first.get("notes", ())))
+              if first else why_none),
+        _fact(FactKey.BUILDER_SNAPSHOTTER, report.get("snapshotter"), f"the snapshotter's trial mount, {where}"),
+        _fact(FactKey.BUILDER_OWNERS, report["owners"], "; ".join(report.get("evidence", ()))),
+    ]
+    if first is not None:
+        facts.append(_fact(FactKey.BUILDER_PERMISSION_CHECKS, bool(first["permission_checks"]),
+                           "the trial RUN as uid 1000 " + ("was refused a write to / (root's, 0755)"
+                                                            if first["permission_checks"] else
+                                                            "could write to / (root's, 0755): it ran as root here")))
+    return facts
