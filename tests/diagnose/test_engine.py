@@ -198,3 +198,43 @@ def test_engine_registry_host_named_from_buildkit_wording() -> None:
     root = diagnose_log([line])[0]
     assert root.rule_id == "registry-auth-pull"
     assert root.cause.startswith("The registry 127.0.0.1:47767 refused the pull")
+
+
+CLONE = "cannot clone: Invalid argument"  # rootless podman's cause line: no anchor word in it
+RUNTIME = "Error: could not get runtime: cannot re-exec process"
+
+
+@pytest.mark.parametrize("block", [5, 40, 1 << 20], ids=["tiny", "small", "default"])
+@pytest.mark.parametrize("gap", [0, 1])
+def test_engine_reads_unanchored_lines_next_to_an_anchored_line(block: int, gap: int) -> None:
+    """The cause line before or after an error line is read, also across block boundaries."""
+    for lines, cause_line in (
+        ([f"noise {i}" for i in range(9)] + [CLONE] + ["noise"] * gap + [RUNTIME] + ["more"] * 5, 10),
+        ([f"noise {i}" for i in range(9)] + [RUNTIME] + ["noise"] * gap + [CLONE] + ["more"] * 5, 11 + gap),
+    ):
+        data = "".join(f"{s}\n" for s in lines).encode()
+        report = analyze_stream(io.BytesIO(data), RULES, block_bytes=block)
+        root = report.diagnoses[0]
+        assert root.rule_id == "userns-refused"
+        assert [e.line for e in root.evidence] == [cause_line]
+        assert report.lines == len(lines)
+
+
+def test_engine_unanchored_line_far_from_any_anchor_is_not_read() -> None:
+    lines = [CLONE, "noise 1", "noise 2", "noise 3", RUNTIME]
+    assert diagnose_log(lines)[0].rule_id == "unrecognised"
+
+
+def test_engine_exec_format_names_platforms_only_with_evidence() -> None:
+    bare = diagnose_log(["exec /entrypoint.sh: exec format error"])[0]
+    assert bare.rule_id == "exec-format" and bare.variant == ""
+    assert "#!" in bare.cause and "another CPU" in bare.cause
+    assert bare.other_backend_helps is False
+    warned = diagnose_log([
+        "WARNING: The requested image's platform (linux/arm64) does not match the detected host platform "
+        "(linux/amd64) and no specific platform was requested",
+        "exec /usr/local/bin/tool: exec format error",
+    ])[0]
+    assert warned.variant == "foreign-platform"
+    assert "linux/arm64" in warned.cause and "linux/amd64" in warned.cause
+    assert warned.other_backend_helps is False

@@ -2,10 +2,14 @@
 
 Speed comes from never looking at most lines: the log is scanned in blocks of
 many lines, and only lines holding one of a few :data:`ANCHORS` (found with
-``str.find``, which runs at memory speed) are split out and tried against the
-rules' keywords and regexes. Every rule line contains an anchor (checked by
-the tests against each matcher's examples). Memory is one block plus a few
-quoted lines per rule, whatever the size of the log.
+``bytes.find``, which runs at memory speed), and the :data:`CONTEXT_LINES` lines
+around each, are split out and tried against the rules. Error messages come in
+clusters: the line that names the cause ("Supports d_type: false", "cannot
+clone: Invalid argument") often carries no anchor word, but an anchored line
+("Error: ...") is next to it. A line's keywords are found once and select the
+matchers whose regex runs. Every primary matcher's examples hold an anchor
+(checked by the tests). Memory is one block plus a few quoted lines per rule,
+whatever the size of the log.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ ANCHORS: tuple[str, ...] = (
     "no such file", "not found",
 )
 _ANCHOR_BYTES = tuple(a.encode() for a in ANCHORS)
+CONTEXT_LINES = 2  # lines before and after an anchored line that are read too
 BLOCK_LINES = 8192
-BLOCK_BYTES = 1 << 20
+BLOCK_BYTES = 1 << 19
 MAX_LINE_BYTES = 8 << 20  # a longer "line" (no newline at all) is scanned in pieces
 MAX_QUOTE = 400
 KEEP_EVIDENCE = 3  # first and last lines kept per rule
@@ -94,11 +99,29 @@ class Report:
     lines: int
 
 
+def _keyword_index(rules: Sequence[Rule]) -> tuple[re.Pattern[str], dict[str, frozenset[str]]]:
+    """One regex for every matcher keyword, and for each keyword those it contains.
+
+    The lookahead finds keywords that overlap; at one position it reports the longest,
+    so a keyword found also stands for every shorter keyword inside it.
+    """
+    keywords = sorted({k for rule in rules for m in rule.matchers for k in m.keywords}, key=len, reverse=True)
+    pattern = re.compile("(?=(" + "|".join(re.escape(k) for k in keywords) + "))")  # overlapping finds
+    implied = {k: frozenset(j for j in keywords if j in k) for k in keywords}
+    return pattern, implied
+
+
 class Scanner:
     """Feed it blocks of whole lines, then call :meth:`finish`."""
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self._rules = tuple(rules)
+        self._keywords, self._implied = _keyword_index(self._rules)
+        self._candidates = tuple(
+            (rule, tuple((m, frozenset(m.keywords)) for m in rule.matchers)) for rule in self._rules
+        )
+        self._after = 0  # lines of the next block still inside an anchored line's context
+        self._before: deque[tuple[int, bytes]] = deque(maxlen=CONTEXT_LINES)  # last lines not read
         self._hits: dict[str, _Hits] = {}
         self._lines = 0
         self._last_push = -PUSH_WINDOW - 1
@@ -117,15 +140,16 @@ class Scanner:
         if not block:
             return
         low = block.lower()  # ASCII only: same length, same offsets
-        starts: set[int] = set()
+        anchored: set[int] = set()
         for anchor in _ANCHOR_BYTES:
             pos = low.find(anchor)
             while pos >= 0:
-                starts.add(low.rfind(b"\n", 0, pos) + 1)
+                anchored.add(low.rfind(b"\n", 0, pos) + 1)
                 end = low.find(b"\n", pos)
                 if end < 0:
                     break
                 pos = low.find(anchor, end)
+        starts = self._with_context(block, anchored)
         line_no = self._lines
         prev = 0
         for start in sorted(starts):
@@ -134,7 +158,62 @@ class Scanner:
             end = block.find(b"\n", start)
             raw = block[start:] if end < 0 else block[start:end]
             self._line(line_no + 1, raw.decode("utf-8", "replace"))
-        self._lines += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        total = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        self._remember_tail(block, starts, total)
+        self._lines += total
+
+    def _with_context(self, block: bytes, anchored: set[int]) -> set[int]:
+        """The anchored line starts, the lines around them, and context owed from the last block."""
+        starts = set(anchored)
+        pos = 0
+        owed, self._after = self._after, 0
+        while owed > 0:  # after-context of the last anchored lines of earlier blocks
+            starts.add(pos)
+            owed -= 1
+            end = block.find(b"\n", pos)
+            if end < 0 or end + 1 >= len(block):
+                self._after = owed  # still owed to the next block
+                break
+            pos = end + 1
+        for start in anchored:
+            before = start
+            for _ in range(CONTEXT_LINES):
+                if before == 0:
+                    break
+                before = block.rfind(b"\n", 0, before - 1) + 1
+                starts.add(before)
+            after = start
+            for step in range(CONTEXT_LINES):
+                end = block.find(b"\n", after)
+                if end < 0 or end + 1 >= len(block):
+                    self._after = max(self._after, CONTEXT_LINES - step)
+                    break
+                after = end + 1
+                starts.add(after)
+        if anchored and self._before:
+            # before-context of an anchored line among this block's first lines: the last
+            # unread lines of the previous block, read now, in order, ahead of this block's
+            owed = CONTEXT_LINES - block.count(b"\n", 0, min(anchored))
+            for number, raw in self._before:
+                if number > self._lines - owed:
+                    self._line(number, raw.decode("utf-8", "replace"))
+            self._before.clear()
+        return starts
+
+    def _remember_tail(self, block: bytes, read: set[int], total: int) -> None:
+        """Keep the log's last unread lines: the next block's first anchor may need them."""
+        number = self._lines + total  # the number of the block's last line
+        end = len(block) - 1 if block.endswith(b"\n") else len(block)
+        kept: list[tuple[int, bytes]] = []
+        for _ in range(CONTEXT_LINES):
+            if end < 0:
+                break
+            start = block.rfind(b"\n", 0, end) + 1
+            if start not in read:
+                kept.append((number, block[start:end]))
+            number -= 1
+            end = start - 1
+        self._before.extend(reversed(kept))
 
     def _line(self, number: int, raw: str) -> None:
         text = _ANSI.sub("", raw).replace("\r", " ").strip()
@@ -147,11 +226,14 @@ class Scanner:
         quoted = text if len(text) <= MAX_QUOTE else text[:MAX_QUOTE] + "…"
         self._context(number, text, quoted)
         fired: list[Rule] = []
-        for rule in self._rules:
-            for matcher in rule.matchers:
+        present: set[str] = set()
+        for found_keyword in self._keywords.finditer(low):
+            present |= self._implied[found_keyword.group(1)]
+        for rule, matchers in self._candidates if present else ():
+            for matcher, keywords in matchers:
                 if matcher.phase is not None and matcher.phase is not phase:
                     continue
-                if not any(k in low for k in matcher.keywords):
+                if keywords.isdisjoint(present):
                     continue
                 found = matcher.regex.search(text)
                 if found is None:

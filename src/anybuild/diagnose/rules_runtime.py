@@ -168,7 +168,7 @@ OOM_KILLED = Rule(
 
 EXEC_FORMAT = Rule(
     id="exec-format",
-    title="Binary for another CPU architecture",
+    title="A program could not be executed (exec format error)",
     category=Category.ENVIRONMENT,
     rank=85,
     matchers=(
@@ -180,14 +180,37 @@ EXEC_FORMAT = Rule(
                 "/bin/sh: 1: ./tool: cannot execute binary file: Exec format error",
             ),
         ),
+        Matcher(
+            pattern=r"platform \((?P<image_platform>[\w/.-]+)\) does not match the detected host platform"
+            r" \((?P<host_platform>[\w/.-]+)\)",
+            keywords=("does not match the detected host platform",),
+            examples=(
+                "WARNING: The requested image's platform (linux/arm64) does not match the detected host "
+                "platform (linux/amd64) and no specific platform was requested",
+            ),
+            primary=False,
+        ),
     ),
-    cause="A program in the image ({binary}) is built for another CPU architecture than the "
-    "machine running the build, and no emulator (binfmt/QEMU) is registered.",
-    remedy="Build for this machine's platform (`--platform linux/amd64` or a base image for it), "
-    "or register QEMU emulation (`docker run --privileged tonistiigi/binfmt --install all`).",
-    other_backend_helps=True,
-    defaults={"binary": "a binary"},
+    cause="The kernel refused to execute {binary} (ENOEXEC): either a binary built for another CPU "
+    "architecture, or a script whose first line is not a valid `#!` line (Windows CRLF line endings, a "
+    "byte-order mark, no shebang at all).",
+    remedy="Look at the file: `file` names a binary's architecture, `head -1 | od -c` shows a script's "
+    "first line (`\\r` or a BOM). Fix the script's line endings or shebang, or build for this machine's "
+    "platform; another backend on this machine runs the same kernel and fails the same way.",
+    other_backend_helps=False,
+    defaults={"binary": "a program"},
     explains=(RUN_NONZERO,),
+    variants=(
+        Variant(
+            name="foreign-platform",
+            when=lambda ctx: bool(ctx.fields.get("image_platform")),
+            title="Binary for another CPU architecture",
+            cause="A program in the image ({binary}) is built for {image_platform}, but this machine is "
+            "{host_platform} and no emulator (binfmt/QEMU) is registered.",
+            remedy="Build for this machine's platform (`--platform {host_platform}` or a base image for "
+            "it), or register QEMU emulation (`docker run --privileged tonistiigi/binfmt --install all`).",
+        ),
+    ),
 )
 
 CLOCK_SKEW = Rule(
