@@ -200,7 +200,7 @@ def test_engine_registry_host_named_from_buildkit_wording() -> None:
     assert root.cause.startswith("The registry 127.0.0.1:47767 refused the pull")
 
 
-CLONE = "cannot clone: Invalid argument"  # rootless podman's cause line: no anchor word in it
+CLONE = "user namespaces are not enabled in /proc/sys/user/max_user_namespaces"  # the cause: no anchor word
 RUNTIME = "Error: could not get runtime: cannot re-exec process"
 
 

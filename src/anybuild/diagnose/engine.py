@@ -34,11 +34,15 @@ from anybuild.diagnose.model import (
 
 __all__ = ["ANCHORS", "OWN_LINE", "Report", "Scanner", "analyze_lines", "analyze_stream"]
 
+# Each anchor is one pass of ``bytes.find`` over every block, the scan's main cost: longer
+# anchors are cheaper (the search skips further), and a phrase whose lines sit next to an
+# "err"/"fail" line (curl's "Could not resolve", wget's "bad address", BuildKit's "| >>>"
+# snippet) needs no anchor of its own: it is read as that line's context.
 ANCHORS: tuple[str, ...] = (
-    "err", "fail", "fatal", "denied", "unauthorized", "many", "docker daemon", "overlay",
-    "kaniko", "no space", "resolve", "bad address", "killed", "non-zero", "valid yet", "newuidmap",
-    "| >>>", "push", "credentials", "buildx", "unreachable", "no servers", "not permitted",
-    "no such file", "not found",
+    "err", "fail", "level=fatal", "denied", "unauthorized", "many", "docker daemon", "overlay",
+    "kaniko should only", "no space left", "killed", "returned a non-zero", "newuidmap", "push",
+    "credentials", "buildx", "no servers", "not permitted", "no such file", "not found", "invalid",
+    "directory not empty", "illegal option",
 )
 _ANCHOR_BYTES = tuple(a.encode() for a in ANCHORS)
 CONTEXT_LINES = 2  # lines before and after an anchored line that are read too
