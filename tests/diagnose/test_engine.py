@@ -238,3 +238,63 @@ def test_engine_exec_format_names_platforms_only_with_evidence() -> None:
     assert warned.variant == "foreign-platform"
     assert "linux/arm64" in warned.cause and "linux/amd64" in warned.cause
     assert warned.other_backend_helps is False
+
+
+def test_engine_connect_error_with_failed_lookup_is_the_missing_daemon_not_the_network() -> None:
+    root, *rest = diagnose_log([
+        "$ docker info",
+        'error during connect: Post "http://docker:2375/v1.24/auth": dial tcp: lookup docker on '
+        "169.254.169.254:53: no such host",
+    ])
+    assert (root.rule_id, root.variant, root.other_backend_helps) == ("daemon-unreachable", "daemon-host-unknown", True)
+    assert "docker:dind" in root.remedy
+    assert "network-dns" not in [d.rule_id for d in rest]
+
+
+def test_engine_pull_lookup_failure_outside_a_connect_error_stays_network() -> None:
+    line = "dial tcp: lookup registry-1.docker.io on 10.0.0.2:53: no such host"
+    assert diagnose_log([f"ERROR: failed to solve: {line}"])[0].rule_id == "network-dns"
+
+
+@pytest.mark.parametrize(
+    ("facts", "variant"),
+    [(None, "rm-not-empty"), ({"docker.data_root_fs": "overlay"}, "rm-not-empty-nested-overlay")],
+)
+def test_engine_rm_directory_not_empty_blames_the_storage_not_the_run(
+    facts: dict[str, object] | None, variant: str
+) -> None:
+    lines = [
+        "Step 12/30 : RUN rm -rf ./clients/*",
+        "rm: cannot remove `./clients/path/launcher/css': Directory not empty",
+        "rm: cannot remove './clients/path/launcher/js': Directory not empty",
+        "The command '/bin/sh -c rm -rf ./clients/*' returned a non-zero code: 1",
+    ]
+    found = diagnose_log(lines, facts)
+    assert [(d.rule_id, d.role.value) for d in found] == [("overlay-dtype", "root-cause"), ("run-nonzero", "symptom")]
+    assert found[0].variant == variant and found[0].other_backend_helps is True
+
+
+def test_engine_overlay_refused_over_xfs_is_d_type_over_extfs_is_kernel() -> None:
+    xfs = "'overlay' is not supported over xfs at \"/var/lib/containers/storage/overlay\": backing file system"
+    ext = "'overlay' is not supported over extfs at \"/var/lib/containers/storage/overlay\": backing file system"
+    assert diagnose_log([f"Error: kernel does not support overlay fs: {xfs}"])[0].rule_id == "overlay-dtype"
+    assert diagnose_log([f"Error: kernel does not support overlay fs: {ext}"])[0].rule_id == "rootless-overlay"
+
+
+def test_engine_cache_blob_missing_is_the_cache_not_the_image() -> None:
+    root = diagnose_log([" > exporting cache:", "error: failed to solve: blob sha256:1fb1 not found"])[0]
+    assert (root.rule_id, root.variant, root.other_backend_helps) == ("gha-cache", "cache-blob-missing", False)
+
+
+@pytest.mark.parametrize(
+    ("lines", "variant"),
+    [
+        (["npm ERR! ENOTEMPTY: directory not empty, rename '/usr/lib/node_modules/yo' -> "
+          "'/usr/lib/node_modules/.yo.DELETE'"], "stale-delete-directory"),
+        (["npm ERR! errno -66", "npm ERR! ENOTEMPTY: directory not empty, rename '/x/node_modules/chai' -> "
+          "'/x/node_modules/.chai-ioYsTChA'"], "host-install"),
+    ],
+)
+def test_engine_enotempty_outside_a_container_build_is_not_the_environment(lines: list[str], variant: str) -> None:
+    root = diagnose_log(lines)[0]
+    assert (root.rule_id, root.variant, root.other_backend_helps) == ("npm-enotempty", variant, False)

@@ -42,7 +42,7 @@ ANCHORS: tuple[str, ...] = (
     "err", "fail", "level=fatal", "denied", "unauthorized", "many", "docker daemon", "overlay",
     "kaniko should only", "no space left", "killed", "returned a non-zero", "newuidmap", "push",
     "credentials", "buildx", "no servers", "not permitted", "no such file", "not found", "invalid",
-    "directory not empty", "illegal option",
+    "directory not empty", "illegal option", "last few gcs",
 )
 _ANCHOR_BYTES = tuple(a.encode() for a in ANCHORS)
 CONTEXT_LINES = 2  # lines before and after an anchored line that are read too
