@@ -298,3 +298,13 @@ def test_engine_cache_blob_missing_is_the_cache_not_the_image() -> None:
 def test_engine_enotempty_outside_a_container_build_is_not_the_environment(lines: list[str], variant: str) -> None:
     root = diagnose_log(lines)[0]
     assert (root.rule_id, root.variant, root.other_backend_helps) == ("npm-enotempty", variant, False)
+
+
+def test_engine_enotempty_on_storage_without_d_type_is_the_filesystem() -> None:
+    found = roles([
+        "WARNING: overlay2: the backing xfs filesystem is formatted without d_type support, which leads to "
+        "incorrect behavior.",
+        ENOTEMPTY,
+        RUN_FAILED,
+    ])
+    assert found == [("overlay-dtype", "root-cause"), ("npm-enotempty", "symptom"), ("run-nonzero", "symptom")]

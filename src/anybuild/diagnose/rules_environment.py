@@ -142,7 +142,7 @@ OVERLAY_DTYPE = Rule(
     remedy="Put the data root on a filesystem with d_type (xfs with ftype=1, ext4, or an "
     f"emptyDir), use the vfs storage driver, or build with {BUILTIN}.",
     other_backend_helps=True,
-    explains=("nested-overlay", "daemon-unreachable", RUN_NONZERO),
+    explains=("nested-overlay", "daemon-unreachable", "npm-enotempty", "npm-exdev", "npm-ebusy", RUN_NONZERO),
     variants=(
         Variant(
             name="rm-not-empty-nested-overlay",
