@@ -308,3 +308,19 @@ def test_engine_enotempty_on_storage_without_d_type_is_the_filesystem() -> None:
         RUN_FAILED,
     ])
     assert found == [("overlay-dtype", "root-cause"), ("npm-enotempty", "symptom"), ("run-nonzero", "symptom")]
+
+
+_FIXTURE_LOGS = sorted((__import__("pathlib").Path(__file__).parent / "logs").rglob("*.log"))
+
+
+@pytest.mark.parametrize("block", [13, 97, 4096])
+def test_engine_block_size_never_changes_a_diagnosis(block: int) -> None:
+    """Anchors, their context and line numbers come out the same however the stream is cut."""
+    for log in _FIXTURE_LOGS:
+        data = log.read_bytes()
+        whole = analyze_stream(io.BytesIO(data), RULES)
+        cut = analyze_stream(io.BytesIO(data), RULES, block_bytes=block)
+        assert [(d.rule_id, d.evidence) for d in cut.diagnoses] == [
+            (d.rule_id, d.evidence) for d in whole.diagnoses
+        ], log.name
+        assert cut.lines == whole.lines, log.name

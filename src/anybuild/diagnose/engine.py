@@ -139,84 +139,90 @@ class Scanner:
     def lines(self) -> int:
         return self._lines
 
-    def feed_block(self, block: bytes) -> None:
-        """Scan *block*: whole lines of UTF-8, each ending with a newline (the last may not)."""
-        if not block:
+    def feed_block(self, block: bytes, size: int | None = None, begin: int = 0) -> None:
+        """Scan ``block[begin:size]``: whole lines of UTF-8, each ending with a newline (the last may not).
+
+        Bytes outside it (the end of a line that began in the last block, a partial line the
+        caller keeps for the next one) are ignored: passing the read buffer spares copying it.
+        """
+        end = len(block) if size is None else size
+        if end <= begin:
             return
         low = block.lower()  # ASCII only: same length, same offsets
         anchored: set[int] = set()
         for anchor in _ANCHOR_BYTES:
-            pos = low.find(anchor)
+            pos = low.find(anchor, begin, end)
             while pos >= 0:
-                anchored.add(low.rfind(b"\n", 0, pos) + 1)
-                end = low.find(b"\n", pos)
-                if end < 0:
+                anchored.add(low.rfind(b"\n", begin, pos) + 1 or begin)
+                line_end = low.find(b"\n", pos, end)
+                if line_end < 0:
                     break
-                pos = low.find(anchor, end)
-        starts = self._with_context(block, anchored)
+                pos = low.find(anchor, line_end, end)
+        starts = self._with_context(block, begin, end, anchored)
         line_no = self._lines
-        prev = 0
+        prev = begin
         for start in sorted(starts):
             line_no += block.count(b"\n", prev, start)
             prev = start
-            end = block.find(b"\n", start)
-            raw = block[start:] if end < 0 else block[start:end]
+            line_end = block.find(b"\n", start, end)
+            raw = block[start:end] if line_end < 0 else block[start:line_end]
             self._line(line_no + 1, raw.decode("utf-8", "replace"))
-        total = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-        self._remember_tail(block, starts, total)
+        ends_line = block[end - 1] == 0x0A
+        total = block.count(b"\n", begin, end) + (0 if ends_line else 1)
+        self._remember_tail(block, begin, end, starts, total)
         self._lines += total
 
-    def _with_context(self, block: bytes, anchored: set[int]) -> set[int]:
+    def _with_context(self, block: bytes, begin: int, end: int, anchored: set[int]) -> set[int]:
         """The anchored line starts, the lines around them, and context owed from the last block."""
         starts = set(anchored)
-        pos = 0
+        pos = begin
         owed, self._after = self._after, 0
         while owed > 0:  # after-context of the last anchored lines of earlier blocks
             starts.add(pos)
             owed -= 1
-            end = block.find(b"\n", pos)
-            if end < 0 or end + 1 >= len(block):
+            line_end = block.find(b"\n", pos, end)
+            if line_end < 0 or line_end + 1 >= end:
                 self._after = owed  # still owed to the next block
                 break
-            pos = end + 1
+            pos = line_end + 1
         for start in anchored:
             before = start
             for _ in range(CONTEXT_LINES):
-                if before == 0:
+                if before == begin:
                     break
-                before = block.rfind(b"\n", 0, before - 1) + 1
+                before = block.rfind(b"\n", begin, before - 1) + 1 or begin
                 starts.add(before)
             after = start
             for step in range(CONTEXT_LINES):
-                end = block.find(b"\n", after)
-                if end < 0 or end + 1 >= len(block):
+                line_end = block.find(b"\n", after, end)
+                if line_end < 0 or line_end + 1 >= end:
                     self._after = max(self._after, CONTEXT_LINES - step)
                     break
-                after = end + 1
+                after = line_end + 1
                 starts.add(after)
         if anchored and self._before:
             # before-context of an anchored line among this block's first lines: the last
             # unread lines of the previous block, read now, in order, ahead of this block's
-            owed = CONTEXT_LINES - block.count(b"\n", 0, min(anchored))
+            owed = CONTEXT_LINES - block.count(b"\n", begin, min(anchored))
             for number, raw in self._before:
                 if number > self._lines - owed:
                     self._line(number, raw.decode("utf-8", "replace"))
             self._before.clear()
         return starts
 
-    def _remember_tail(self, block: bytes, read: set[int], total: int) -> None:
+    def _remember_tail(self, block: bytes, begin: int, end: int, read: set[int], total: int) -> None:
         """Keep the log's last unread lines: the next block's first anchor may need them."""
         number = self._lines + total  # the number of the block's last line
-        end = len(block) - 1 if block.endswith(b"\n") else len(block)
+        stop = end - 1 if block[end - 1] == 0x0A else end
         kept: list[tuple[int, bytes]] = []
         for _ in range(CONTEXT_LINES):
-            if end < 0:
+            if stop < begin:
                 break
-            start = block.rfind(b"\n", 0, end) + 1
+            start = block.rfind(b"\n", begin, stop) + 1 or begin
             if start not in read:
-                kept.append((number, block[start:end]))
+                kept.append((number, block[start:stop]))
             number -= 1
-            end = start - 1
+            stop = start - 1
         self._before.extend(reversed(kept))
 
     def _line(self, number: int, raw: str) -> None:
@@ -480,15 +486,20 @@ def analyze_stream(
     scanner = Scanner(rules)
     carry = b""
     while chunk := stream.read(block_bytes):
-        data = carry + chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            carry = data
-            if len(carry) < MAX_LINE_BYTES:
-                continue
-            cut = len(carry) - 1  # a pathological endless line: scan it in pieces
-        scanner.feed_block(data[: cut + 1])
-        carry = data[cut + 1 :]
+        cut = chunk.rfind(b"\n")
+        if cut < 0:  # no line ends in this chunk
+            carry += chunk
+            if len(carry) >= MAX_LINE_BYTES:  # a pathological endless line: scan it in pieces
+                scanner.feed_block(carry)
+                carry = b""
+            continue
+        if carry:  # the line begun in the last chunk, completed by this one's first line
+            first = chunk.find(b"\n")
+            scanner.feed_block(carry + chunk[: first + 1])
+            scanner.feed_block(chunk, cut + 1, begin=first + 1)
+        else:
+            scanner.feed_block(chunk, cut + 1)  # no copy: the partial last line is ignored
+        carry = chunk[cut + 1 :]
     if carry:
         scanner.feed_block(carry)
     return scanner.finish(facts, exit_code)
