@@ -18,7 +18,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from anybuild.diagnose.model import (
     DOCS_DIR,
@@ -92,6 +92,10 @@ _TOOLS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^npm (?:ERR!|error)"), "npm"),
     (re.compile(r"dockerd|Error response from daemon|docker daemon", re.I), "Docker"),
 )
+# a literal that each of _TOOLS needs (lower case): the patterns run only on lines holding one
+_TOOL_HINTS = ("##[error]", "failed with", "::error::", "kaniko", "error building image", "step ", "buildah",
+               "podman", "#", "failed to solve", "=> ", "returned a non-zero", "npm ", "dockerd", "from daemon",
+               "docker daemon")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,14 +107,35 @@ class Report:
     lines: int
 
 
+def _trie_pattern(words: Sequence[str]) -> str:
+    """A regex for a set of literal words, shaped as a trie: at each position sre tries one
+    branch per distinct next character instead of every word, and prefers the longest word."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        branches = [re.escape(char) + build(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return build(trie)
+
+
 def _keyword_index(rules: Sequence[Rule]) -> tuple[re.Pattern[str], dict[str, frozenset[str]]]:
     """One regex for every matcher keyword, and for each keyword those it contains.
 
-    The lookahead finds keywords that overlap; at one position it reports the longest,
-    so a keyword found also stands for every shorter keyword inside it.
+    At one position the regex reports the longest keyword, so a keyword found also stands
+    for every shorter keyword inside it; the search restarts one character after each find,
+    so keywords that overlap are all found.
     """
-    keywords = sorted({k for rule in rules for m in rule.matchers for k in m.keywords}, key=len, reverse=True)
-    pattern = re.compile("(?=(" + "|".join(re.escape(k) for k in keywords) + "))")  # overlapping finds
+    keywords = sorted({k for rule in rules for m in rule.matchers for k in m.keywords})
+    pattern = re.compile(_trie_pattern(keywords))
     implied = {k: frozenset(j for j in keywords if j in k) for k in keywords}
     return pattern, implied
 
@@ -121,9 +146,13 @@ class Scanner:
     def __init__(self, rules: Sequence[Rule]) -> None:
         self._rules = tuple(rules)
         self._keywords, self._implied = _keyword_index(self._rules)
-        self._candidates = tuple(
-            (rule, tuple((m, frozenset(m.keywords)) for m in rule.matchers)) for rule in self._rules
-        )
+        # every matcher in catalogue order, and for each keyword the matchers it selects
+        self._matchers = tuple((rule, m) for rule in self._rules for m in rule.matchers)
+        by_keyword: dict[str, list[int]] = {}
+        for index, (_, matcher) in enumerate(self._matchers):
+            for keyword in matcher.keywords:
+                by_keyword.setdefault(keyword, []).append(index)
+        self._by_keyword = {k: tuple(v) for k, v in by_keyword.items()}
         self._after = 0  # lines of the next block still inside an anchored line's context
         self._before: deque[tuple[int, bytes]] = deque(maxlen=CONTEXT_LINES)  # last lines not read
         self._hits: dict[str, _Hits] = {}
@@ -234,33 +263,35 @@ class Scanner:
             self._last_push = number
         phase = Phase.PUSH if number - self._last_push <= PUSH_WINDOW else Phase.PULL
         quoted = text if len(text) <= MAX_QUOTE else text[:MAX_QUOTE] + "…"
-        self._context(number, text, quoted)
+        self._context(number, text, low, quoted)
         fired: list[Rule] = []
         present: set[str] = set()
-        for found_keyword in self._keywords.finditer(low):
-            present |= self._implied[found_keyword.group(1)]
-        for rule, matchers in self._candidates if present else ():
-            for matcher, keywords in matchers:
-                if matcher.phase is not None and matcher.phase is not phase:
-                    continue
-                if keywords.isdisjoint(present):
-                    continue
-                found = matcher.regex.search(text)
-                if found is None:
-                    continue
-                hits = self._hits.setdefault(rule.id, _Hits())
-                for key, value in found.groupdict().items():
-                    if value:
-                        hits.fields[key] = value.strip()
-                if matcher.primary:
-                    if "registry" not in hits.fields:
-                        host = _registry_of(text)
-                        if host:
-                            hits.fields["registry"] = host
-                    fired.append(rule)
-                elif len(hits.support) < KEEP_EVIDENCE:
-                    hits.support.append((number, quoted))
-                break
+        search, pos = self._keywords.search, 0
+        while (found_keyword := search(low, pos)) is not None:
+            present |= self._implied[found_keyword.group()]
+            pos = found_keyword.start() + 1
+        candidates = sorted({i for keyword in present for i in self._by_keyword[keyword]}) if present else ()
+        matched: set[str] = set()  # a rule takes the first of its matchers that matches the line
+        for index in candidates:
+            rule, matcher = self._matchers[index]
+            if rule.id in matched or (matcher.phase is not None and matcher.phase is not phase):
+                continue
+            found = matcher.regex.search(text)
+            if found is None:
+                continue
+            matched.add(rule.id)
+            hits = self._hits.setdefault(rule.id, _Hits())
+            for key, value in found.groupdict().items():
+                if value:
+                    hits.fields[key] = value.strip()
+            if matcher.primary:
+                if "registry" not in hits.fields:
+                    host = _registry_of(text)
+                    if host:
+                        hits.fields["registry"] = host
+                fired.append(rule)
+            elif len(hits.support) < KEEP_EVIDENCE:
+                hits.support.append((number, quoted))
         suppressed = {s for rule in fired for s in rule.suppresses}
         for rule in fired:
             if rule.id in suppressed:
@@ -275,7 +306,7 @@ class Scanner:
                 hits.last.append((number, quoted))
         self._tail.append((number, quoted))
 
-    def _context(self, number: int, text: str, quoted: str) -> None:
+    def _context(self, number: int, text: str, low: str, quoted: str) -> None:
         """What the unrecognised answer needs: the step, the exit status, the error, the tool."""
         step = _STEP.match(text)
         if step is not None:
@@ -288,7 +319,7 @@ class Scanner:
             self._exit = found.group("code")
         if _ERRORISH.search(text):
             self._last_error = (number, quoted)
-        if not self._tool:
+        if not self._tool and any(hint in low for hint in _TOOL_HINTS):
             self._tool = next((name for pattern, name in _TOOLS if pattern.search(text)), "")
 
     def _unrecognised(self, exit_code: int | None) -> Diagnosis:
