@@ -198,3 +198,129 @@ def test_engine_registry_host_named_from_buildkit_wording() -> None:
     root = diagnose_log([line])[0]
     assert root.rule_id == "registry-auth-pull"
     assert root.cause.startswith("The registry 127.0.0.1:47767 refused the pull")
+
+
+CLONE = "user namespaces are not enabled in /proc/sys/user/max_user_namespaces"  # the cause: no anchor word
+RUNTIME = "Error: could not get runtime: cannot re-exec process"
+
+
+@pytest.mark.parametrize("block", [5, 40, 1 << 20], ids=["tiny", "small", "default"])
+@pytest.mark.parametrize("gap", [0, 1])
+def test_engine_reads_unanchored_lines_next_to_an_anchored_line(block: int, gap: int) -> None:
+    """The cause line before or after an error line is read, also across block boundaries."""
+    for lines, cause_line in (
+        ([f"noise {i}" for i in range(9)] + [CLONE] + ["noise"] * gap + [RUNTIME] + ["more"] * 5, 10),
+        ([f"noise {i}" for i in range(9)] + [RUNTIME] + ["noise"] * gap + [CLONE] + ["more"] * 5, 11 + gap),
+    ):
+        data = "".join(f"{s}\n" for s in lines).encode()
+        report = analyze_stream(io.BytesIO(data), RULES, block_bytes=block)
+        root = report.diagnoses[0]
+        assert root.rule_id == "userns-refused"
+        assert [e.line for e in root.evidence] == [cause_line]
+        assert report.lines == len(lines)
+
+
+def test_engine_unanchored_line_far_from_any_anchor_is_not_read() -> None:
+    lines = [CLONE, "noise 1", "noise 2", "noise 3", RUNTIME]
+    assert diagnose_log(lines)[0].rule_id == "unrecognised"
+
+
+def test_engine_exec_format_names_platforms_only_with_evidence() -> None:
+    bare = diagnose_log(["exec /entrypoint.sh: exec format error"])[0]
+    assert bare.rule_id == "exec-format" and bare.variant == ""
+    assert "#!" in bare.cause and "another CPU" in bare.cause
+    assert bare.other_backend_helps is False
+    warned = diagnose_log([
+        "WARNING: The requested image's platform (linux/arm64) does not match the detected host platform "
+        "(linux/amd64) and no specific platform was requested",
+        "exec /usr/local/bin/tool: exec format error",
+    ])[0]
+    assert warned.variant == "foreign-platform"
+    assert "linux/arm64" in warned.cause and "linux/amd64" in warned.cause
+    assert warned.other_backend_helps is False
+
+
+def test_engine_connect_error_with_failed_lookup_is_the_missing_daemon_not_the_network() -> None:
+    root, *rest = diagnose_log([
+        "$ docker info",
+        'error during connect: Post "http://docker:2375/v1.24/auth": dial tcp: lookup docker on '
+        "169.254.169.254:53: no such host",
+    ])
+    assert (root.rule_id, root.variant, root.other_backend_helps) == ("daemon-unreachable", "daemon-host-unknown", True)
+    assert "docker:dind" in root.remedy
+    assert "network-dns" not in [d.rule_id for d in rest]
+
+
+def test_engine_pull_lookup_failure_outside_a_connect_error_stays_network() -> None:
+    line = "dial tcp: lookup registry-1.docker.io on 10.0.0.2:53: no such host"
+    assert diagnose_log([f"ERROR: failed to solve: {line}"])[0].rule_id == "network-dns"
+
+
+@pytest.mark.parametrize(
+    ("facts", "variant"),
+    [(None, "rm-not-empty"), ({"docker.data_root_fs": "overlay"}, "rm-not-empty-nested-overlay")],
+)
+def test_engine_rm_directory_not_empty_blames_the_storage_not_the_run(
+    facts: dict[str, object] | None, variant: str
+) -> None:
+    lines = [
+        "Step 12/30 : RUN rm -rf ./clients/*",
+        "rm: cannot remove `./clients/path/launcher/css': Directory not empty",
+        "rm: cannot remove './clients/path/launcher/js': Directory not empty",
+        "The command '/bin/sh -c rm -rf ./clients/*' returned a non-zero code: 1",
+    ]
+    found = diagnose_log(lines, facts)
+    assert [(d.rule_id, d.role.value) for d in found] == [("overlay-dtype", "root-cause"), ("run-nonzero", "symptom")]
+    assert found[0].variant == variant and found[0].other_backend_helps is True
+
+
+def test_engine_overlay_refused_over_xfs_is_d_type_over_extfs_is_kernel() -> None:
+    xfs = "'overlay' is not supported over xfs at \"/var/lib/containers/storage/overlay\": backing file system"
+    ext = "'overlay' is not supported over extfs at \"/var/lib/containers/storage/overlay\": backing file system"
+    assert diagnose_log([f"Error: kernel does not support overlay fs: {xfs}"])[0].rule_id == "overlay-dtype"
+    assert diagnose_log([f"Error: kernel does not support overlay fs: {ext}"])[0].rule_id == "rootless-overlay"
+
+
+def test_engine_cache_blob_missing_is_the_cache_not_the_image() -> None:
+    root = diagnose_log([" > exporting cache:", "error: failed to solve: blob sha256:1fb1 not found"])[0]
+    assert (root.rule_id, root.variant, root.other_backend_helps) == ("gha-cache", "cache-blob-missing", False)
+
+
+@pytest.mark.parametrize(
+    ("lines", "variant"),
+    [
+        (["npm ERR! ENOTEMPTY: directory not empty, rename '/usr/lib/node_modules/yo' -> "
+          "'/usr/lib/node_modules/.yo.DELETE'"], "stale-delete-directory"),
+        (["npm ERR! errno -66", "npm ERR! ENOTEMPTY: directory not empty, rename '/x/node_modules/chai' -> "
+          "'/x/node_modules/.chai-ioYsTChA'"], "host-install"),
+    ],
+)
+def test_engine_enotempty_outside_a_container_build_is_not_the_environment(lines: list[str], variant: str) -> None:
+    root = diagnose_log(lines)[0]
+    assert (root.rule_id, root.variant, root.other_backend_helps) == ("npm-enotempty", variant, False)
+
+
+def test_engine_enotempty_on_storage_without_d_type_is_the_filesystem() -> None:
+    found = roles([
+        "WARNING: overlay2: the backing xfs filesystem is formatted without d_type support, which leads to "
+        "incorrect behavior.",
+        ENOTEMPTY,
+        RUN_FAILED,
+    ])
+    assert found == [("overlay-dtype", "root-cause"), ("npm-enotempty", "symptom"), ("run-nonzero", "symptom")]
+
+
+_FIXTURE_LOGS = sorted((__import__("pathlib").Path(__file__).parent / "logs").rglob("*.log"))
+
+
+@pytest.mark.parametrize("block", [13, 97, 4096])
+def test_engine_block_size_never_changes_a_diagnosis(block: int) -> None:
+    """Anchors, their context and line numbers come out the same however the stream is cut."""
+    for log in _FIXTURE_LOGS:
+        data = log.read_bytes()
+        whole = analyze_stream(io.BytesIO(data), RULES)
+        cut = analyze_stream(io.BytesIO(data), RULES, block_bytes=block)
+        assert [(d.rule_id, d.evidence) for d in cut.diagnoses] == [
+            (d.rule_id, d.evidence) for d in whole.diagnoses
+        ], log.name
+        assert cut.lines == whole.lines, log.name

@@ -2,10 +2,14 @@
 
 Speed comes from never looking at most lines: the log is scanned in blocks of
 many lines, and only lines holding one of a few :data:`ANCHORS` (found with
-``str.find``, which runs at memory speed) are split out and tried against the
-rules' keywords and regexes. Every rule line contains an anchor (checked by
-the tests against each matcher's examples). Memory is one block plus a few
-quoted lines per rule, whatever the size of the log.
+``bytes.find``, which runs at memory speed), and the :data:`CONTEXT_LINES` lines
+around each, are split out and tried against the rules. Error messages come in
+clusters: the line that names the cause ("Supports d_type: false", "cannot
+clone: Invalid argument") often carries no anchor word, but an anchored line
+("Error: ...") is next to it. A line's keywords are found once and select the
+matchers whose regex runs. Every primary matcher's examples hold an anchor
+(checked by the tests). Memory is one block plus a few quoted lines per rule,
+whatever the size of the log.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from anybuild.diagnose.model import (
     DOCS_DIR,
@@ -30,15 +34,20 @@ from anybuild.diagnose.model import (
 
 __all__ = ["ANCHORS", "OWN_LINE", "Report", "Scanner", "analyze_lines", "analyze_stream"]
 
+# Each anchor is one pass of ``bytes.find`` over every block, the scan's main cost: longer
+# anchors are cheaper (the search skips further), and a phrase whose lines sit next to an
+# "err"/"fail" line (curl's "Could not resolve", wget's "bad address", BuildKit's "| >>>"
+# snippet) needs no anchor of its own: it is read as that line's context.
 ANCHORS: tuple[str, ...] = (
-    "err", "fail", "fatal", "denied", "unauthorized", "many", "docker daemon", "overlay",
-    "kaniko", "no space", "resolve", "bad address", "killed", "non-zero", "valid yet", "newuidmap",
-    "| >>>", "push", "credentials", "buildx", "unreachable", "no servers", "not permitted",
-    "no such file", "not found",
+    "err", "fail", "level=fatal", "denied", "unauthorized", "many", "docker daemon", "overlay",
+    "kaniko should only", "no space left", "killed", "returned a non-zero", "newuidmap", "push",
+    "credentials", "buildx", "no servers", "not permitted", "no such file", "not found", "invalid",
+    "directory not empty", "illegal option", "last few gcs",
 )
 _ANCHOR_BYTES = tuple(a.encode() for a in ANCHORS)
+CONTEXT_LINES = 2  # lines before and after an anchored line that are read too
 BLOCK_LINES = 8192
-BLOCK_BYTES = 1 << 20
+BLOCK_BYTES = 1 << 19
 MAX_LINE_BYTES = 8 << 20  # a longer "line" (no newline at all) is scanned in pieces
 MAX_QUOTE = 400
 KEEP_EVIDENCE = 3  # first and last lines kept per rule
@@ -83,6 +92,10 @@ _TOOLS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^npm (?:ERR!|error)"), "npm"),
     (re.compile(r"dockerd|Error response from daemon|docker daemon", re.I), "Docker"),
 )
+# a literal that each of _TOOLS needs (lower case): the patterns run only on lines holding one
+_TOOL_HINTS = ("##[error]", "failed with", "::error::", "kaniko", "error building image", "step ", "buildah",
+               "podman", "#", "failed to solve", "=> ", "returned a non-zero", "npm ", "dockerd", "from daemon",
+               "docker daemon")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,11 +107,54 @@ class Report:
     lines: int
 
 
+def _trie_pattern(words: Sequence[str]) -> str:
+    """A regex for a set of literal words, shaped as a trie: at each position sre tries one
+    branch per distinct next character instead of every word, and prefers the longest word."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        branches = [re.escape(char) + build(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return build(trie)
+
+
+def _keyword_index(rules: Sequence[Rule]) -> tuple[re.Pattern[str], dict[str, frozenset[str]]]:
+    """One regex for every matcher keyword, and for each keyword those it contains.
+
+    At one position the regex reports the longest keyword, so a keyword found also stands
+    for every shorter keyword inside it; the search restarts one character after each find,
+    so keywords that overlap are all found.
+    """
+    keywords = sorted({k for rule in rules for m in rule.matchers for k in m.keywords})
+    pattern = re.compile(_trie_pattern(keywords))
+    implied = {k: frozenset(j for j in keywords if j in k) for k in keywords}
+    return pattern, implied
+
+
 class Scanner:
     """Feed it blocks of whole lines, then call :meth:`finish`."""
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self._rules = tuple(rules)
+        self._keywords, self._implied = _keyword_index(self._rules)
+        # every matcher in catalogue order, and for each keyword the matchers it selects
+        self._matchers = tuple((rule, m) for rule in self._rules for m in rule.matchers)
+        by_keyword: dict[str, list[int]] = {}
+        for index, (_, matcher) in enumerate(self._matchers):
+            for keyword in matcher.keywords:
+                by_keyword.setdefault(keyword, []).append(index)
+        self._by_keyword = {k: tuple(v) for k, v in by_keyword.items()}
+        self._after = 0  # lines of the next block still inside an anchored line's context
+        self._before: deque[tuple[int, bytes]] = deque(maxlen=CONTEXT_LINES)  # last lines not read
         self._hits: dict[str, _Hits] = {}
         self._lines = 0
         self._last_push = -PUSH_WINDOW - 1
@@ -112,29 +168,91 @@ class Scanner:
     def lines(self) -> int:
         return self._lines
 
-    def feed_block(self, block: bytes) -> None:
-        """Scan *block*: whole lines of UTF-8, each ending with a newline (the last may not)."""
-        if not block:
+    def feed_block(self, block: bytes, size: int | None = None, begin: int = 0) -> None:
+        """Scan ``block[begin:size]``: whole lines of UTF-8, each ending with a newline (the last may not).
+
+        Bytes outside it (the end of a line that began in the last block, a partial line the
+        caller keeps for the next one) are ignored: passing the read buffer spares copying it.
+        """
+        end = len(block) if size is None else size
+        if end <= begin:
             return
         low = block.lower()  # ASCII only: same length, same offsets
-        starts: set[int] = set()
+        anchored: set[int] = set()
         for anchor in _ANCHOR_BYTES:
-            pos = low.find(anchor)
+            pos = low.find(anchor, begin, end)
             while pos >= 0:
-                starts.add(low.rfind(b"\n", 0, pos) + 1)
-                end = low.find(b"\n", pos)
-                if end < 0:
+                anchored.add(low.rfind(b"\n", begin, pos) + 1 or begin)
+                line_end = low.find(b"\n", pos, end)
+                if line_end < 0:
                     break
-                pos = low.find(anchor, end)
+                pos = low.find(anchor, line_end, end)
+        starts = self._with_context(block, begin, end, anchored)
         line_no = self._lines
-        prev = 0
+        prev = begin
         for start in sorted(starts):
             line_no += block.count(b"\n", prev, start)
             prev = start
-            end = block.find(b"\n", start)
-            raw = block[start:] if end < 0 else block[start:end]
+            line_end = block.find(b"\n", start, end)
+            raw = block[start:end] if line_end < 0 else block[start:line_end]
             self._line(line_no + 1, raw.decode("utf-8", "replace"))
-        self._lines += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        ends_line = block[end - 1] == 0x0A
+        total = block.count(b"\n", begin, end) + (0 if ends_line else 1)
+        self._remember_tail(block, begin, end, starts, total)
+        self._lines += total
+
+    def _with_context(self, block: bytes, begin: int, end: int, anchored: set[int]) -> set[int]:
+        """The anchored line starts, the lines around them, and context owed from the last block."""
+        starts = set(anchored)
+        pos = begin
+        owed, self._after = self._after, 0
+        while owed > 0:  # after-context of the last anchored lines of earlier blocks
+            starts.add(pos)
+            owed -= 1
+            line_end = block.find(b"\n", pos, end)
+            if line_end < 0 or line_end + 1 >= end:
+                self._after = owed  # still owed to the next block
+                break
+            pos = line_end + 1
+        for start in anchored:
+            before = start
+            for _ in range(CONTEXT_LINES):
+                if before == begin:
+                    break
+                before = block.rfind(b"\n", begin, before - 1) + 1 or begin
+                starts.add(before)
+            after = start
+            for step in range(CONTEXT_LINES):
+                line_end = block.find(b"\n", after, end)
+                if line_end < 0 or line_end + 1 >= end:
+                    self._after = max(self._after, CONTEXT_LINES - step)
+                    break
+                after = line_end + 1
+                starts.add(after)
+        if anchored and self._before:
+            # before-context of an anchored line among this block's first lines: the last
+            # unread lines of the previous block, read now, in order, ahead of this block's
+            owed = CONTEXT_LINES - block.count(b"\n", begin, min(anchored))
+            for number, raw in self._before:
+                if number > self._lines - owed:
+                    self._line(number, raw.decode("utf-8", "replace"))
+            self._before.clear()
+        return starts
+
+    def _remember_tail(self, block: bytes, begin: int, end: int, read: set[int], total: int) -> None:
+        """Keep the log's last unread lines: the next block's first anchor may need them."""
+        number = self._lines + total  # the number of the block's last line
+        stop = end - 1 if block[end - 1] == 0x0A else end
+        kept: list[tuple[int, bytes]] = []
+        for _ in range(CONTEXT_LINES):
+            if stop < begin:
+                break
+            start = block.rfind(b"\n", begin, stop) + 1 or begin
+            if start not in read:
+                kept.append((number, block[start:stop]))
+            number -= 1
+            stop = start - 1
+        self._before.extend(reversed(kept))
 
     def _line(self, number: int, raw: str) -> None:
         text = _ANSI.sub("", raw).replace("\r", " ").strip()
@@ -145,30 +263,35 @@ class Scanner:
             self._last_push = number
         phase = Phase.PUSH if number - self._last_push <= PUSH_WINDOW else Phase.PULL
         quoted = text if len(text) <= MAX_QUOTE else text[:MAX_QUOTE] + "…"
-        self._context(number, text, quoted)
+        self._context(number, text, low, quoted)
         fired: list[Rule] = []
-        for rule in self._rules:
-            for matcher in rule.matchers:
-                if matcher.phase is not None and matcher.phase is not phase:
-                    continue
-                if not any(k in low for k in matcher.keywords):
-                    continue
-                found = matcher.regex.search(text)
-                if found is None:
-                    continue
-                hits = self._hits.setdefault(rule.id, _Hits())
-                for key, value in found.groupdict().items():
-                    if value:
-                        hits.fields[key] = value.strip()
-                if matcher.primary:
-                    if "registry" not in hits.fields:
-                        host = _registry_of(text)
-                        if host:
-                            hits.fields["registry"] = host
-                    fired.append(rule)
-                elif len(hits.support) < KEEP_EVIDENCE:
-                    hits.support.append((number, quoted))
-                break
+        present: set[str] = set()
+        search, pos = self._keywords.search, 0
+        while (found_keyword := search(low, pos)) is not None:
+            present |= self._implied[found_keyword.group()]
+            pos = found_keyword.start() + 1
+        candidates = sorted({i for keyword in present for i in self._by_keyword[keyword]}) if present else ()
+        matched: set[str] = set()  # a rule takes the first of its matchers that matches the line
+        for index in candidates:
+            rule, matcher = self._matchers[index]
+            if rule.id in matched or (matcher.phase is not None and matcher.phase is not phase):
+                continue
+            found = matcher.regex.search(text)
+            if found is None:
+                continue
+            matched.add(rule.id)
+            hits = self._hits.setdefault(rule.id, _Hits())
+            for key, value in found.groupdict().items():
+                if value:
+                    hits.fields[key] = value.strip()
+            if matcher.primary:
+                if "registry" not in hits.fields:
+                    host = _registry_of(text)
+                    if host:
+                        hits.fields["registry"] = host
+                fired.append(rule)
+            elif len(hits.support) < KEEP_EVIDENCE:
+                hits.support.append((number, quoted))
         suppressed = {s for rule in fired for s in rule.suppresses}
         for rule in fired:
             if rule.id in suppressed:
@@ -183,7 +306,7 @@ class Scanner:
                 hits.last.append((number, quoted))
         self._tail.append((number, quoted))
 
-    def _context(self, number: int, text: str, quoted: str) -> None:
+    def _context(self, number: int, text: str, low: str, quoted: str) -> None:
         """What the unrecognised answer needs: the step, the exit status, the error, the tool."""
         step = _STEP.match(text)
         if step is not None:
@@ -196,7 +319,7 @@ class Scanner:
             self._exit = found.group("code")
         if _ERRORISH.search(text):
             self._last_error = (number, quoted)
-        if not self._tool:
+        if not self._tool and any(hint in low for hint in _TOOL_HINTS):
             self._tool = next((name for pattern, name in _TOOLS if pattern.search(text)), "")
 
     def _unrecognised(self, exit_code: int | None) -> Diagnosis:
@@ -394,15 +517,20 @@ def analyze_stream(
     scanner = Scanner(rules)
     carry = b""
     while chunk := stream.read(block_bytes):
-        data = carry + chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            carry = data
-            if len(carry) < MAX_LINE_BYTES:
-                continue
-            cut = len(carry) - 1  # a pathological endless line: scan it in pieces
-        scanner.feed_block(data[: cut + 1])
-        carry = data[cut + 1 :]
+        cut = chunk.rfind(b"\n")
+        if cut < 0:  # no line ends in this chunk
+            carry += chunk
+            if len(carry) >= MAX_LINE_BYTES:  # a pathological endless line: scan it in pieces
+                scanner.feed_block(carry)
+                carry = b""
+            continue
+        if carry:  # the line begun in the last chunk, completed by this one's first line
+            first = chunk.find(b"\n")
+            scanner.feed_block(carry + chunk[: first + 1])
+            scanner.feed_block(chunk, cut + 1, begin=first + 1)
+        else:
+            scanner.feed_block(chunk, cut + 1)  # no copy: the partial last line is ignored
+        carry = chunk[cut + 1 :]
     if carry:
         scanner.feed_block(carry)
     return scanner.finish(facts, exit_code)

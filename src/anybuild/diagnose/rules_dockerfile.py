@@ -61,6 +61,11 @@ COPY_SOURCE_MISSING = Rule(
                 'failed to compute cache key: "/missing.txt" not found: not found',
             ),
         ),
+        Matcher(  # BuildKit's error line for the COPY/ADD vertex itself
+            pattern=r"(?:^|#\d+ )ERROR: \"(?P<source>/[^\"]+)\":? not found",
+            keywords=("not found",),
+            examples=('#7 ERROR: "/yarn.lock" not found: not found',),
+        ),
         Matcher(
             pattern=r"(?:COPY|ADD) failed: (?:file not found in build context or excluded by "
             r"\.dockerignore: )?(?:stat (?P<source>\S+?): (?:file does not exist|no such file)|no "

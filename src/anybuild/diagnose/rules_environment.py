@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from anybuild.diagnose.facts import Fact, fact_str, filesystem_of, storage_on_overlay
@@ -54,6 +55,18 @@ NESTED_OVERLAY = Rule(
                 "error creating overlay mount to /var/lib/docker/overlay2/abc/merged: invalid argument",
             ),
         ),
+        Matcher(  # an overlay mount(2) refused with EINVAL, in any tool's wording of the mount
+            pattern=r"(?:\bmount(?:ing)? (?:an )?overlay\b|\bmount overlay:|lowerdir=).*\binvalid argument\b"
+            r"|wrong fs type, bad option, bad superblock on overlay",
+            keywords=("invalid argument", "bad superblock on overlay"),
+            examples=(
+                "Error: mounting an overlay over build context directory: creating overlay scaffolding for build "
+                "context directory: mount overlay:/var/tmp/b/overlay/1/merge, data: lowerdir=/builds/x,upperdir="
+                "/var/tmp/b/overlay/1/upper,workdir=/var/tmp/b/overlay/1/work: invalid argument",
+                "mount: /tmp/t/temproot/bin: wrong fs type, bad option, bad superblock on overlay, missing "
+                "codepage or helper program, or other error.",
+            ),
+        ),
         Matcher(
             pattern=r"not supported over overlayfs",
             keywords=("over overlayfs",),
@@ -99,15 +112,28 @@ OVERLAY_DTYPE = Rule(
     rank=96,  # above nested-overlay: its "invalid argument" mounts are this rule's symptom
     matchers=(
         Matcher(
-            pattern=r"without d_type support|d_type (?:support )?is (?:not supported|disabled)"
+            pattern=r"(?P<dtype>without d_type support|d_type (?:support )?is (?:not supported|disabled)"
             r"|does not support d_type|running without d_type|needs to support d_type"
-            r"|not configured to support d_type|Supports d_type: false"
-            r"|/overlay2?/\w+-init/merged/dev/shm: invalid argument",
-            keywords=("d_type",),
+            r"|not configured to support d_type|Supports d_type: false)"
+            r"|/overlay2?/\w+-init/merged/dev/shm: invalid argument"
+            r"|'overlay2?' is not supported over xfs\b",
+            keywords=("d_type", "-init/merged/dev/shm", "not supported over xfs"),
             examples=(
                 "level=error msg=\"overlay2: the backing xfs filesystem is formatted without "
                 "d_type support, which leads to incorrect behavior.\"",
                 "[  209.364018] overlayfs: upper fs needs to support d_type.",
+                "docker: Error response from daemon: mkdir /var/lib/docker/overlay/a72-init/merged/dev/shm: "
+                "invalid argument.",
+                "kernel does not support overlay fs: 'overlay' is not supported over xfs at "
+                "\"/var/lib/containers/storage/overlay\": backing file system is unsupported for this graph driver",
+            ),
+        ),
+        Matcher(  # rm -r cannot empty a directory of a lower layer: the overlay shows what it cannot remove
+            pattern=r"\brm: (?:cannot|can't) remove '(?P<dir>[^']+)': Directory not empty",
+            keywords=("directory not empty",),
+            examples=(
+                "rm: cannot remove '/var/lib/yum/yumdb/a/85e19f5abe37': Directory not empty",
+                "rm: can't remove '/go/src/app/.git/hooks': Directory not empty",
             ),
         ),
     ),
@@ -116,7 +142,30 @@ OVERLAY_DTYPE = Rule(
     remedy="Put the data root on a filesystem with d_type (xfs with ftype=1, ext4, or an "
     f"emptyDir), use the vfs storage driver, or build with {BUILTIN}.",
     other_backend_helps=True,
-    explains=("nested-overlay", "daemon-unreachable", RUN_NONZERO),
+    explains=("nested-overlay", "daemon-unreachable", "npm-enotempty", "npm-exdev", "npm-ebusy", RUN_NONZERO),
+    variants=(
+        Variant(
+            name="rm-not-empty-nested-overlay",
+            when=lambda ctx: bool(ctx.fields.get("dir")) and not ctx.fields.get("dtype") and _on_overlay(ctx),
+            title="Overlayfs nested in overlayfs",
+            cause="rm could not empty {dir}, a directory of an earlier image layer: the builder's storage is "
+            "overlayfs on overlayfs (the facts show it), where the lower layer's entries cannot be removed.",
+            remedy=f"Give the builder storage that is not overlay (an emptyDir at /var/lib/docker), or build with "
+            f"{BUILTIN}.",
+            facts_used=(Fact.DOCKER_DATA_ROOT_FS, Fact.BUILD_STORAGE_FS),
+        ),
+        Variant(
+            name="rm-not-empty",
+            when=lambda ctx: bool(ctx.fields.get("dir")) and not ctx.fields.get("dtype"),
+            title="A directory of an earlier layer cannot be removed",
+            cause="rm could not empty {dir}, a directory created in an earlier image layer: `rm -r` only fails "
+            "so when the filesystem keeps showing entries it has removed. Under overlay storage that is the "
+            "sign of a backing filesystem without d_type (xfs formatted with ftype=0); overlay nested in "
+            "overlay does the same. The RUN command is not at fault.",
+            remedy="Check the daemon's storage: `docker info` (\"Supports d_type\") or `xfs_info <data root> | grep "
+            f"ftype`; put the data root on ext4 or on xfs with ftype=1, or build with {BUILTIN}.",
+        ),
+    ),
 )
 
 _ENOTEMPTY_CONTEXT = Variant(
@@ -141,6 +190,36 @@ _ENOTEMPTY_OVERLAY = Variant(
     facts_used=(Fact.DOCKER_DATA_ROOT_FS, Fact.BUILD_STORAGE_FS),
 )
 
+_ENOTEMPTY_STALE = Variant(
+    name="stale-delete-directory",
+    when=lambda ctx: ".DELETE" in ctx.fields.get("dest", "") or ctx.fields.get("path", "").endswith(".DELETE"),
+    cause="npm could not move {path} aside: a {dest} directory left by an earlier, interrupted install "
+    "is still there (npm 3 to 5 rename into it without clearing it first). Not the builder's storage.",
+    remedy="Remove the leftover `node_modules/.*.DELETE` directories (or node_modules) and install again; "
+    "a newer npm cleans them up itself.",
+    other_backend_helps=False,
+)
+
+
+def _host_install(ctx: RuleContext) -> bool:
+    """npm ran on a macOS or Windows file system (errno -66 is Darwin's ENOTEMPTY): no container build."""
+    path = ctx.fields.get("path", "")
+    return ctx.fields.get("darwin_errno") == "-66" or path.startswith("/Users/") or bool(
+        re.match(r"[A-Za-z]:\\", path)
+    )
+
+
+_ENOTEMPTY_HOST = Variant(
+    name="host-install",
+    when=_host_install,
+    cause="npm could not rename or remove {path} on this machine's own file system (macOS or Windows, "
+    "not a container build): a node_modules left inconsistent by an earlier install, or a process "
+    "(editor, watcher, antivirus) holding files in it.",
+    remedy="Stop processes using the project, delete node_modules (and package-lock.json if it is "
+    "inconsistent) and install again.",
+    other_backend_helps=False,
+)
+
 NPM_ENOTEMPTY = Rule(
     id="npm-enotempty",
     title="npm/yarn ENOTEMPTY in node_modules",
@@ -148,7 +227,7 @@ NPM_ENOTEMPTY = Rule(
     rank=85,
     matchers=(
         Matcher(
-            pattern=r"\bENOTEMPTY\b(?:: directory not empty, \w+ '(?P<path>[^']+)')?",
+            pattern=r"\bENOTEMPTY\b(?:: directory not empty, \w+ '(?P<path>[^']+)'(?: -> '(?P<dest>[^']+)')?)?",
             keywords=("enotempty",),
             examples=(
                 "npm ERR! code ENOTEMPTY",
@@ -157,6 +236,12 @@ NPM_ENOTEMPTY = Rule(
                 'error An unexpected error occurred: "ENOTEMPTY: directory not empty, rmdir '
                 "'/app/node_modules/b'\".",
             ),
+        ),
+        Matcher(  # npm's errno line: -66 is ENOTEMPTY on macOS (Linux says -39)
+            pattern=r"npm ERR! errno (?P<darwin_errno>-66)\b",
+            keywords=("errno -66",),
+            examples=("npm ERR! errno -66",),
+            primary=False,
         ),
     ),
     cause="npm (or yarn) could not rename or remove a directory in node_modules ({path}); this "
@@ -167,7 +252,7 @@ NPM_ENOTEMPTY = Rule(
     other_backend_helps=True,
     defaults={"path": "node_modules"},
     explains=(RUN_NONZERO,),
-    variants=(_ENOTEMPTY_CONTEXT, _ENOTEMPTY_OVERLAY),
+    variants=(_ENOTEMPTY_CONTEXT, _ENOTEMPTY_OVERLAY, _ENOTEMPTY_STALE, _ENOTEMPTY_HOST),
 )
 
 NPM_EBUSY = Rule(
@@ -221,9 +306,13 @@ USERNS_REFUSED = Rule(
             ),
         ),
         Matcher(
-            pattern=r"new[ug]idmap:? .*(?:failed|not permitted|not allowed)",
+            pattern=r"new[ug]idmap:? .*(?:failed|not permitted|not allowed)"
+            r"|cannot set ?up namespace using \\?\"?\S*new[ug]idmap",
             keywords=("newuidmap", "newgidmap"),
-            examples=("newuidmap: write to uid_map failed: Operation not permitted",),
+            examples=(
+                "newuidmap: write to uid_map failed: Operation not permitted",
+                "Error: cannot setup namespace using newuidmap: exit status 1",
+            ),
         ),
         Matcher(
             pattern=r"no sub[ug]id ranges found|cannot find mappings for user|not enough IDs "
@@ -234,7 +323,8 @@ USERNS_REFUSED = Rule(
         Matcher(
             pattern=r"user namespaces? (?:are|is) not (?:enabled|supported)"
             r"|CLONE_NEWUSER.*(?:not permitted|EPERM|no space)|cannot clone: (?:Operation not permitted"
-            r"|Invalid argument)|\"newuidmap\": executable file not found|[ug]id_map`?: Operation not permitted",
+            r"|Invalid argument)|\\?\"new[ug]idmap\\?\": executable file not found"
+            r"|[ug]id_map`?: Operation not permitted",
             keywords=("namespace", "clone", "newuidmap", "id_map"),
             examples=(
                 "Error during unshare(CLONE_NEWUSER): Operation not permitted",

@@ -96,7 +96,7 @@ ROOTLESS_OVERLAY = Rule(
     rank=83,
     matchers=(
         Matcher(
-            pattern=r"'overlay' is not supported over (?P<fs>(?!overlayfs)\w+)|'overlay' not found as a "
+            pattern=r"'overlay' is not supported over (?P<fs>(?!overlayfs|xfs\b)\w+)|'overlay' not found as a "
             r"supported filesystem|kernel does not support overlay fs"
             r"|overlay test mount .*operation not permitted"
             r"|failed to mount rootfs component &\{overlay .*operation not permitted",
@@ -194,7 +194,8 @@ GHA_CACHE = Rule(
     matchers=(
         Matcher(
             pattern=r"GitHub Actions is temporarily unavailable|failed to parse error response \d{3}: <"
-            r"|(?:error|ERROR|failed).*(?:artifactcache\.actions|/actions-cache/|CacheService/)",
+            r"|(?:error|ERROR|failed).*(?:artifactcache\.actions|_apis/artifactcache|/actions-cache/"
+            r"|CacheService/)",
             keywords=("github actions is temporarily", "error response", "artifactcache", "actions-cache",
                       "cacheservice"),
             examples=(
@@ -202,7 +203,23 @@ GHA_CACHE = Rule(
                 "githubstatus.com/ for the status of our services.",
                 "ERROR: failed to push ghcr.io/a/b:1: failed to copy: GET https://productionresultssa0."
                 "blob.core.windows.net/actions-cache/65d-2859: RESPONSE 403",
+                'Error: buildx failed with: ERROR: failed to solve: Get "https://x.actions.githubusercontent.com'
+                '/y/_apis/artifactcache/cache?keys=buildkit-blob-1-sha256": net/http: TLS handshake timeout',
             ),
+        ),
+        Matcher(  # BuildKit lost a blob of the cache it exports (or imported): the cache, not the image
+            pattern=r"failed to solve: (?P<blob>blob (?:sha256:[0-9a-f]+ )?not found)",
+            keywords=("failed to solve: blob",),
+            examples=(
+                "error: failed to solve: blob sha256:1fb11dfd9b348fa84eaf1fafa57a7ee992b6d010f1df82ada3ccd39984"
+                "5fc37f not found",
+            ),
+        ),
+        Matcher(
+            pattern=r"^\s*(?:#\d+ )?>? ?exporting cache\b",
+            keywords=("exporting cache",),
+            examples=(" > exporting cache:",),
+            primary=False,
         ),
     ),
     cause="The GitHub Actions cache (type=gha) failed: its service was unavailable or refused the "
@@ -213,6 +230,17 @@ GHA_CACHE = Rule(
     retryable=True,
     suppresses=("network-dns", "registry-auth-push"),
     explains=("network-dns", "registry-auth-push"),
+    variants=(
+        Variant(
+            name="cache-blob-missing",
+            when=lambda ctx: bool(ctx.fields.get("blob")),
+            title="Build cache export failed on a missing blob",
+            cause="Exporting the build cache (cache-to) failed: BuildKit no longer had a blob of the cache it "
+            "was writing or had imported ({blob}), a known BuildKit cache problem; the image itself was built.",
+            remedy="Rerun; set ignore-error=true on cache-to so that a cache failure does not fail the build; if "
+            "it recurs, delete this workflow's GitHub Actions cache entries (or use mode=min).",
+        ),
+    ),
 )
 
 BUILDX_CACHE_DRIVER = Rule(
@@ -286,11 +314,13 @@ SCRIPT_CRLF = Rule(
     matchers=(
         Matcher(
             pattern=r"\$'\\r': command not found|/bin/(?:ba)?sh\^M: bad interpreter"
-            r"|exec (?P<script>\S+\.sh)(?:: no such file or directory| failed: No such file or directory)",
-            keywords=("command not found", "^m", ".sh"),
+            r"|exec (?P<script>\S+\.sh)(?:: no such file or directory| failed: No such file or directory)"
+            r"|\bset: (?:line \d+: )?(?:Illegal option -\s*$|-\s*: invalid option)",
+            keywords=("command not found", "^m", ".sh", "illegal option", "invalid option"),
             examples=(
                 "/app/entrypoint.sh: line 3: $'\\r': command not found",
                 "exec /entrypoint.sh: no such file or directory",
+                "/config/entrypoint.sh: set: line 2: illegal option -",
             ),
         ),
     ),

@@ -110,7 +110,7 @@ def _auth_matchers(phase: Phase) -> tuple[Matcher, ...]:
         ),
         Matcher(
             pattern=r"(?<!permission )\bdenied: |access to the resource is denied|\b403\W{1,2}Forbidden\b"
-            r"|insufficient_scope",
+            r"|insufficient_scope|error parsing HTTP 403 response body",
             keywords=("denied", "403", "insufficient_scope"),
             examples=(f"{verb}: denied: requested access to the resource is denied",),
             phase=phase,
@@ -273,9 +273,10 @@ NETWORK_DNS = Rule(
             r"'(?P<host2>[^']+)'|lookup (?P<host3>[\w.-]+)(?: on \S+)?: (?:.*?)(?:no such host|server "
             r"misbehaving|i/o timeout)|Name or service not known|Name does not resolve"
             r"|dial tcp [\d.]+:\d+: (?:i/o timeout|connect: (?:connection refused|no route to host))"
+            r"|read udp \S+->\S+:53: i/o timeout"
             r"|read tcp \S+: read: connection timed out",
             keywords=("getaddrinfo", "bad address", "lookup", "not known", "does not resolve", "dial tcp",
-                      "read tcp"),
+                      "read tcp", "read udp"),
             examples=(
                 "npm ERR! request to https://registry.npmjs.org/x failed, reason: getaddrinfo "
                 "EAI_AGAIN registry.npmjs.org",

@@ -22,13 +22,16 @@ DAEMON_UNREACHABLE = Rule(
                 "daemon running?",
             ),
         ),
-        Matcher(
-            pattern=r"error during connect: .*?(?:(?P<host>(?:tcp|unix|npipe|ssh)://\S+?)|dial "
-            r"\w+ (?P<addr>\S+?):)",
+        Matcher(  # the docker client's own wording: whatever follows is about reaching its daemon
+            pattern=r"error during connect: (?:(?:Get|Post|Head|Put|Delete) \"?)?"
+            r"(?:(?:https?|tcp|unix|npipe|ssh)://(?P<host>[^/\s\"]+))?"
+            r"(?:.*?dial \w+(?::)? (?:lookup (?P<lookup>[\w.-]+)(?: on \S+)?: no such host)?)?",
             keywords=("error during connect",),
             examples=(
                 'error during connect: Get "http://127.0.0.1:9/v1.24/version": dial tcp '
                 "127.0.0.1:9: connect: connection refused",
+                'error during connect: Post "http://docker:2375/v1.24/auth": dial tcp: lookup docker on '
+                "169.254.169.254:53: no such host",
             ),
         ),
         Matcher(
@@ -54,6 +57,23 @@ DAEMON_UNREACHABLE = Rule(
     other_backend_helps=True,
     defaults={"host": "the configured address"},
     enrich=lambda ctx: {"host": ctx.fields.get("host") or ctx.fields.get("addr") or "the configured address"},
+    # "dial tcp: lookup docker ...: no such host" inside the client's connect error is the
+    # daemon's address not resolving, not the build's network
+    suppresses=("network-dns",),
+    explains=("network-dns",),
+    variants=(
+        Variant(
+            name="daemon-host-unknown",
+            when=lambda ctx: bool(ctx.fields.get("lookup")),
+            title="Docker daemon's host name does not resolve (no dind service)",
+            cause="The docker client's daemon address {host} does not resolve: the host `{lookup}` exists only "
+            "while a docker:dind service runs beside the job, and none is running (not declared, failed to "
+            "start, or not ready yet); or DOCKER_HOST names the wrong host.",
+            remedy="Declare the docker:dind service (`services: [docker:dind]`), read the service's log for why "
+            "it did not start, and wait for it before the first docker command; or build with `anybuild "
+            "build`, which needs no daemon.",
+        ),
+    ),
 )
 
 SOCKET_PERMISSION = Rule(
@@ -145,13 +165,15 @@ OOM_KILLED = Rule(
         Matcher(
             pattern=r"^\s*Killed\s*$|\bline \d+:\s+\d+ Killed\b|\bsignal: killed\b|\bOOMKilled\b"
             r"|Out of memory: Killed process|JavaScript heap out of memory|Killed signal terminated program"
-            r"|internal compiler error: Killed|fatal error: runtime: out of memory",
-            keywords=("killed", "out of memory"),
+            r"|internal compiler error: Killed|fatal error: runtime: out of memory"
+            r"|<--- Last few GCs --->",  # V8 prints its last collections just before a heap OOM
+            keywords=("killed", "out of memory", "last few gcs"),
             examples=(
                 "Killed",
                 "/bin/sh: line 1:    12 Killed                  node build.js",
                 "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
                 "c++: fatal error: Killed signal terminated program cc1plus",
+                "44.35 <--- Last few GCs --->",
             ),
         ),
     ),
@@ -168,7 +190,7 @@ OOM_KILLED = Rule(
 
 EXEC_FORMAT = Rule(
     id="exec-format",
-    title="Binary for another CPU architecture",
+    title="A program could not be executed (exec format error)",
     category=Category.ENVIRONMENT,
     rank=85,
     matchers=(
@@ -180,14 +202,37 @@ EXEC_FORMAT = Rule(
                 "/bin/sh: 1: ./tool: cannot execute binary file: Exec format error",
             ),
         ),
+        Matcher(
+            pattern=r"platform \((?P<image_platform>[\w/.-]+)\) does not match the detected host platform"
+            r" \((?P<host_platform>[\w/.-]+)\)",
+            keywords=("does not match the detected host platform",),
+            examples=(
+                "WARNING: The requested image's platform (linux/arm64) does not match the detected host "
+                "platform (linux/amd64) and no specific platform was requested",
+            ),
+            primary=False,
+        ),
     ),
-    cause="A program in the image ({binary}) is built for another CPU architecture than the "
-    "machine running the build, and no emulator (binfmt/QEMU) is registered.",
-    remedy="Build for this machine's platform (`--platform linux/amd64` or a base image for it), "
-    "or register QEMU emulation (`docker run --privileged tonistiigi/binfmt --install all`).",
-    other_backend_helps=True,
-    defaults={"binary": "a binary"},
+    cause="The kernel refused to execute {binary} (ENOEXEC): either a binary built for another CPU "
+    "architecture, or a script whose first line is not a valid `#!` line (Windows CRLF line endings, a "
+    "byte-order mark, no shebang at all).",
+    remedy="Look at the file: `file` names a binary's architecture, `head -1 | od -c` shows a script's "
+    "first line (`\\r` or a BOM). Fix the script's line endings or shebang, or build for this machine's "
+    "platform; another backend on this machine runs the same kernel and fails the same way.",
+    other_backend_helps=False,
+    defaults={"binary": "a program"},
     explains=(RUN_NONZERO,),
+    variants=(
+        Variant(
+            name="foreign-platform",
+            when=lambda ctx: bool(ctx.fields.get("image_platform")),
+            title="Binary for another CPU architecture",
+            cause="A program in the image ({binary}) is built for {image_platform}, but this machine is "
+            "{host_platform} and no emulator (binfmt/QEMU) is registered.",
+            remedy="Build for this machine's platform (`--platform {host_platform}` or a base image for "
+            "it), or register QEMU emulation (`docker run --privileged tonistiigi/binfmt --install all`).",
+        ),
+    ),
 )
 
 CLOCK_SKEW = Rule(
