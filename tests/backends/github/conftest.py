@@ -87,7 +87,8 @@ def result_document(image: str, references: tuple[str, ...], *, ok: bool = True)
         name=image, ok=ok, backend="docker", backend_reason="a Docker daemon answers (BuildKit)",
         digest=digest if ok else None, references=tuple(f"{r}@{digest}" for r in references) if ok else (),
         size=48213977, layers=7, sandbox="buildkit", started=1796637600.0, finished=1796637612.5,
-        steps=(StepRecord(name="RUN npm ci --omit=dev", seconds=5.1),), cache_hits=2,
+        steps=(StepRecord(name="COPY package*.json ./", seconds=0.1, cached=True),
+               StepRecord(name="RUN npm ci --omit=dev", seconds=5.1)), cache_hits=1,
         labels={"org.opencontainers.image.revision": "x"},
     )
     return RunResult(images=(outcome,), started=1796637600.0, finished=1796637613.0).to_dict()

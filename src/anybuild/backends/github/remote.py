@@ -129,8 +129,11 @@ def run_on_github(plan: DispatchPlan, seams: RemoteSeams) -> RunResult:
     started = seams.clock()
     watch = Watch()
     for image in plan.images:
-        seams.sink_for(image).line(f"dispatching {plan.workflow} on {plan.ref.kind} {plan.ref.name} "
-                                   f"({plan.sha[:12]}) in {plan.repository}")
+        sink = seams.sink_for(image)
+        if plan.reason:
+            sink.line(f"anybuild: building with github: {plan.reason}")
+        sink.line(f"dispatching {plan.workflow} on {plan.ref.kind} {plan.ref.name} ({plan.sha[:12]}) in "
+                  f"{plan.repository}")
     try:
         _dispatch(plan, seams, watch, started)
         run = _follow(plan, seams, watch)
