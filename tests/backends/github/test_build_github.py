@@ -164,7 +164,9 @@ def test_build_github_conditional_requests_304(checkout: Checkout, fake: FakeGit
     assert "2/2 image(s) built" in out + err
 
 
-def test_build_github_ctrl_c_cancels_the_run(checkout: Checkout, fake: FakeGithub) -> None:
+@pytest.mark.parametrize(("sent", "word"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")],
+                         ids=["ctrl-c", "sigterm"])
+def test_build_github_ctrl_c_cancels_the_run(checkout: Checkout, fake: FakeGithub, sent: int, word: str) -> None:
     fake.hold = True
     proc = checkout.popen("build", "--all", "--push", "--backend", "github")
     try:
@@ -172,13 +174,13 @@ def test_build_github_ctrl_c_cancels_the_run(checkout: Checkout, fake: FakeGithu
         while (not fake.runs or next(iter(fake.runs.values())).reads < 4) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert fake.runs and proc.poll() is None
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sent)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill() if proc.poll() is None else None
     assert proc.returncode == 130, err
     assert fake.cancels == [9001]
-    assert "interrupted by Ctrl-C: cancelled workflow run 9001" in err
+    assert f"interrupted by {word}: cancelled workflow run 9001" in err
     assert "Traceback" not in err
 
 
@@ -243,17 +245,24 @@ def test_build_github_token_in_no_output_error_log_or_result(checkout: Checkout,
         (gh / "hosts.yml").write_text(f"{fake.host}:\n    oauth_token: {token}\n    user: dana\n")
         env = {"GH_ENTERPRISE_TOKEN": "", "GH_CONFIG_DIR": str(gh), "PATH": "/usr/bin:/bin"}
     fake.plans["frontend"].conclusion = "failure"
-    fake.plans["frontend"].log = FAILED_PUSH_LOG + f"echo token {token}\n##[error]leaked {token}\n"
+    # the token in the failing step's log, on the line the diagnosis keeps as evidence
+    fake.plans["frontend"].log = FAILED_PUSH_LOG.replace(
+        "write_package\n##[error]", f"write_package {token}\n##[error]leaked {token} ")
     fake.faults.append(Fault("GET", r"/actions/runs/\d+$", 500, body={"message": f"boom {token}"}))
     outputs = []
-    for args in (["build", "--all", "--push", "--backend", "github", "-v", "--debug", "--metadata-file",
-                  str(checkout.home / "result.json")],
-                 ["build", "--all", "--push", "--backend", "github", "--json", "--progress", "json"],
-                 ["doctor", "--online", "--json"]):
+    for args, code in ((["--debug", "build", "--all", "--push", "--backend", "github", "-v", "--metadata-file",
+                         str(checkout.home / "result.json")], 1),
+                       (["build", "--all", "--push", "--backend", "github", "--json", "--progress", "json"], 1),
+                       (["doctor", "--online", "--json"], None)):
         done = checkout.anybuild(*args, **env)
         outputs += [done.stdout, done.stderr]
+        assert code is None or done.returncode == code, done.stderr
         fake.faults.append(Fault("GET", r"/actions/runs/\d+$", 500, body={"message": f"boom {token}"}))
-    assert fake.dispatches, "the builds ran"
+    assert len(fake.dispatches) == 2, "both builds ran"
+    result = json.loads((checkout.home / "result.json").read_text())
+    assert result["images"][1]["diagnosis"]["rule"] == "ghcr-package-permission"  # from the log holding the token
+    doctor = json.loads(outputs[-2])["facts"]
+    assert doctor["github.repository_access"]["value"] is True
     assert any("***" in text for text in outputs)  # the token was there to hide, and hidden
     written = [p.read_text(errors="replace") for p in checkout.home.rglob("*") if p.is_file()]
     written += [p.read_text(errors="replace") for p in checkout.path.rglob("*")

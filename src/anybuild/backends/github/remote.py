@@ -137,8 +137,9 @@ def run_on_github(plan: DispatchPlan, seams: RemoteSeams) -> RunResult:
     try:
         _dispatch(plan, seams, watch, started)
         run = _follow(plan, seams, watch)
-    except KeyboardInterrupt:
-        raise _interrupted(plan, seams, watch, started) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into one by the command line
+        why = "SIGTERM" if exc.args == ("SIGTERM",) else "Ctrl-C"
+        raise _interrupted(plan, seams, watch, started, why) from None
     outcomes = _collect(plan, seams, run, watch)
     return RunResult(images=tuple(outcomes), started=started, finished=seams.clock(), jobs=len(plan.images))
 
@@ -230,7 +231,7 @@ def _follow(plan: DispatchPlan, seams: RemoteSeams, watch: Watch) -> Mapping[str
         seams.sleep(seams.poll_interval)
 
 
-def _interrupted(plan: DispatchPlan, seams: RemoteSeams, watch: Watch, started: float) -> Interrupted:
+def _interrupted(plan: DispatchPlan, seams: RemoteSeams, watch: Watch, started: float, why: str) -> Interrupted:
     client = seams.client
     if watch.run_id is None:
         try:  # the dispatch may have gone through: one look for the run
@@ -243,17 +244,17 @@ def _interrupted(plan: DispatchPlan, seams: RemoteSeams, watch: Watch, started: 
         if found:
             watch.run_id, watch.html_url = int(found[0]["id"]), str(found[0].get("html_url") or "")
     if watch.run_id is None:
-        return Interrupted(f"interrupted by Ctrl-C before the run of request {plan.request_id} was found; "
+        return Interrupted(f"interrupted by {why} before the run of request {plan.request_id} was found; "
                            "it may still start",
                            hint=f"cancel it on {plan.web_url}/actions if it does")
     try:
         cancelled = client.cancel(watch.run_id)
     except (GithubError, KeyboardInterrupt) as exc:
         detail = exc.message if isinstance(exc, GithubError) else "interrupted again"
-        return Interrupted(f"interrupted by Ctrl-C; cancelling workflow run {watch.run_id} failed: {detail}",
+        return Interrupted(f"interrupted by {why}; cancelling workflow run {watch.run_id} failed: {detail}",
                            hint=f"cancel it by hand: {watch.html_url}")
     what = "cancelled" if cancelled else "did not cancel (it had already finished)"
-    return Interrupted(f"interrupted by Ctrl-C: {what} workflow run {watch.run_id} ({watch.html_url})",
+    return Interrupted(f"interrupted by {why}: {what} workflow run {watch.run_id} ({watch.html_url})",
                        hint="run the command again to build again")
 
 
@@ -335,7 +336,8 @@ def _failure(seams: RemoteSeams, base: ImageOutcome, *, job: Mapping[str, Any] |
     steps = [s for s in job.get("steps") or [] if isinstance(s, Mapping)]
     failed_step = next((str(s.get("name")) for s in steps if s.get("conclusion") in ("failure", "timed_out")),
                        "the job" if conclusion != "timed_out" else "the job (timed out)")
-    lines = failing_section(clean_log(seams.client.job_log(int(job["id"]))))
+    # the log is GitHub's text: known secrets out before it is shown, diagnosed or kept as evidence
+    lines = [seams.client.redact(line) for line in failing_section(clean_log(seams.client.job_log(int(job["id"]))))]
     seams.show_failure(image, failed_step, lines)
     ranked = seams.diagnose(lines)
     diagnosis: Mapping[str, Any] | None = None
