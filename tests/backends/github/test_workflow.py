@@ -127,3 +127,17 @@ def test_workflow_other_registry_id_token_and_runner_labels_still_valid(tmp_path
     assert check_jsonschema(workflows / "anybuild.yml").returncode == 0
     # actionlint does not know the self-hosted label set of this runner ("linux" is one of its defaults)
     assert actionlint(workflows / "anybuild.yml") == []
+
+
+def test_workflow_action_inputs_known_to_actionlint_for_the_majors_it_knows(tmp_path: Path) -> None:
+    """actionlint 1.7.7 does not know the v7 releases pinned; under the majors it knows, it checks every `with:`."""
+    text = moltbook_workflow()
+    for pin, major in ((PINS[0], "v4"), (PINS[1], "v5"), (PINS[2], "v4")):
+        text = text.replace(f"{pin.uses} # {pin.version}", f"{pin.action}@{major}")
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    path = workflows / "anybuild.yml"
+    path.write_text(text)
+    assert actionlint(path) == []
+    path.write_text(text.replace("          retention-days: 7\n", "          retention-days: 7\n          bogus: 1\n"))
+    assert ['input "bogus" is not defined' in f.message for f in actionlint(path)] == [True]
