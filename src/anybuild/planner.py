@@ -9,7 +9,7 @@ a :class:`Candidate` (it can build here, with the reason) or an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from anybuild.backends.base import Verdict
@@ -102,6 +102,10 @@ def plan_build(
             exclusions.append(
                 Exclusion(backend=name, reason=verdict.reason, evidence=verdict.evidence, fix=verdict.fix)
             )
+    if candidates and not any(c.local for c in candidates) and any(e.backend in LOCAL_BACKENDS for e in exclusions):
+        # a remote backend builds because nothing here can: say so where its reason is shown
+        first = candidates[0]
+        candidates[0] = replace(first, reason=f"no local backend can build here, so: {first.reason}")
     if override:
         exclusions += [
             Exclusion(backend=name, reason=f"--backend {override} was given") for name in order if name != override

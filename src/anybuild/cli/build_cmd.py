@@ -275,6 +275,7 @@ Examples:
   anybuild build -f docker/Dockerfile --target runtime --output oci:./out
   anybuild build . --secret id=npmrc,src=$HOME/.npmrc --output docker-archive:image.tar
   anybuild build --all --backend buildah
+  anybuild build --all --push --backend github   one workflow run on GitHub's runners
 """,
 )
 @click.argument("targets", nargs=-1)
@@ -311,6 +312,8 @@ Examples:
 @click.option("--no-cache", "no_cache", is_flag=True, help="Run every step (results are still cached).")
 @click.option("--cache-from", "cache_from", multiple=True, help="A registry repository to reuse steps from.")
 @click.option("--cache-to", "cache_to", default=None, help="A registry repository to push step caches to.")
+@click.option("--allow-dirty", "allow_dirty", is_flag=True,
+              help="github backend: build the pushed commit even with uncommitted changes (it says which).")
 @output_options
 @pass_session
 def build(session: Session, *, targets: tuple[str, ...], all_images: bool, config_path: Path | None,
@@ -318,8 +321,8 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
           dockerfile: Path | None, tags: tuple[str, ...], labels: tuple[str, ...], build_args: tuple[str, ...],
           target: str | None, platform: str | None, secrets: tuple[str, ...], output: str | None, push: bool,
           load: bool, progress: str, sandbox: str | None, strict: bool, insecure: tuple[str, ...],
-          mirrors: tuple[str, ...],
-          no_cache: bool, cache_from: tuple[str, ...], cache_to: str | None) -> None:
+          mirrors: tuple[str, ...], no_cache: bool, cache_from: tuple[str, ...], cache_to: str | None,
+          allow_dirty: bool) -> None:
     """Build images, with the best backend that works here.
 
     TARGETS are image names from anybuild.toml (or --all for every one), or a
@@ -330,7 +333,8 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
     env = session.env
     order = config.build.backends if config else DEFAULT_BACKENDS
     probed = _probe_in_background(ProbeContext(env=env, cwd=session.cwd, registries=push_registries(config),
-                                                  thorough=False))
+                                                  thorough=False,
+                                                  github=config.backend.github if config else None))
     backend_class(BackendName(backend) if backend else order[0])  # its modules load (~0.2 s) while probes run
     facts = probed()
     plan = plan_build(facts, order=order, checks=availability_checks(),
@@ -378,9 +382,30 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
 
         return diagnose_log(lines, known)
 
+    on_github = plan.first is not None and plan.first.backend is BackendName.GITHUB
+    if on_github and images is None and len(plan.candidates) == 1:
+        raise UsageError(f"the github backend builds the images of anybuild.toml in one workflow run, not the "
+                         f"directory {targets[0] if targets else '.'}",
+                         hint="name the images: anybuild build NAME... --backend github (or --all)")
+    on_github = on_github and images is not None
+    if on_github:
+        from anybuild.cli.github_build import runner_args
+
+        forwarded = runner_args(push=push, build_args=arguments, platform=platform, no_cache=no_cache,
+                                reproducible=reproducible, cache_from=cache_from, cache_to=cache_to, mirrors=mirrors,
+                                insecure=insecure, sandbox=sandbox, load=load, secrets=secrets,
+                                redactor=session.redactor)
     with Progress(session, progress, names) as view:
         seams = ProjectSeams(plan=lambda _spec: plan, backends=backends, diagnose=diagnose, sink_for=view.sink)
-        if images is not None:
+        if on_github:
+            from anybuild.cli.github_build import run_github_build
+
+            assert config is not None and images is not None
+            result = run_github_build(session, config, images, plan, args=forwarded, push=push,
+                                      allow_dirty=allow_dirty, fail_fast=fail_fast, reproducible=reproducible,
+                                      source_date_epoch=source_date_epoch(env), runner=runner,
+                                      sink_for=view.sink, diagnose=diagnose)
+        elif images is not None:
             assert config is not None
             options = ProjectOptions(
                 push=push, load=load, platform=platform, build_args=arguments, secrets=secret_specs,

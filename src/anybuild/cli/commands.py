@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "diagnose": "anybuild.cli.diagnose_cmd:diagnose",
     "docker-shim": "anybuild.cli.shim_cmd:docker_shim",
     "doctor": "anybuild.cli.doctor_cmd:doctor",
+    "github": "anybuild.cli.github_cmd:github",
     "plan": "anybuild.cli.plan_cmd:plan",
     "tags": "anybuild.cli.tags_cmd:tags",
 }

@@ -32,7 +32,8 @@ def optional_config(config_path: Path | None, cwd: Path) -> Config | None:
 
 
 def probe_here(session: Session, config: Config | None, *, online: bool = False) -> Facts:
-    ctx = ProbeContext(env=session.env, cwd=session.cwd, online=online, registries=push_registries(config))
+    ctx = ProbeContext(env=session.env, cwd=session.cwd, online=online, registries=push_registries(config),
+                       github=config.backend.github if config else None)
     return collect_facts(ctx)
 
 

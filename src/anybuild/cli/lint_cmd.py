@@ -26,6 +26,7 @@ Examples:
   anybuild lint
   anybuild lint services/api/Dockerfile --context services/api
   anybuild lint --json | jq '.findings[] | select(.severity == "error")'
+  anybuild lint --workflow                 the GitHub Actions workflow anybuild dispatches
 \b
 Exit status: 0 without errors (warnings and info do not fail), 1 with errors,
 2 if the Dockerfile does not parse.
@@ -36,10 +37,18 @@ Exit status: 0 without errors (warnings and info do not fail), 1 with errors,
               help="The build context (default: the Dockerfile's directory).")
 @click.option("--build-arg", "build_args", multiple=True, metavar="NAME=VALUE",
               help="A build argument, as for a build (repeatable).")
+@click.option("--workflow", is_flag=True,
+              help="Check the GitHub Actions workflow instead (PATH: the file; default: the one of `github init`).")
 @output_options
 @pass_session
-def lint(session: Session, path: Path | None, context_dir: Path | None, build_args: tuple[str, ...]) -> None:
-    """Check a Dockerfile (default ./Dockerfile) for devpod and CI pitfalls."""
+def lint(session: Session, path: Path | None, context_dir: Path | None, build_args: tuple[str, ...],
+         workflow: bool) -> None:
+    """Check a Dockerfile (default ./Dockerfile) for devpod and CI pitfalls, or the workflow (--workflow)."""
+    if workflow:
+        from anybuild.cli.github_cmd import lint_workflow_file
+
+        lint_workflow_file(session, path)
+        return
     target = session.cwd / (path or Path("Dockerfile"))
     dockerfile = target / "Dockerfile" if target.is_dir() else target
     if not dockerfile.is_file():

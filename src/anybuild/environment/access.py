@@ -9,8 +9,6 @@ import json
 import re
 from pathlib import Path
 
-import httpx
-
 from anybuild.environment.context import ProbeContext
 from anybuild.environment.facts import Fact, FactKey, FactValue, Topic, registry_credentials_key
 from anybuild.errors import BackendError
@@ -30,7 +28,7 @@ def probe_access(ctx: ProbeContext) -> list[Fact]:
     facts = [*_kubernetes(ctx), *_github(ctx)]
     facts += [registry_credentials(ctx, host) for host in ctx.registries]
     if ctx.online:
-        facts += [_kube_online(ctx, facts), _github_online(ctx, facts)]
+        facts += [_kube_online(ctx, facts), *_github_online(ctx, facts)]
     return facts
 
 
@@ -54,26 +52,11 @@ def _kube_online(ctx: ProbeContext, facts: list[Fact]) -> Fact:
     return _fact(FactKey.KUBE_CAN_CREATE_JOBS, None, f"{command}: exit {done.returncode} {answer[:160]}")
 
 
-def _github_online(ctx: ProbeContext, facts: list[Fact]) -> Fact:
-    known = {f.key: f.value for f in facts}
-    repo = known.get(FactKey.GITHUB_REPOSITORY)
-    token = ctx.env.get("GITHUB_TOKEN") or ctx.env.get("GH_TOKEN")
-    if not isinstance(repo, str) or not token:
-        return _fact(FactKey.GITHUB_REPOSITORY_ACCESS, None, "no repository or no token")
-    url = f"https://api.github.com/repos/{repo}"
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"}
-    try:
-        with httpx.Client(transport=ctx.http_transport, timeout=3.0) as client:
-            response = client.get(url, headers=headers)
-    except httpx.HTTPError as exc:
-        return _fact(FactKey.GITHUB_REPOSITORY_ACCESS, None, f"GET {url}: {type(exc).__name__}")
-    if response.status_code != 200:
-        return _fact(FactKey.GITHUB_REPOSITORY_ACCESS, False, f"GET {url}: {response.status_code}")
-    try:
-        push = bool(response.json().get("permissions", {}).get("push"))
-    except (ValueError, AttributeError):
-        push = False
-    return _fact(FactKey.GITHUB_REPOSITORY_ACCESS, push, f"GET {url}: 200, permissions.push={str(push).lower()}")
+def _github_online(ctx: ProbeContext, facts: list[Fact]) -> list[Fact]:
+    """What GitHub's API says about the token, the repository, the workflow and Actions (doctor --online)."""
+    from anybuild.backends.github.probe import probe_github_online  # the REST client: --online only
+
+    return probe_github_online(ctx, {f.key: f.value for f in facts})
 
 
 def _kubernetes(ctx: ProbeContext) -> list[Fact]:
@@ -134,12 +117,24 @@ def github_repository(cwd: Path) -> tuple[str | None, str]:
 
 
 def _github(ctx: ProbeContext) -> list[Fact]:
-    names = [v for v in ("GITHUB_TOKEN", "GH_TOKEN") if ctx.env.get(v)]
-    token = _fact(
-        FactKey.GITHUB_TOKEN,
-        bool(names),
-        f"{names[0]} is set (value not shown)" if names else "GITHUB_TOKEN and GH_TOKEN unset",
-    )
+    from anybuild.backends.github.token import gh_hosts_file  # a small module: paths only
+
+    names = [v for v in ("GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN")
+             if ctx.env.get(v)]
+    if names:
+        token = _fact(FactKey.GITHUB_TOKEN, True, f"{names[0]} is set (value not shown)")
+    else:
+        hosts = gh_hosts_file(ctx.env)
+        try:  # the hosts gh is logged in to are the top-level keys ("github.com:", "ghe.example.com:")
+            logged_in = bool(re.search(r"(?m)^[^\s#][^\s]*:\s*$", hosts.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError):
+            logged_in = False
+        token = _fact(FactKey.GITHUB_TOKEN, logged_in,
+                      f"gh is logged in ({hosts}; token not read)" if logged_in
+                      else f"GH_TOKEN and GITHUB_TOKEN unset, gh not logged in (no {hosts})")
+    if ctx.github is not None and ctx.github.repository:
+        return [token, _fact(FactKey.GITHUB_REPOSITORY, ctx.github.repository,
+                             "anybuild.toml [backend.github] repository")]
     repo_env = ctx.env.get("GITHUB_REPOSITORY")
     if repo_env:
         return [token, _fact(FactKey.GITHUB_REPOSITORY, repo_env, "GITHUB_REPOSITORY")]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from anybuild.config import GithubSettings
 from anybuild.process import Runner, SubprocessRunner
 
 __all__ = ["ProbeContext", "TransportFactory", "default_transport"]
@@ -51,6 +52,7 @@ class ProbeContext:
     docker_daemon_config: Path | None = None  # default <root>/etc/docker/daemon.json
     docker_log: Path | None = None  # a dockerd log to read errors from
     http_transport: httpx.BaseTransport | None = None  # for --online checks (GitHub API); None: real network
+    github: GithubSettings | None = None  # anybuild.toml's [backend.github]: its repository wins over the remote
 
     def path(self, absolute: str) -> Path:
         """*absolute* (e.g. "/proc/self/status") under the probe root."""

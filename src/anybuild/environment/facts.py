@@ -100,6 +100,9 @@ class FactKey(StrEnum):
     GITHUB_REPOSITORY = "github.repository"  # str | None: "owner/name"
     KUBE_CAN_CREATE_JOBS = "kubernetes.can_create_jobs"  # bool | None (only with --online)
     GITHUB_REPOSITORY_ACCESS = "github.repository_access"  # bool | None (only with --online)
+    GITHUB_TOKEN_SCOPES = "github.token_scopes"  # noqa: S105 - str | None: what the API says the token may do (--online)
+    GITHUB_WORKFLOW = "github.workflow"  # bool | None: the workflow is on the default branch (--online)
+    GITHUB_ACTIONS_ENABLED = "github.actions_enabled"  # bool | None: Actions is enabled (--online)
 
 
 def registry_credentials_key(host: str) -> str:
