@@ -19,6 +19,9 @@ The file describes a repository's images and how to build them::
     mirrors = []
     insecure = false
 
+    [backend.kubernetes]          # settings of one backend (see docs/backends/)
+    namespace = "builds"
+
     [images.api]
     context = "api"               # relative to the directory holding anybuild.toml
     dockerfile = "Dockerfile"     # relative to the context (as in compose)
@@ -153,6 +156,7 @@ class Config:
     tags: TagSettings = TagSettings()
     registries: Mapping[str, RegistrySettings] = field(default_factory=dict)
     images: tuple[ImageSpec, ...] = ()
+    backend: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [backend.NAME], validated
 
     def image(self, name: str) -> ImageSpec:
         for spec in self.images:
@@ -186,6 +190,7 @@ class Config:
                 for host, r in self.registries.items()
             },
             "images": [spec.to_dict() for spec in self.images],
+            "backend": {name: dict(fields) for name, fields in self.backend.items()},
         }
 
 
@@ -376,6 +381,38 @@ def _repository(c: _Checker, key: str, value: object) -> str:
     return repo
 
 
+def _non_negative_int(c: _Checker, key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise c.fail(key, value, "must be a whole number of at least 0",
+                     f"write {key.rsplit('.', 1)[-1]} = 600 (no quotes)")
+    return value
+
+
+def _choice(*options: str) -> Validator:
+    def check(c: _Checker, key: str, value: object) -> str:
+        text = _string(c, key, value)
+        if text not in options:
+            raise c.fail(key, text, f"must be one of {', '.join(options)}",
+                         f'write {key.rsplit(".", 1)[-1]} = "{options[0]}"' + _did_you_mean(text, list(options)))
+        return text
+
+    return check
+
+
+def _tables(c: _Checker, key: str, value: object) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise c.fail(key, value, "must be an array of tables",
+                     f'write it as {key.rsplit(".", 1)[-1]} = [{{ key = "k", operator = "Exists" }}]')
+    return tuple(dict(v) for v in value)
+
+
+def _string_maps(c: _Checker, key: str, value: object) -> dict[str, dict[str, str]]:
+    if not isinstance(value, dict):
+        raise c.fail(key, value, f"must be a table of tables, not {_type_name(value)}",
+                     f'write it as {key.rsplit(".", 1)[-1]} = {{ requests = {{ cpu = "1" }} }}')
+    return {name: _string_map(c, f"{key}.{name}", item) for name, item in value.items()}
+
+
 def _relative_path(c: _Checker, key: str, value: object) -> str:
     text = _string(c, key, value)
     if not text:
@@ -391,6 +428,18 @@ _BUILD_FIELDS: dict[str, Validator] = {
 }
 _TAG_FIELDS: dict[str, Validator] = {"rules": _strings, "flavor": _strings}
 _REGISTRY_FIELDS: dict[str, Validator] = {"mirrors": _strings, "insecure": _bool}
+# [backend.NAME]: one table of settings per backend that has any.
+_BACKEND_FIELDS: dict[str, dict[str, Validator]] = {
+    "kubernetes": {
+        "context": _string, "kubeconfig": _string, "namespace": _string,
+        "image": _string, "service_account": _string, "node_selector": _string_map,
+        "tolerations": _tables, "image_pull_secrets": _strings, "registry_secret": _string,
+        "resources": _string_maps, "ttl_seconds": _non_negative_int, "deadline_seconds": _positive_int,
+        "context_size_limit": _string, "cache_repo": _string, "jobs": _positive_int,
+        "unschedulable_grace_seconds": _non_negative_int, "upload": _choice("auto", "exec", "registry"),
+        "context_repository": _repository,
+    },
+}
 _IMAGE_FIELDS: dict[str, Validator] = {
     "context": _relative_path,
     "dockerfile": _relative_path,
@@ -419,7 +468,18 @@ def _top_fields() -> dict[str, Validator]:
         "tags": lambda c, k, v: c.table(k, v, _TAG_FIELDS),
         "registries": tables(_REGISTRY_FIELDS),
         "images": tables(_IMAGE_FIELDS),
+        "backend": _backend_tables,
     }
+
+
+def _backend_tables(c: _Checker, key: str, value: object) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise c.fail(key, value, "must be a table", f"write each backend's settings as [{key}.NAME]")
+    return c.table(key, value, {name: _section(fields) for name, fields in _BACKEND_FIELDS.items()})
+
+
+def _section(fields: dict[str, Validator]) -> Validator:
+    return lambda c, k, v: c.table(k, v, fields)
 
 
 def parse_config(data: Mapping[str, Any], *, file: Path | None, root: Path) -> Config:
@@ -439,7 +499,7 @@ def parse_config(data: Mapping[str, Any], *, file: Path | None, root: Path) -> C
     )
     return Config(
         file=file, root=root, project=project, build=build, tags=tags,
-        registries=registries, images=images,
+        registries=registries, images=images, backend=doc.get("backend", {}),
     )
 
 
