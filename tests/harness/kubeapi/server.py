@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.harness.kubeapi.simulation import Executor, Faults, JobController
+from tests.harness.kubeapi.simulation import Executor, Faults, JobController, close_pipes
 from tests.harness.kubeapi.store import Store, now_rfc3339
 from tests.harness.kubeapi.websocket import WebSocket, accept_key
 from tests.harness.tlsca import make_test_ca
@@ -514,6 +514,9 @@ class _Handler(BaseHTTPRequestHandler):
                     ws.drop()
                     process.kill()
                     process.wait()
+                    for thread in pumps:
+                        thread.join(timeout=5)
+                    close_pipes(process)
                     return None
                 received += len(data)
                 try:
@@ -526,6 +529,7 @@ class _Handler(BaseHTTPRequestHandler):
         code = process.wait()
         for thread in pumps:
             thread.join(timeout=5)
+        close_pipes(process)
         if code == 0:
             status = {"metadata": {}, "status": "Success"}
         else:

@@ -49,6 +49,13 @@ class Faults:
     hold_executor: threading.Event | None = None  # the executor waits for it before it starts
 
 
+def close_pipes(process: subprocess.Popen[bytes]) -> None:
+    for stream in (process.stdin, process.stdout, process.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
 def busybox_path(root: Path) -> str:
     """A PATH with busybox's applets (the Kaniko debug image's /busybox); the host's tools without it."""
     busybox = shutil.which("busybox")
@@ -301,6 +308,7 @@ class PodRun:
         code = process.wait()
         for reader in readers:
             reader.join(timeout=5)
+        close_pipes(process)
         container.log.finish()
         self.running_init = None
         if self.cancelled.is_set():
@@ -354,6 +362,7 @@ class PodRun:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+            close_pipes(process)
         for container in (*self.init, *self.main):
             container.log.finish()
 

@@ -13,6 +13,7 @@ offers ``v5.channel.k8s.io`` (stdin can be closed) and then ``v4``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -168,7 +169,7 @@ def _load(*, kubeconfig: str | None, context: str | None, namespace: str | None,
                            hint=f"choose a context with --kube-context ({known or 'none defined'})") from exc
     current = loader.current_context
     name = str(current.get("name") if hasattr(current, "get") else context)
-    chosen = namespace or str((current["context"].value.get("namespace") if current else None) or "default")
+    chosen = namespace or str((current["context"].get("namespace") if current else None) or "default")
     return _Loaded(configuration=configuration, namespace=chosen,
                    description=f"context {name} at {configuration.host}")
 
@@ -284,6 +285,7 @@ class KubeCluster:
                 raise ClusterError(f"exec into {pod}/{container}: {text}", status=status,
                                    reason="Forbidden" if status == 403 else "") from exc
             protocol = str(ws.subprotocol or "")
+            connection = ws.sock  # websocket-client's WebSocket: its shutdown() closes the socket, even when closed
             try:
                 for chunk in stdin:
                     for start in range(0, len(chunk), _CHUNK):
@@ -292,12 +294,15 @@ class KubeCluster:
                 if protocol == _V5:
                     ws.close_channel(STDIN_CHANNEL)
                 ws.run_forever(timeout=timeout)
+                stdout = ws.read_channel(STDOUT_CHANNEL)
+                stderr = ws.read_channel(STDERR_CHANNEL)
+                status = ws.read_channel(ERROR_CHANNEL)
             except (TimeoutError, WebSocketException, OSError) as exc:
                 raise ClusterError(f"exec into {pod}/{container} was cut: {exc}", reason="StreamDropped") from exc
-            stdout = ws.read_channel(STDOUT_CHANNEL)
-            stderr = ws.read_channel(STDERR_CHANNEL)
-            status = ws.read_channel(ERROR_CHANNEL)
-            ws.close()
+            finally:
+                with contextlib.suppress(WebSocketException, OSError):
+                    ws.close()
+                connection.shutdown()
         finally:
             api.close()
         returncode, message = _exec_status(status)

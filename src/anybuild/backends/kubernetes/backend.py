@@ -1,0 +1,517 @@
+"""The kubernetes backend: one Kaniko Job per image (and per platform) in the user's cluster.
+
+One :class:`KubernetesBackend` serves a whole run (every image of ``anybuild
+build --all``): it connects and runs the preflight once, shares one registry
+Secret between the run's Jobs (made when the first needs it, deleted when the
+last ends), and deletes each Job with background propagation when its build
+ends, whatever the outcome; Ctrl-C and SIGTERM (:meth:`interruptible`) stop
+every build and delete what it made. The server-side TTL and deadline bound
+what nothing deletes (a client killed with SIGKILL; ``anybuild cluster gc``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from anybuild.backends.base import BuildRequest, BuildResult, LogSink, Verdict
+from anybuild.backends.failure import log_tail
+from anybuild.backends.kubernetes.client import Cluster, ClusterError, api_path, connect
+from anybuild.backends.kubernetes.logs import LogFollower
+from anybuild.backends.kubernetes.model import PodState
+from anybuild.backends.kubernetes.preflight import BUILD_RULES, EXEC_RULE, SECRET_RULES, Preflight, preflight, require
+from anybuild.backends.kubernetes.settings import KubernetesSettings, UploadMode
+from anybuild.backends.kubernetes.spec import (
+    EXECUTOR,
+    JobSpec,
+    docker_config_json,
+    job_manifest,
+    new_run_id,
+    secret_manifest,
+)
+from anybuild.backends.kubernetes.upload import pack_context, push_context_artifact, scratch_dir, upload_over_exec
+from anybuild.backends.kubernetes.watch import Assessment, PodWatch, Stage, Trouble, assess, job_refusal, read_events
+from anybuild.config import BackendName
+from anybuild.environment.facts import FactKey, Facts
+from anybuild.errors import BackendError, BuildFailed, IntegrityError, Interrupted
+from anybuild.redaction import Redactor
+from anybuild.registry.client import RegistryClient
+from anybuild.registry.credentials import CredentialResolver
+from anybuild.registry.reference import Reference
+
+__all__ = ["KubernetesBackend", "kubernetes_verdict"]
+
+Connector = Callable[[KubernetesSettings], Cluster]
+RegistryFactory = Callable[[BuildRequest], RegistryClient]
+
+
+def kubernetes_verdict(facts: Facts) -> Verdict:
+    """From the facts alone: are there cluster credentials (and, with --online, may they create Jobs)?"""
+    credentials = facts.text(FactKey.KUBE_CREDENTIALS)
+    evidence = tuple(e for e in (facts.evidence(FactKey.KUBE_CREDENTIALS), facts.evidence(FactKey.KUBE_NAMESPACE),
+                                 facts.evidence(FactKey.KUBE_CAN_CREATE_JOBS)) if e)
+    if credentials is None:
+        return Verdict(ok=False, reason="no Kubernetes credentials (no kubeconfig, not in a pod)", evidence=evidence,
+                       fix="set KUBECONFIG (or --kube-context), or run in a pod whose service account may create "
+                           "Jobs")
+    if facts.value(FactKey.KUBE_CAN_CREATE_JOBS) is False:
+        return Verdict(ok=False, reason="these cluster credentials may not create Jobs", evidence=evidence,
+                       fix="apply the Role of docs/backends/kubernetes.md in the namespace, or use --namespace")
+    namespace = facts.text(FactKey.KUBE_NAMESPACE) or "default"
+    return Verdict(ok=True, reason=f"Kaniko Jobs in the cluster ({credentials} credentials, namespace {namespace}); "
+                                   "access is checked before anything is created", evidence=evidence)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Build:
+    """What one image's Jobs share: the cluster, the request, the Secret and the packed context."""
+
+    cluster: Cluster
+    request: BuildRequest
+    secret: str | None
+    archive: Any  # upload.ContextArchive
+    artifact: Any  # spec.ContextArtifact | None
+    sink: LogSink
+
+
+@dataclass(slots=True)
+class _SharedSecret:
+    name: str
+    hosts: frozenset[str]
+    users: int
+
+
+class KubernetesBackend:
+    """Builds with Kaniko Jobs; see the module docstring. Safe to share between the run's image threads."""
+
+    name: BackendName = BackendName.KUBERNETES
+
+    def __init__(self, settings: KubernetesSettings | None = None, *, env: Mapping[str, str] | None = None,
+                 connector: Connector | None = None, registry: RegistryFactory | None = None,
+                 run_id: str | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, service_account: Path | None = None) -> None:
+        self.settings = settings or KubernetesSettings()
+        self.env = dict(os.environ if env is None else env)
+        self.home = Path(self.env.get("HOME") or "/root")
+        self.run_id = run_id or new_run_id()
+        self.clock, self.sleep = clock, sleep
+        self._connector = connector or self._connect
+        self._registry = registry or self._registry_client
+        self._service_account = service_account
+        self._lock = threading.Lock()
+        self._cluster: Cluster | None = None
+        self._preflight: Preflight | None = None
+        self._secret: _SharedSecret | None = None
+        self.cancelled = threading.Event()
+        self.redactor = Redactor()
+
+    @classmethod
+    def from_facts(cls, facts: Facts, *, runner: Any, env: Mapping[str, str]) -> KubernetesBackend:
+        del facts, runner
+        return cls(env=env)
+
+    def available(self, facts: Facts) -> Verdict:
+        return kubernetes_verdict(facts)
+
+    # -- connections ------------------------------------------------------------------------------
+
+    def _connect(self, settings: KubernetesSettings) -> Cluster:
+        extra = {"service_account": self._service_account} if self._service_account else {}
+        return connect(kubeconfig=settings.kubeconfig, context=settings.context, namespace=settings.namespace,
+                       env=self.env, home=self.home, **extra)
+
+    def _registry_client(self, request: BuildRequest) -> RegistryClient:
+        resolver = CredentialResolver(env=self.env, home=self.home)
+        return RegistryClient(credentials=resolver.resolve, insecure=frozenset(request.insecure_registries),
+                              redactor=self.redactor)
+
+    def cluster(self) -> Cluster:
+        with self._lock:
+            if self._cluster is None:
+                self._cluster = self._connector(self.settings)
+            return self._cluster
+
+    def rules(self) -> tuple[Any, ...]:
+        return BUILD_RULES + (() if self.settings.registry_secret else SECRET_RULES)
+
+    def check(self) -> Preflight:
+        """Connect and ask the server (once per run): version, permissions."""
+        cluster = self.cluster()
+        with self._lock:
+            if self._preflight is None:
+                self._preflight = preflight(cluster, self.rules())
+            return self._preflight
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None
+
+    def __enter__(self) -> KubernetesBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- interruption -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """In the main thread: Ctrl-C and SIGTERM stop the builds (which delete their Jobs), then interrupt."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, frame: Any) -> None:
+            self.cancelled.set()
+            raise KeyboardInterrupt
+
+        for sig in previous:
+            signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    # -- the Secret --------------------------------------------------------------------------------
+
+    def _credentials(self, hosts: frozenset[str]) -> dict[str, tuple[str, str]]:
+        resolver = CredentialResolver(env=self.env, home=self.home)
+        found: dict[str, tuple[str, str]] = {}
+        for host in sorted(hosts):
+            credentials = resolver.resolve(host)
+            if credentials is None or not (credentials.password or credentials.identity_token):
+                continue
+            self.redactor.add(*credentials.secrets)
+            found[host] = (credentials.username or "<token>", credentials.password or credentials.identity_token)
+        return found
+
+    def _acquire_secret(self, cluster: Cluster, hosts: frozenset[str]) -> str | None:
+        if self.settings.registry_secret:
+            return self.settings.registry_secret
+        with self._lock:
+            current = self._secret
+            if current is not None and hosts <= current.hosts:
+                current.users += 1
+                return current.name
+            wanted = hosts | (current.hosts if current else frozenset())
+            auths = self._credentials(wanted)
+            if not auths and current is None:
+                return None
+            name = f"anybuild-registry-{self.run_id}"
+            manifest = secret_manifest(name, cluster.namespace, self.run_id, docker_config_json(auths))
+            if current is None:
+                cluster.request("POST", api_path("secrets", cluster.namespace), body=manifest)
+                self._secret = _SharedSecret(name=name, hosts=wanted, users=1)
+            else:
+                cluster.request("PUT", api_path("secrets", cluster.namespace, name), body=manifest)
+                current.hosts, current.users = wanted, current.users + 1
+            return name
+
+    def _release_secret(self, cluster: Cluster, name: str | None) -> None:
+        if name is None or name == self.settings.registry_secret:
+            return
+        with self._lock:
+            current = self._secret
+            if current is None or current.name != name:
+                return
+            current.users -= 1
+            if current.users > 0:
+                return
+            self._secret = None
+        _delete(cluster, "secrets", name)
+
+    # -- one build --------------------------------------------------------------------------------
+
+    def build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
+        started = time.time()
+        _refuse_unsupported(request)
+        if self.cancelled.is_set():
+            raise Interrupted("interrupted before the build started")
+        cluster = self.cluster()
+        checked = self.check()
+        require(checked, self.rules())
+        upload = self.settings.upload
+        if upload is UploadMode.EXEC:
+            require(checked, (EXEC_RULE,))
+        elif upload is UploadMode.AUTO:
+            upload = UploadMode.EXEC if checked.exec_allowed else UploadMode.REGISTRY
+        sink.line(f"anybuild: {checked.where}, namespace {checked.namespace}, server {checked.server_version}; "
+                  f"run {self.run_id}; context upload: {upload}"
+                  + ("" if checked.exec_allowed else " (pods/exec is not allowed here)"))
+        platforms: list[str | None] = [p.strip() for p in (request.platform or "").split(",") if p.strip()] or [None]
+        emit = _Redacting(sink, self.redactor)
+        with scratch_dir() as scratch:
+            archive = pack_context(request.context, request.dockerfile, Path(scratch))
+            artifact = None
+            hosts = {Reference.parse(tag).domain for tag in request.tags}
+            if self.settings.cache_repo:
+                hosts.add(Reference.parse(self.settings.cache_repo).domain)
+            if upload is UploadMode.REGISTRY:
+                artifact = self._push_artifact(request, archive, emit)
+                hosts.add(artifact.registry)
+            secret = self._acquire_secret(cluster, frozenset(hosts))
+            build = _Build(cluster=cluster, request=request, secret=secret, archive=archive, artifact=artifact,
+                           sink=emit)
+            try:
+                if len(platforms) == 1:
+                    digest = self._run_job(build, platforms[0], request.tags, prefix="")
+                else:
+                    digest = self._multi_platform(build, [p for p in platforms if p])
+                references = request.tags
+            finally:
+                self._release_secret(cluster, secret)
+        return BuildResult(backend=self.name, digest=digest, references=tuple(references), sandbox="kaniko",
+                           started=started, finished=time.time())
+
+    def _push_artifact(self, request: BuildRequest, archive: Any, sink: LogSink) -> Any:
+        repository = self.settings.context_repository or Reference.parse(request.tags[0]).repository
+        target = Reference.parse(repository)
+        with self._registry(request) as client:
+            def put_blob(digest: str, size: int, opener: Any) -> None:
+                from anybuild.oci import Descriptor, Digest
+
+                descriptor = Descriptor(media_type="application/octet-stream", digest=Digest.parse(digest), size=size)
+                if not client.blob_exists(target, descriptor.digest):
+                    client.upload_blob(target, descriptor, opener)
+
+            def put_manifest(data: bytes, media_type: str) -> None:
+                from anybuild.oci import Digest
+
+                client.put_manifest(Reference(domain=target.domain, path=target.path, digest=Digest.of_bytes(data)),
+                                    data, media_type)
+
+            scheme = client.http.base_url(target.api_host).split(":", 1)[0]
+            artifact = push_context_artifact(archive, f"{target.domain}/{target.path}", put_blob=put_blob,
+                                             put_manifest=put_manifest, scheme=scheme)
+        sink.line(f"anybuild: context pushed as an OCI artifact to {target.domain}/{target.path}@{artifact.digest} "
+                  f"({archive.files} files, {archive.size} bytes)")
+        return artifact
+
+    def _multi_platform(self, build: _Build, platforms: list[str]) -> str:
+        """One Job per platform on a node of that architecture (no emulation), then the index that joins them."""
+        first = Reference.parse(build.request.tags[0])
+        results: dict[str, str] = {}
+        errors: list[BaseException] = []
+
+        def one(platform: str) -> None:
+            tag = f"{first.tag or 'latest'}-{platform.replace('/', '-')}"[:128]
+            destination = str(Reference(domain=first.domain, path=first.path, tag=tag))
+            try:
+                results[platform] = self._run_job(build, platform, (destination,), prefix=f"[{platform}] ")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=one, args=(p,), name=f"kaniko-{p}") for p in platforms]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return self._push_index(build.request, results, build.sink)
+
+    def _push_index(self, request: BuildRequest, digests: Mapping[str, str], sink: LogSink) -> str:
+        from anybuild.oci import Digest
+        from anybuild.oci.platform import Platform
+
+        first = Reference.parse(request.tags[0])
+        manifests = []
+        with self._registry(request) as client:
+            for platform, digest in digests.items():
+                fetched = client.get_manifest(Reference(domain=first.domain, path=first.path, digest=Digest.parse(
+                    digest)))
+                manifests.append({"mediaType": fetched.media_type, "digest": str(fetched.digest),
+                                  "size": len(fetched.data), "platform": Platform.parse(platform).to_dict()})
+            index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                                "manifests": manifests}, separators=(",", ":")).encode()
+            pushed = Digest.of_bytes(index)
+            for tag in request.tags:
+                pushed = client.put_manifest(Reference.parse(tag), index, "application/vnd.oci.image.index.v1+json")
+                sink.line(f"anybuild: pushed the index of {', '.join(digests)} to {tag}@{pushed}")
+        return str(pushed)
+
+    def _run_job(self, build: _Build, platform: str | None, destinations: tuple[str, ...], *, prefix: str) -> str:
+        cluster, request, sink = build.cluster, build.request, build.sink
+        context_root = request.context.resolve()
+        spec = JobSpec(
+            image=context_root.name if not request.tags else Reference.parse(request.tags[0]).path.rsplit("/", 1)[-1],
+            run_id=self.run_id, namespace=cluster.namespace, destinations=destinations,
+            build_args=dict(request.build_args), labels=dict(request.labels), target=request.target,
+            platform=platform, insecure_registries=request.insecure_registries,
+            registry_mirrors=dict(request.registry_mirrors), no_cache=request.no_cache, secret_name=build.secret,
+            artifact=build.artifact,
+        )
+        manifest = job_manifest(spec, self.settings)
+        cluster.request("POST", api_path("jobs", cluster.namespace), body=manifest)
+        sink.line(f"{prefix}anybuild: created Job {spec.name}")
+        try:
+            return self._follow(build, spec, destinations, prefix=prefix)
+        finally:
+            _delete(cluster, "jobs", spec.name)
+            sink.line(f"{prefix}anybuild: deleted Job {spec.name}")
+
+    def _follow(self, build: _Build, spec: JobSpec, destinations: tuple[str, ...], *, prefix: str) -> str:
+        cluster, sink = build.cluster, build.sink
+        stop = threading.Event()
+        watcher = PodWatch(cluster, spec.name, stop=stop)
+        lines: list[str] = []
+        began = self.clock()
+
+        def relay() -> None:
+            while not stop.wait(0.1):
+                if self.cancelled.is_set():
+                    stop.set()
+
+        threading.Thread(target=relay, daemon=True, name="kube-cancel").start()
+        follower: threading.Thread | None = None
+        try:
+            found = watcher.find_pod(lambda: job_refusal(read_events(cluster, "Job", spec.name), cluster.namespace))
+            if isinstance(found, Assessment):
+                raise _trouble_error(found, spec, self.settings)
+            uploaded = spec.artifact is not None
+            outcome: Assessment | None = None
+            for pod in watcher.changes(found):
+                pending = self.clock() - began
+                events = read_events(cluster, "Pod", pod.name) if _worth_events(pod) else []
+                grace = float(self.settings.unschedulable_grace_seconds)
+                outcome = assess(pod, events, pending_for=pending, grace=grace)
+                if outcome.stage is Stage.RECEIVING and not uploaded:
+                    upload_over_exec(cluster, pod.name, build.archive, sink, sleep=self.sleep)
+                    uploaded = True
+                if follower is None and outcome.stage in (Stage.RECEIVING, Stage.BUILDING) and uploaded:
+                    follower = self._start_logs(build, pod, prefix=prefix, lines=lines, stop=stop)
+                if outcome.stage in (Stage.SUCCEEDED, Stage.FAILED):
+                    break
+            if self.cancelled.is_set():
+                raise Interrupted("interrupted: the build's Job and Secret were deleted", hint="run the build again")
+            if outcome is None or outcome.stage not in (Stage.SUCCEEDED, Stage.FAILED):
+                raise ClusterError(f"the pod of Job {spec.name} disappeared before it finished",
+                                   hint="check whether something else deletes pods in the namespace")
+            if follower is not None:
+                follower.join(timeout=30)
+            if outcome.stage is Stage.FAILED:
+                if outcome.trouble is Trouble.EXECUTOR:
+                    tail = log_tail(lines)
+                    summary = next((line for line in reversed(tail) if "error" in line.lower()), outcome.reason)
+                    raise BuildFailed(f"kubernetes build failed: {summary.strip()}", diagnosis={
+                        "backend": "kubernetes", "exit_code": outcome.exit_code, "log_tail": tail},
+                        hint="fix the Dockerfile step quoted above, then build again")
+                raise _trouble_error(outcome, spec, self.settings)
+            return self._digest(build.request, outcome, destinations, sink, prefix)
+        finally:
+            stop.set()
+
+    def _start_logs(self, build: _Build, pod: PodState, *, prefix: str, lines: list[str],
+                    stop: threading.Event) -> threading.Thread:
+        sink = build.sink
+
+        def emit(text: str) -> None:
+            lines.append(text)
+            sink.line(prefix + text)
+
+        follower = LogFollower(build.cluster, pod.name, EXECUTOR, emit, stop=stop, sleep=self.sleep)
+
+        def run() -> None:
+            try:
+                follower.follow()
+            except BackendError as exc:
+                sink.line(f"{prefix}anybuild: the log stream of {pod.name} could not be followed: {exc.message}")
+
+        thread = threading.Thread(target=run, daemon=True, name=f"logs-{pod.name}")
+        thread.start()
+        return thread
+
+    def _digest(self, request: BuildRequest, outcome: Assessment, destinations: tuple[str, ...],
+                sink: LogSink, prefix: str) -> str:
+        from anybuild.oci import Digest
+
+        text = outcome.message.strip()
+        try:
+            digest = Digest.parse(text)
+        except Exception as exc:
+            raise IntegrityError(f"Kaniko exited 0 but its termination message is no digest: {text[:100]!r}",
+                                 hint="check the executor image (it must support --digest-file)") from exc
+        with self._registry(request) as client:
+            served = client.get_manifest(Reference.parse(destinations[0]))
+        if served.digest != digest:
+            raise IntegrityError(f"{destinations[0]} is {served.digest} in the registry, but Kaniko reported {digest}",
+                                 hint="another push to the same tag raced this one; build again")
+        sink.line(f"{prefix}anybuild: pushed {', '.join(destinations)}@{digest} (checked in the registry)")
+        return str(digest)
+
+
+class _Redacting:
+    def __init__(self, sink: LogSink, redactor: Redactor) -> None:
+        self.sink, self.redactor = sink, redactor
+
+    def line(self, text: str) -> None:
+        self.sink.line(self.redactor(text))
+
+
+def _worth_events(pod: PodState) -> bool:
+    waiting = [c for c in (*pod.init, *pod.containers) if c.state == "waiting" and c.reason not in (
+        "PodInitializing", "ContainerCreating")]
+    return bool(waiting) or pod.scheduled is False
+
+
+def _delete(cluster: Cluster, kind: str, name: str) -> None:
+    """Delete, background propagation (a Job's pods go too); already gone is fine."""
+    try:
+        cluster.request("DELETE", api_path(kind, cluster.namespace, name),
+                        body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"})
+    except ClusterError as exc:
+        if exc.status != 404:
+            raise
+
+
+def _refuse_unsupported(request: BuildRequest) -> None:
+    def refuse(what: str, hint: str) -> None:
+        raise BackendError(f"the kubernetes backend {what}", backend="kubernetes", environmental=True, hint=hint)
+
+    if not request.push or not request.tags:
+        refuse("builds only to push (the image is made in the cluster): add --push and a tag",
+               "add --push, or build here with --backend builtin")
+    if request.load or request.output:
+        refuse("cannot --load or --output (the image is made in the cluster)", "push it, then pull it")
+    if request.secrets:
+        refuse("cannot pass build secrets to Kaniko", "build here with --backend builtin for RUN --mount=type=secret")
+
+
+_HINTS = {
+    Trouble.IMAGE_PULL: "check the executor image (image in [backend.kubernetes]) and the node's access to its "
+                        "registry (imagePullSecrets)",
+    Trouble.CONTAINER_CONFIG: "check the Secret and ConfigMaps the pod refers to (registry_secret)",
+    Trouble.UNSCHEDULABLE: "check node_selector and tolerations in [backend.kubernetes], and that a node of the "
+                           "wanted architecture has room",
+    Trouble.ADMISSION: "build in a namespace whose PodSecurity level is baseline or privileged "
+                       "(pod-security.kubernetes.io/enforce=baseline), e.g. --namespace builds",
+    Trouble.QUOTA: "free some of the namespace's quota, lower resources in [backend.kubernetes], or use another "
+                   "namespace",
+    Trouble.OOM: "raise resources.limits.memory in [backend.kubernetes] (Kaniko holds the filesystem in memory "
+                 "while it snapshots)",
+    Trouble.DEADLINE: "raise deadline_seconds in [backend.kubernetes], or make the build faster (--cache)",
+    Trouble.INIT: "check the context upload (the init container's log) and context_size_limit",
+    Trouble.EVICTED: "the node ran short of resources: raise context_size_limit or use another node pool",
+}
+
+
+def _trouble_error(found: Assessment, spec: JobSpec, settings: KubernetesSettings) -> BackendError:
+    del settings
+    message = f"Job {spec.name}: {found.reason}"
+    hint = _HINTS.get(found.trouble, "") if found.trouble else ""
+    if found.trouble in (Trouble.OOM, Trouble.DEADLINE):
+        return BuildFailed(message, hint=hint, diagnosis={"backend": "kubernetes", "cause": str(found.trouble),
+                                                          "exit_code": found.exit_code, "log_tail": []})  # type: ignore[return-value]
+    return ClusterError(message, hint=hint, reason=str(found.trouble or ""))
