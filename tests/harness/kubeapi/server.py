@@ -490,46 +490,51 @@ class _Handler(BaseHTTPRequestHandler):
                  for s, c in ((process.stdout, 1), (process.stderr, 2))]
         for thread in pumps:
             thread.start()
-        received = 0
-        stdin_open = True
-        while True:
-            message = ws.receive()
-            if message is None:
-                break
-            payload = message[1]
-            if not payload:
-                continue
-            if payload[0] == 255 and protocol == "v5.channel.k8s.io" and len(payload) > 1 and payload[1] == 0:
-                stdin_open = False
-                with suppress(OSError):
-                    process.stdin.close()
-                break
-            if payload[0] == 0 and stdin_open:
-                data = payload[1:]
-                limit = fake.faults.drop_exec_after
-                if limit is not None and received + len(data) > limit:
-                    fake.faults.drop_exec_after = None
-                    with suppress(OSError):
-                        process.stdin.write(data[: max(0, limit - received)])
-                    ws.drop()
-                    process.kill()
-                    process.wait()
-                    for thread in pumps:
-                        thread.join(timeout=5)
-                    close_pipes(process)
-                    return None
-                received += len(data)
-                try:
-                    process.stdin.write(data)
-                except OSError:
+        dropped = threading.Event()
+
+        def feed() -> None:
+            """Client frames to the command's stdin; v5's close of channel 0 closes it."""
+            received = 0
+            stdin_open = True
+            while True:
+                message = ws.receive()
+                if message is None:
+                    break
+                payload = message[1]
+                if not payload:
+                    continue
+                if payload[0] == 255 and protocol == "v5.channel.k8s.io" and len(payload) > 1 and payload[1] == 0:
                     stdin_open = False
-        if ws.closed and stdin_open and fake.faults.exec_protocols:
-            # the client went away: the kubelet ends the command
-            process.kill()
+                    with suppress(OSError):
+                        process.stdin.close()
+                    continue
+                if payload[0] == 0 and stdin_open:
+                    data = payload[1:]
+                    limit = fake.faults.drop_exec_after
+                    if limit is not None and received + len(data) > limit:
+                        fake.faults.drop_exec_after = None
+                        with suppress(OSError):
+                            process.stdin.write(data[: max(0, limit - received)])
+                        dropped.set()
+                        ws.drop()
+                        process.kill()
+                        return
+                    received += len(data)
+                    try:
+                        process.stdin.write(data)
+                        process.stdin.flush()
+                    except OSError:
+                        stdin_open = False
+            if process.poll() is None:  # the client went away: the kubelet ends the command
+                process.kill()
+
+        threading.Thread(target=feed, daemon=True, name="exec-stdin").start()
         code = process.wait()
         for thread in pumps:
             thread.join(timeout=5)
         close_pipes(process)
+        if dropped.is_set():
+            return None
         if code == 0:
             status = {"metadata": {}, "status": "Success"}
         else:

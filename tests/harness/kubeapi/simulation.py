@@ -340,6 +340,7 @@ class PodRun:
         else:
             result = self.controller.executor(run)
         container.log.finish()
+        self.controller.finished_logs.append((self.name, container.name, [t for _, t in container.log.lines]))
         if self.cancelled.is_set():
             return
         reason = result.reason or ("Completed" if result.exit_code == 0 else "Error")
@@ -378,6 +379,7 @@ class JobController:
         self.path = busybox_path(root / "busybox")
         self.pods: dict[str, PodRun] = {}
         self.lock = threading.Lock()
+        self.finished_logs: list[tuple[str, str, list[str]]] = []  # (pod, container, lines) of ended executors
 
     def job_created(self, namespace: str, job: dict[str, Any]) -> None:
         name = job["metadata"]["name"]
