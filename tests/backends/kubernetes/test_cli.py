@@ -101,6 +101,10 @@ def test_registry_password_is_in_no_line_error_manifest_or_result(
     (frontend / "Dockerfile").write_text("FROM busybox:1.36\nRUN exit 7\n")
     failed = _anybuild(tmp_path, env, *_frontend_args(frontend, auth_registry, registry, "failed"), "--json")
     assert failed.returncode == 1, failed.stderr[-3000:]
+    [image] = json.loads(failed.stdout)["images"]
+    assert image["diagnosis"]["rule"] == "run-nonzero", image["diagnosis"]
+    assert image["skipped_backends"] == [], "a Dockerfile error fell back to another backend"
+    assert "exit status 7" in failed.stderr
     assert password not in failed.stdout + failed.stderr
     assert fake_cluster.leftovers() == {}
     # The manifests a plan prints.

@@ -78,7 +78,14 @@ class BuiltinStandInForKaniko:
         try:
             result = build_image(request, _Sink(), BuildEnvironment(env=env))
         except AnybuildError as exc:
-            run.log(f"error building image: {exc.message}")
+            code = (getattr(exc, "diagnosis", None) or {}).get("exit_code")
+            if isinstance(code, int) and " RUN " in f" {exc.message}":
+                # Kaniko's own words for a failing RUN (it names no step: the lines before it do)
+                run.log(f"INFO[0001] {exc.message}")
+                run.log("error building image: error building stage: failed to execute command: waiting for "
+                        f"process to exit: exit status {code}")
+            else:
+                run.log(f"error building image: {exc.message}")
             return ExecutorExit(exit_code=1, reason="Error")
         run.log(f"INFO[0002] Pushed {', '.join(request.tags)}")
         return ExecutorExit(exit_code=0, message=str(result.digest), reason="Completed")
