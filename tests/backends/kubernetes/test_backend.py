@@ -46,3 +46,35 @@ def test_job_builds_the_uploaded_context_and_the_registry_serves_the_digest(
     built_here = image_tree(f"{registry.host}/acme/frontend:local", tmp_path / "local", registry.host)
     assert in_cluster == built_here
     assert "srv/www/index.html" in in_cluster
+
+
+def test_two_platforms_run_one_job_per_architecture_and_push_the_index(
+    fake_cluster: FakeCluster, registry: Registry, tmp_path: Path
+) -> None:
+    fake_cluster.faults.node_arches = ("amd64", "arm64")
+    context = tmp_path / "multi"
+    context.mkdir()
+    (context / "hello.txt").write_text("hello\n")
+    (context / "Dockerfile").write_text('FROM scratch\nCOPY hello.txt /hello.txt\nCMD ["/hello.txt"]\n')
+    sink = ListSink()
+    with backend_for(fake_cluster, tmp_path / "home") as backend:
+        result = backend.build(push_request(context, registry, "multi:1", platform="linux/amd64,linux/arm64"), sink)
+    import httpx
+
+    from tests.backends.images import MANIFEST_TYPES
+
+    response = httpx.get(f"{registry.url}/v2/acme/multi/manifests/1", headers={"Accept": MANIFEST_TYPES})
+    index = response.json()
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert result.digest == response.headers["Docker-Content-Digest"]
+    assert sorted(m["platform"]["architecture"] for m in index["manifests"]) == ["amd64", "arm64"]
+    jobs = [m for m in fake_cluster.created if m.get("kind") == "Job"]
+    selectors = sorted(j["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/arch"] for j in jobs)
+    assert selectors == ["amd64", "arm64"]
+    for arch in ("amd64", "arm64"):
+        manifest = httpx.get(f"{registry.url}/v2/acme/multi/manifests/1-linux-{arch}",
+                             headers={"Accept": MANIFEST_TYPES}).json()
+        config = httpx.get(f"{registry.url}/v2/acme/multi/blobs/{manifest['config']['digest']}").json()
+        assert config["architecture"] == arch, "the Job of that platform did not build for it"
+        assert any(line.startswith(f"[linux/{arch}] ") for line in sink.lines)
+    assert fake_cluster.leftovers() == {}
