@@ -41,7 +41,7 @@ from anybuild.backends.kubernetes.upload import pack_context, push_context_artif
 from anybuild.backends.kubernetes.watch import Assessment, PodWatch, Stage, Trouble, assess, job_refusal, read_events
 from anybuild.config import BackendName
 from anybuild.environment.facts import FactKey, Facts
-from anybuild.errors import BackendError, BuildFailed, IntegrityError, Interrupted
+from anybuild.errors import AnybuildError, BackendError, BuildFailed, IntegrityError, Interrupted
 from anybuild.redaction import Redactor
 from anybuild.registry.client import RegistryClient
 from anybuild.registry.credentials import CredentialResolver
@@ -235,6 +235,14 @@ class KubernetesBackend:
     # -- one build --------------------------------------------------------------------------------
 
     def build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
+        try:
+            return self._build(request, sink)
+        except AnybuildError as exc:  # what the API server echoes back must not carry a learned password
+            exc.message, exc.hint = self.redactor(exc.message), self.redactor(exc.hint)
+            exc.args = (exc.message,)
+            raise
+
+    def _build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
         started = time.time()
         _refuse_unsupported(request)
         if self.cancelled.is_set():
