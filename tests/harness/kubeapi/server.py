@@ -483,8 +483,9 @@ class _Handler(BaseHTTPRequestHandler):
         assert process.stdin is not None and process.stdout is not None and process.stderr is not None
 
         def pump(stream: Any, channel: int) -> None:
-            for chunk in iter(lambda: stream.read1(65536), b""):
-                ws.send_binary(bytes([channel]) + chunk)
+            with suppress(ValueError, OSError):
+                for chunk in iter(lambda: stream.read1(65536), b""):
+                    ws.send_binary(bytes([channel]) + chunk)
 
         pumps = [threading.Thread(target=pump, args=(s, c), daemon=True)
                  for s, c in ((process.stdout, 1), (process.stderr, 2))]

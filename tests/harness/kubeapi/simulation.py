@@ -299,8 +299,9 @@ class PodRun:
         assert process.stdout is not None and process.stderr is not None
 
         def pump(stream: Any) -> None:
-            for raw in iter(stream.readline, b""):
-                container.log.add(raw.decode(errors="replace").rstrip("\n"))
+            with contextlib.suppress(ValueError, OSError):  # the pod was deleted: its pipes are gone
+                for raw in iter(stream.readline, b""):
+                    container.log.add(raw.decode(errors="replace").rstrip("\n"))
 
         readers = [threading.Thread(target=pump, args=(s,), daemon=True) for s in (process.stdout, process.stderr)]
         for reader in readers:
@@ -363,7 +364,6 @@ class PodRun:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-            close_pipes(process)
         for container in (*self.init, *self.main):
             container.log.finish()
 
