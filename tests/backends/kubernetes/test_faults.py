@@ -167,3 +167,16 @@ def test_executor_failure_is_a_build_failure_with_kanikos_error(
     assert caught.value.diagnosis and caught.value.diagnosis["exit_code"] == 1
     assert any("exit" in line or "error" in line for line in caught.value.diagnosis["log_tail"])
     assert fake_cluster.leftovers() == {}
+
+
+def test_deadline_exceeded_is_reported_with_the_setting_to_raise(
+    fake_cluster: FakeCluster, registry: Registry, frontend: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    fake_cluster.faults.hold_executor = threading.Event()  # Kaniko never finishes
+    with pytest.raises(BuildFailed) as caught:
+        _build(fake_cluster, registry, frontend, tmp_path / "home", "frontend:slow", deadline_seconds=2)
+    assert "ran past its deadline" in caught.value.message
+    assert "deadline_seconds" in caught.value.hint
+    assert fake_cluster.leftovers() == {}

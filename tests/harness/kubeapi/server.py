@@ -194,7 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
     def _authorized(self) -> bool:
-        if self.headers.get("Authorization") == f"Bearer {self.fake.token}":
+        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip() == self.fake.token:  # the scheme is case-insensitive
             return True
         self._body_bytes()  # read, so the connection can serve the next request
         self._error(401, "Unauthorized", "Unauthorized")

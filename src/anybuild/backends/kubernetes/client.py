@@ -160,10 +160,9 @@ def _load(*, kubeconfig: str | None, context: str | None, namespace: str | None,
         configuration = k8s.Configuration()
         loader.load_and_set(configuration)
     except ConfigException as exc:
-        known = ""
         try:
-            known = ", ".join(str(c.get("name")) for c in merged.config.value.get("contexts") or ())
-        except Exception:
+            known = ", ".join(str(c["name"]) for c in KubeConfigLoader(config_dict=merged.config).list_contexts())
+        except (ConfigException, KeyError, TypeError):
             known = ""
         raise ClusterError(f"kubeconfig {':'.join(present)}: {exc}",
                            hint=f"choose a context with --kube-context ({known or 'none defined'})") from exc
