@@ -343,6 +343,23 @@ class _Handler(BaseHTTPRequestHandler):
             if kind == "jobs":
                 fake.controller.job_created(namespace, created)
             return None
+        if method == "PUT" and name:
+            body = self._body()
+            invalid = validate_strictly(body)
+            fake.created.append(json.loads(json.dumps(body)))
+            if invalid is not None:
+                return self._error(422, "Invalid", f"strict decoding error: {invalid}")
+
+            def replace(current: dict[str, Any]) -> None:
+                metadata = current["metadata"]
+                current.clear()
+                current.update(body)
+                current["metadata"] = {**body.get("metadata", {}), **{k: metadata[k] for k in (
+                    "uid", "creationTimestamp", "namespace")}}
+
+            if not fake.store.update(kind, namespace, name, replace):
+                return self._error(404, "NotFound", f'{kind} "{name}" not found')
+            return self._send_json(200, fake.store.get(kind, namespace, name))
         if method == "DELETE" and name:
             body = self._body()
             propagation = query.get("propagationPolicy") or body.get("propagationPolicy") or (
