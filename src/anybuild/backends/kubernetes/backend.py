@@ -20,37 +20,27 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anybuild.backends.base import BuildRequest, BuildResult, LogSink, Verdict
-from anybuild.backends.failure import log_tail
-from anybuild.backends.kubernetes.client import Cluster, ClusterError, api_path, connect
-from anybuild.backends.kubernetes.logs import LogFollower
-from anybuild.backends.kubernetes.model import PodState
-from anybuild.backends.kubernetes.preflight import BUILD_RULES, EXEC_RULE, SECRET_RULES, Preflight, preflight, require
 from anybuild.backends.kubernetes.settings import KubernetesSettings, UploadMode
-from anybuild.backends.kubernetes.spec import (
-    EXECUTOR,
-    JobSpec,
-    docker_config_json,
-    job_manifest,
-    new_run_id,
-    secret_manifest,
-)
-from anybuild.backends.kubernetes.upload import pack_context, push_context_artifact, scratch_dir, upload_over_exec
-from anybuild.backends.kubernetes.watch import Assessment, PodWatch, Stage, Trouble, assess, job_refusal, read_events
 from anybuild.config import BackendName
 from anybuild.environment.facts import FactKey, Facts
 from anybuild.errors import AnybuildError, BackendError, BuildFailed, IntegrityError, Interrupted
 from anybuild.redaction import Redactor
-from anybuild.registry.client import RegistryClient
-from anybuild.registry.credentials import CredentialResolver
-from anybuild.registry.reference import Reference
+
+if TYPE_CHECKING:  # the rest loads when a build needs it: planning asks this module on every build
+    from anybuild.backends.kubernetes.client import Cluster
+    from anybuild.backends.kubernetes.model import PodState
+    from anybuild.backends.kubernetes.preflight import Preflight
+    from anybuild.backends.kubernetes.spec import JobSpec
+    from anybuild.backends.kubernetes.watch import Assessment
+    from anybuild.registry.client import RegistryClient
 
 __all__ = ["KubernetesBackend", "kubernetes_verdict"]
 
-Connector = Callable[[KubernetesSettings], Cluster]
-RegistryFactory = Callable[[BuildRequest], RegistryClient]
+Connector = Callable[[KubernetesSettings], "Cluster"]
+RegistryFactory = Callable[[BuildRequest], "RegistryClient"]
 
 
 def kubernetes_verdict(facts: Facts) -> Verdict:
@@ -98,6 +88,7 @@ class KubernetesBackend:
                  connector: Connector | None = None, registry: RegistryFactory | None = None,
                  run_id: str | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, service_account: Path | None = None) -> None:
+        from anybuild.backends.kubernetes.spec import new_run_id
         self.settings = settings or KubernetesSettings()
         self.env = dict(os.environ if env is None else env)
         self.home = Path(self.env.get("HOME") or "/root")
@@ -124,11 +115,14 @@ class KubernetesBackend:
     # -- connections ------------------------------------------------------------------------------
 
     def _connect(self, settings: KubernetesSettings) -> Cluster:
+        from anybuild.backends.kubernetes.client import connect
         extra = {"service_account": self._service_account} if self._service_account else {}
         return connect(kubeconfig=settings.kubeconfig, context=settings.context, namespace=settings.namespace,
                        env=self.env, home=self.home, **extra)
 
     def _registry_client(self, request: BuildRequest) -> RegistryClient:
+        from anybuild.registry.client import RegistryClient
+        from anybuild.registry.credentials import CredentialResolver
         resolver = CredentialResolver(env=self.env, home=self.home)
         return RegistryClient(credentials=resolver.resolve, insecure=frozenset(request.insecure_registries),
                               redactor=self.redactor)
@@ -140,10 +134,12 @@ class KubernetesBackend:
             return self._cluster
 
     def rules(self) -> tuple[Any, ...]:
+        from anybuild.backends.kubernetes.preflight import BUILD_RULES, SECRET_RULES
         return BUILD_RULES + (() if self.settings.registry_secret else SECRET_RULES)
 
     def check(self) -> Preflight:
         """Connect and ask the server (once per run): version, permissions."""
+        from anybuild.backends.kubernetes.preflight import preflight
         cluster = self.cluster()
         with self._lock:
             if self._preflight is None:
@@ -187,6 +183,7 @@ class KubernetesBackend:
     # -- the Secret --------------------------------------------------------------------------------
 
     def _credentials(self, hosts: frozenset[str]) -> dict[str, tuple[str, str]]:
+        from anybuild.registry.credentials import CredentialResolver
         resolver = CredentialResolver(env=self.env, home=self.home)
         found: dict[str, tuple[str, str]] = {}
         for host in sorted(hosts):
@@ -198,6 +195,8 @@ class KubernetesBackend:
         return found
 
     def _acquire_secret(self, cluster: Cluster, hosts: frozenset[str]) -> str | None:
+        from anybuild.backends.kubernetes.client import api_path
+        from anybuild.backends.kubernetes.spec import docker_config_json, secret_manifest
         if self.settings.registry_secret:
             return self.settings.registry_secret
         with self._lock:
@@ -243,6 +242,9 @@ class KubernetesBackend:
             raise
 
     def _build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
+        from anybuild.backends.kubernetes.preflight import EXEC_RULE, require
+        from anybuild.backends.kubernetes.upload import pack_context, scratch_dir
+        from anybuild.registry.reference import Reference
         started = time.time()
         _refuse_unsupported(request)
         if self.cancelled.is_set():
@@ -284,6 +286,8 @@ class KubernetesBackend:
                            started=started, finished=time.time())
 
     def _push_artifact(self, request: BuildRequest, archive: Any, sink: LogSink) -> Any:
+        from anybuild.backends.kubernetes.upload import push_context_artifact
+        from anybuild.registry.reference import Reference
         repository = self.settings.context_repository or Reference.parse(request.tags[0]).repository
         target = Reference.parse(repository)
         with self._registry(request) as client:
@@ -296,6 +300,7 @@ class KubernetesBackend:
 
             def put_manifest(data: bytes, media_type: str) -> None:
                 from anybuild.oci import Digest
+                from anybuild.registry.reference import Reference
 
                 client.put_manifest(Reference(domain=target.domain, path=target.path, digest=Digest.of_bytes(data)),
                                     data, media_type)
@@ -309,11 +314,13 @@ class KubernetesBackend:
 
     def _multi_platform(self, build: _Build, platforms: list[str]) -> str:
         """One Job per platform on a node of that architecture (no emulation), then the index that joins them."""
+        from anybuild.registry.reference import Reference
         first = Reference.parse(build.request.tags[0])
         results: dict[str, str] = {}
         errors: list[BaseException] = []
 
         def one(platform: str) -> None:
+            from anybuild.registry.reference import Reference
             tag = f"{first.tag or 'latest'}-{platform.replace('/', '-')}"[:128]
             destination = str(Reference(domain=first.domain, path=first.path, tag=tag))
             try:
@@ -333,6 +340,7 @@ class KubernetesBackend:
     def _push_index(self, request: BuildRequest, digests: Mapping[str, str], sink: LogSink) -> str:
         from anybuild.oci import Digest
         from anybuild.oci.platform import Platform
+        from anybuild.registry.reference import Reference
 
         first = Reference.parse(request.tags[0])
         manifests = []
@@ -351,6 +359,9 @@ class KubernetesBackend:
         return str(pushed)
 
     def _run_job(self, build: _Build, platform: str | None, destinations: tuple[str, ...], *, prefix: str) -> str:
+        from anybuild.backends.kubernetes.client import api_path
+        from anybuild.backends.kubernetes.spec import JobSpec, job_manifest
+        from anybuild.registry.reference import Reference
         cluster, request, sink = build.cluster, build.request, build.sink
         context_root = request.context.resolve()
         spec = JobSpec(
@@ -371,6 +382,18 @@ class KubernetesBackend:
             sink.line(f"{prefix}anybuild: deleted Job {spec.name}")
 
     def _follow(self, build: _Build, spec: JobSpec, destinations: tuple[str, ...], *, prefix: str) -> str:
+        from anybuild.backends.failure import log_tail
+        from anybuild.backends.kubernetes.client import ClusterError
+        from anybuild.backends.kubernetes.upload import upload_over_exec
+        from anybuild.backends.kubernetes.watch import (
+            Assessment,
+            PodWatch,
+            Stage,
+            Trouble,
+            assess,
+            job_refusal,
+            read_events,
+        )
         cluster, sink = build.cluster, build.sink
         stop = threading.Event()
         watcher = PodWatch(cluster, spec.name, stop=stop)
@@ -423,6 +446,8 @@ class KubernetesBackend:
 
     def _start_logs(self, build: _Build, pod: PodState, *, prefix: str, lines: list[str],
                     stop: threading.Event) -> threading.Thread:
+        from anybuild.backends.kubernetes.logs import LogFollower
+        from anybuild.backends.kubernetes.spec import EXECUTOR
         sink = build.sink
 
         def emit(text: str) -> None:
@@ -444,6 +469,7 @@ class KubernetesBackend:
     def _digest(self, request: BuildRequest, outcome: Assessment, destinations: tuple[str, ...],
                 sink: LogSink, prefix: str) -> str:
         from anybuild.oci import Digest
+        from anybuild.registry.reference import Reference
 
         text = outcome.message.strip()
         try:
@@ -476,6 +502,7 @@ def _worth_events(pod: PodState) -> bool:
 
 def _delete(cluster: Cluster, kind: str, name: str) -> None:
     """Delete, background propagation (a Job's pods go too); already gone is fine."""
+    from anybuild.backends.kubernetes.client import ClusterError, api_path
     try:
         cluster.request("DELETE", api_path(kind, cluster.namespace, name),
                         body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"})
@@ -497,28 +524,30 @@ def _refuse_unsupported(request: BuildRequest) -> None:
         refuse("cannot pass build secrets to Kaniko", "build here with --backend builtin for RUN --mount=type=secret")
 
 
-_HINTS = {
-    Trouble.IMAGE_PULL: "check the executor image (image in [backend.kubernetes]) and the node's access to its "
+_HINTS: dict[str, str] = {  # by watch.Trouble
+    "image-pull": "check the executor image (image in [backend.kubernetes]) and the node's access to its "
                         "registry (imagePullSecrets)",
-    Trouble.CONTAINER_CONFIG: "check the Secret and ConfigMaps the pod refers to (registry_secret)",
-    Trouble.UNSCHEDULABLE: "check node_selector and tolerations in [backend.kubernetes], and that a node of the "
+    "container-config": "check the Secret and ConfigMaps the pod refers to (registry_secret)",
+    "unschedulable": "check node_selector and tolerations in [backend.kubernetes], and that a node of the "
                            "wanted architecture has room",
-    Trouble.ADMISSION: "build in a namespace whose PodSecurity level is baseline or privileged "
+    "admission": "build in a namespace whose PodSecurity level is baseline or privileged "
                        "(pod-security.kubernetes.io/enforce=baseline), e.g. --namespace builds",
-    Trouble.QUOTA: "free some of the namespace's quota, lower resources in [backend.kubernetes], or use another "
+    "quota": "free some of the namespace's quota, lower resources in [backend.kubernetes], or use another "
                    "namespace",
-    Trouble.OOM: "raise resources.limits.memory in [backend.kubernetes] (Kaniko holds the filesystem in memory "
+    "oom": "raise resources.limits.memory in [backend.kubernetes] (Kaniko holds the filesystem in memory "
                  "while it snapshots)",
-    Trouble.DEADLINE: "raise deadline_seconds in [backend.kubernetes], or make the build faster (--cache)",
-    Trouble.INIT: "check the context upload (the init container's log) and context_size_limit",
-    Trouble.EVICTED: "the node ran short of resources: raise context_size_limit or use another node pool",
+    "deadline": "raise deadline_seconds in [backend.kubernetes], or make the build faster (--cache)",
+    "init": "check the context upload (the init container's log) and context_size_limit",
+    "evicted": "the node ran short of resources: raise context_size_limit or use another node pool",
 }
 
 
 def _trouble_error(found: Assessment, spec: JobSpec, settings: KubernetesSettings) -> BackendError:
+    from anybuild.backends.kubernetes.client import ClusterError
+    from anybuild.backends.kubernetes.watch import Trouble
     del settings
     message = f"Job {spec.name}: {found.reason}"
-    hint = _HINTS.get(found.trouble, "") if found.trouble else ""
+    hint = _HINTS.get(str(found.trouble), "") if found.trouble else ""
     if found.trouble in (Trouble.OOM, Trouble.DEADLINE):
         return BuildFailed(message, hint=hint, diagnosis={"backend": "kubernetes", "cause": str(found.trouble),
                                                           "exit_code": found.exit_code, "log_tail": []})  # type: ignore[return-value]
