@@ -180,3 +180,22 @@ def test_deadline_exceeded_is_reported_with_the_setting_to_raise(
     assert "ran past its deadline" in caught.value.message
     assert "deadline_seconds" in caught.value.hint
     assert fake_cluster.leftovers() == {}
+
+
+def test_a_digest_the_registry_does_not_serve_is_an_integrity_error(
+    fake_cluster: FakeCluster, registry: Registry, base_images: BaseImages, frontend: Path, tmp_path: Path
+) -> None:
+    from anybuild.errors import IntegrityError
+    from tests.harness.kubeapi.simulation import ExecutorExit, ExecutorRun
+
+    honest = fake_cluster.controller.executor
+
+    def lying(run: ExecutorRun) -> ExecutorExit:
+        honest(run)
+        return ExecutorExit(exit_code=0, message="sha256:" + "0" * 64, reason="Completed")
+
+    fake_cluster.controller.executor = lying
+    with pytest.raises(IntegrityError) as caught:
+        _build(fake_cluster, registry, frontend, tmp_path / "home", "frontend:lie")
+    assert "sha256:" + "0" * 64 in caught.value.message and "in the registry" in caught.value.message
+    assert fake_cluster.leftovers() == {}

@@ -478,10 +478,10 @@ class KubernetesBackend:
             raise IntegrityError(f"Kaniko exited 0 but its termination message is no digest: {text[:100]!r}",
                                  hint="check the executor image (it must support --digest-file)") from exc
         with self._registry(request) as client:
-            served = client.get_manifest(Reference.parse(destinations[0]))
-        if served.digest != digest:
-            raise IntegrityError(f"{destinations[0]} is {served.digest} in the registry, but Kaniko reported {digest}",
-                                 hint="another push to the same tag raced this one; build again")
+            served = client.head_manifest(Reference.parse(destinations[0]))
+        if served != digest:
+            raise IntegrityError(f"{destinations[0]} is {served or 'missing'} in the registry, but Kaniko reported "
+                                 f"{digest}", hint="another push to the same tag raced this one; build again")
         sink.line(f"{prefix}anybuild: pushed {', '.join(destinations)}@{digest} (checked in the registry)")
         return str(digest)
 
