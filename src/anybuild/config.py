@@ -431,7 +431,7 @@ _REGISTRY_FIELDS: dict[str, Validator] = {"mirrors": _strings, "insecure": _bool
 # [backend.NAME]: one table of settings per backend that has any.
 _BACKEND_FIELDS: dict[str, dict[str, Validator]] = {
     "kubernetes": {
-        "context": _string, "kubeconfig": _string, "namespace": _string,
+        "context": _string, "namespace": _string,
         "image": _string, "service_account": _string, "node_selector": _string_map,
         "tolerations": _tables, "image_pull_secrets": _strings, "registry_secret": _string,
         "resources": _string_maps, "ttl_seconds": _non_negative_int, "deadline_seconds": _positive_int,

@@ -263,7 +263,7 @@ def _kubernetes(config: Config | None, env: Mapping[str, str], plan: Plan, conte
                 namespace: str | None) -> Any:
     """The one kubernetes backend of this run (its Jobs share a run id and a Secret), when the plan may use it."""
     if not any(c.backend is BackendName.KUBERNETES for c in plan.candidates):
-        if context or namespace:
+        if (context or namespace) and plan.override is not BackendName.KUBERNETES:
             raise UsageError("--kube-context and --namespace are for the kubernetes backend, which this plan "
                              "does not use", hint="add --backend kubernetes, or drop them")
         return None

@@ -74,3 +74,18 @@ def test_plan_show_manifests_prints_valid_jobs_for_every_image(registry: Registr
     assert f"--destination={registry.host}/acme/moltbook-api:1.2.3" in destinations
     assert f"--destination={registry.host}/acme/moltbook-frontend:latest" in destinations
     assert found["manifests"][0]["data"] == {".dockerconfigjson": "***"}
+
+
+def test_build_with_the_cluster_and_no_credentials_says_how_to_get_them(tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\n")
+    env = {**os.environ, "HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none")}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    done = subprocess.run([sys.executable, "-m", "anybuild", "build", str(context), "-t", "registry.local/x:1",
+                           "--push", "--backend", "kubernetes", "--namespace", "builds"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 3, done.stderr
+    printed = done.stdout + done.stderr  # the summary (stdout) ends with the error and its hint
+    assert "no Kubernetes credentials" in printed and "hint: set KUBECONFIG" in printed
+    assert "Traceback" not in printed

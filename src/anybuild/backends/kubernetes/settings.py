@@ -36,7 +36,7 @@ class KubernetesSettings:
     """Where and how the Jobs run; every field has a default that works on a plain cluster."""
 
     context: str | None = None  # kubeconfig context (default: the current one)
-    kubeconfig: str | None = None  # a path, or a list with ':' (default: $KUBECONFIG, ~/.kube/config)
+    kubeconfig: str | None = None  # a path or ':' list, for callers (anybuild.toml has none: $KUBECONFIG is the user's)
     namespace: str | None = None  # default: the context's, or the pod's own (in-cluster)
     image: str = DEFAULT_IMAGE
     service_account: str | None = None
