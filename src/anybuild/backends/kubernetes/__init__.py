@@ -7,8 +7,11 @@
 - :mod:`.upload`: the context's tar, streamed over exec or pushed as an OCI artifact;
 - :mod:`.watch`: the pod's progress and the real reason it cannot run;
 - :mod:`.logs`: the executor's log, followed and resumed without loss or repeat;
+- :mod:`.secret`: the run's registry Secret, shared by its Jobs;
+- :mod:`.failures`: what stops a build in the cluster, as the error a user reads;
 - :mod:`.backend`: one Job per image and platform, cleaned up whatever happens;
-- :mod:`.gc`: what a killed client left behind.
+- :mod:`.gc`: what a killed client left behind;
+- :mod:`.render`: the manifests ``plan --show-manifests`` prints.
 
 This package imports neither the client library nor the builders until a build
 (or ``doctor --online``) needs them, so planning stays fast.

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the rest loads when a build needs it: planning asks this mo
     from anybuild.backends.kubernetes.client import Cluster
     from anybuild.backends.kubernetes.model import PodState
     from anybuild.backends.kubernetes.preflight import Preflight
+    from anybuild.backends.kubernetes.secret import RunSecret
     from anybuild.backends.kubernetes.spec import JobSpec
     from anybuild.backends.kubernetes.watch import Assessment
     from anybuild.registry.client import RegistryClient
@@ -72,13 +73,6 @@ class _Build:
     sink: LogSink
 
 
-@dataclass(slots=True)
-class _SharedSecret:
-    name: str
-    hosts: frozenset[str]
-    users: int
-
-
 class KubernetesBackend:
     """Builds with Kaniko Jobs; see the module docstring. Safe to share between the run's image threads."""
 
@@ -100,7 +94,7 @@ class KubernetesBackend:
         self._lock = threading.Lock()
         self._cluster: Cluster | None = None
         self._preflight: Preflight | None = None
-        self._secret: _SharedSecret | None = None
+        self._secret: RunSecret | None = None
         self.cancelled = threading.Event()
         self.redactor = Redactor()
 
@@ -146,6 +140,17 @@ class KubernetesBackend:
                 self._preflight = preflight(cluster, self.rules())
             return self._preflight
 
+    @property
+    def secret(self) -> RunSecret:
+        """The run's registry Secret (see .secret), made on first use."""
+        from anybuild.backends.kubernetes.secret import RunSecret
+
+        with self._lock:
+            if self._secret is None:
+                self._secret = RunSecret(run_id=self.run_id, env=self.env, home=self.home, redactor=self.redactor,
+                                         existing=self.settings.registry_secret)
+            return self._secret
+
     def close(self) -> None:
         with self._lock:
             if self._cluster is not None:
@@ -180,57 +185,6 @@ class KubernetesBackend:
             for sig, old in previous.items():
                 signal.signal(sig, old)
 
-    # -- the Secret --------------------------------------------------------------------------------
-
-    def _credentials(self, hosts: frozenset[str]) -> dict[str, tuple[str, str]]:
-        from anybuild.registry.credentials import CredentialResolver
-        resolver = CredentialResolver(env=self.env, home=self.home)
-        found: dict[str, tuple[str, str]] = {}
-        for host in sorted(hosts):
-            credentials = resolver.resolve(host)
-            if credentials is None or not (credentials.password or credentials.identity_token):
-                continue
-            self.redactor.add(*credentials.secrets)
-            found[host] = (credentials.username or "<token>", credentials.password or credentials.identity_token)
-        return found
-
-    def _acquire_secret(self, cluster: Cluster, hosts: frozenset[str]) -> str | None:
-        from anybuild.backends.kubernetes.client import api_path
-        from anybuild.backends.kubernetes.spec import docker_config_json, secret_manifest
-        if self.settings.registry_secret:
-            return self.settings.registry_secret
-        with self._lock:
-            current = self._secret
-            if current is not None and hosts <= current.hosts:
-                current.users += 1
-                return current.name
-            wanted = hosts | (current.hosts if current else frozenset())
-            auths = self._credentials(wanted)
-            if not auths and current is None:
-                return None
-            name = f"anybuild-registry-{self.run_id}"
-            manifest = secret_manifest(name, cluster.namespace, self.run_id, docker_config_json(auths))
-            if current is None:
-                cluster.request("POST", api_path("secrets", cluster.namespace), body=manifest)
-                self._secret = _SharedSecret(name=name, hosts=wanted, users=1)
-            else:
-                cluster.request("PUT", api_path("secrets", cluster.namespace, name), body=manifest)
-                current.hosts, current.users = wanted, current.users + 1
-            return name
-
-    def _release_secret(self, cluster: Cluster, name: str | None) -> None:
-        if name is None or name == self.settings.registry_secret:
-            return
-        with self._lock:
-            current = self._secret
-            if current is None or current.name != name:
-                return
-            current.users -= 1
-            if current.users > 0:
-                return
-            self._secret = None
-        _delete(cluster, "secrets", name)
-
     # -- one build --------------------------------------------------------------------------------
 
     def build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
@@ -246,7 +200,9 @@ class KubernetesBackend:
         from anybuild.backends.kubernetes.upload import pack_context, scratch_dir
         from anybuild.registry.reference import Reference
         started = time.time()
-        _refuse_unsupported(request)
+        from anybuild.backends.kubernetes.failures import refuse_unsupported
+
+        refuse_unsupported(request)
         if self.cancelled.is_set():
             raise Interrupted("interrupted before the build started")
         cluster = self.cluster()
@@ -271,7 +227,7 @@ class KubernetesBackend:
             if upload is UploadMode.REGISTRY:
                 artifact = self._push_artifact(request, archive, emit)
                 hosts.add(artifact.registry)
-            secret = self._acquire_secret(cluster, frozenset(hosts))
+            secret = self.secret.acquire(cluster, frozenset(hosts))
             build = _Build(cluster=cluster, request=request, secret=secret, archive=archive, artifact=artifact,
                            sink=emit)
             try:
@@ -281,7 +237,7 @@ class KubernetesBackend:
                     digest = self._multi_platform(build, [p for p in platforms if p])
                 references = request.tags
             finally:
-                self._release_secret(cluster, secret)
+                self.secret.release(cluster, secret)
         return BuildResult(backend=self.name, digest=digest, references=tuple(references), sandbox="kaniko",
                            started=started, finished=time.time())
 
@@ -360,8 +316,10 @@ class KubernetesBackend:
 
     def _run_job(self, build: _Build, platform: str | None, destinations: tuple[str, ...], *, prefix: str) -> str:
         from anybuild.backends.kubernetes.client import api_path
+        from anybuild.backends.kubernetes.secret import delete_object
         from anybuild.backends.kubernetes.spec import JobSpec, job_manifest
         from anybuild.registry.reference import Reference
+
         cluster, request, sink = build.cluster, build.request, build.sink
         context_root = request.context.resolve()
         spec = JobSpec(
@@ -378,12 +336,13 @@ class KubernetesBackend:
         try:
             return self._follow(build, spec, destinations, prefix=prefix)
         finally:
-            _delete(cluster, "jobs", spec.name)
+            delete_object(cluster, "jobs", spec.name)
             sink.line(f"{prefix}anybuild: deleted Job {spec.name}")
 
     def _follow(self, build: _Build, spec: JobSpec, destinations: tuple[str, ...], *, prefix: str) -> str:
         from anybuild.backends.failure import log_tail
         from anybuild.backends.kubernetes.client import ClusterError
+        from anybuild.backends.kubernetes.failures import trouble_error, worth_events
         from anybuild.backends.kubernetes.upload import upload_over_exec
         from anybuild.backends.kubernetes.watch import (
             Assessment,
@@ -410,12 +369,12 @@ class KubernetesBackend:
         try:
             found = watcher.find_pod(lambda: job_refusal(read_events(cluster, "Job", spec.name), cluster.namespace))
             if isinstance(found, Assessment):
-                raise _trouble_error(found, spec, self.settings)
+                raise trouble_error(found, spec, self.settings)
             uploaded = spec.artifact is not None
             outcome: Assessment | None = None
             for pod in watcher.changes(found):
                 pending = self.clock() - began
-                events = read_events(cluster, "Pod", pod.name) if _worth_events(pod) else []
+                events = read_events(cluster, "Pod", pod.name) if worth_events(pod) else []
                 grace = float(self.settings.unschedulable_grace_seconds)
                 outcome = assess(pod, events, pending_for=pending, grace=grace)
                 if outcome.stage is Stage.RECEIVING and not uploaded:
@@ -439,7 +398,7 @@ class KubernetesBackend:
                     raise BuildFailed(f"kubernetes build failed: {summary.strip()}", diagnosis={
                         "backend": "kubernetes", "exit_code": outcome.exit_code, "log_tail": tail},
                         hint="fix the Dockerfile step quoted above, then build again")
-                raise _trouble_error(outcome, spec, self.settings)
+                raise trouble_error(outcome, spec, self.settings)
             return self._digest(build.request, outcome, destinations, sink, prefix)
         finally:
             stop.set()
@@ -492,63 +451,3 @@ class _Redacting:
 
     def line(self, text: str) -> None:
         self.sink.line(self.redactor(text))
-
-
-def _worth_events(pod: PodState) -> bool:
-    waiting = [c for c in (*pod.init, *pod.containers) if c.state == "waiting" and c.reason not in (
-        "PodInitializing", "ContainerCreating")]
-    return bool(waiting) or pod.scheduled is False
-
-
-def _delete(cluster: Cluster, kind: str, name: str) -> None:
-    """Delete, background propagation (a Job's pods go too); already gone is fine."""
-    from anybuild.backends.kubernetes.client import ClusterError, api_path
-    try:
-        cluster.request("DELETE", api_path(kind, cluster.namespace, name),
-                        body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"})
-    except ClusterError as exc:
-        if exc.status != 404:
-            raise
-
-
-def _refuse_unsupported(request: BuildRequest) -> None:
-    def refuse(what: str, hint: str) -> None:
-        raise BackendError(f"the kubernetes backend {what}", backend="kubernetes", environmental=True, hint=hint)
-
-    if not request.push or not request.tags:
-        refuse("builds only to push (the image is made in the cluster): add --push and a tag",
-               "add --push, or build here with --backend builtin")
-    if request.load or request.output:
-        refuse("cannot --load or --output (the image is made in the cluster)", "push it, then pull it")
-    if request.secrets:
-        refuse("cannot pass build secrets to Kaniko", "build here with --backend builtin for RUN --mount=type=secret")
-
-
-_HINTS: dict[str, str] = {  # by watch.Trouble
-    "image-pull": "check the executor image (image in [backend.kubernetes]) and the node's access to its "
-                        "registry (imagePullSecrets)",
-    "container-config": "check the Secret and ConfigMaps the pod refers to (registry_secret)",
-    "unschedulable": "check node_selector and tolerations in [backend.kubernetes], and that a node of the "
-                           "wanted architecture has room",
-    "admission": "build in a namespace whose PodSecurity level is baseline or privileged "
-                       "(pod-security.kubernetes.io/enforce=baseline), e.g. --namespace builds",
-    "quota": "free some of the namespace's quota, lower resources in [backend.kubernetes], or use another "
-                   "namespace",
-    "oom": "raise resources.limits.memory in [backend.kubernetes] (Kaniko holds the filesystem in memory "
-                 "while it snapshots)",
-    "deadline": "raise deadline_seconds in [backend.kubernetes], or make the build faster (--cache)",
-    "init": "check the context upload (the init container's log) and context_size_limit",
-    "evicted": "the node ran short of resources: raise context_size_limit or use another node pool",
-}
-
-
-def _trouble_error(found: Assessment, spec: JobSpec, settings: KubernetesSettings) -> BackendError:
-    from anybuild.backends.kubernetes.client import ClusterError
-    from anybuild.backends.kubernetes.watch import Trouble
-    del settings
-    message = f"Job {spec.name}: {found.reason}"
-    hint = _HINTS.get(str(found.trouble), "") if found.trouble else ""
-    if found.trouble in (Trouble.OOM, Trouble.DEADLINE):
-        return BuildFailed(message, hint=hint, diagnosis={"backend": "kubernetes", "cause": str(found.trouble),
-                                                          "exit_code": found.exit_code, "log_tail": []})  # type: ignore[return-value]
-    return ClusterError(message, hint=hint, reason=str(found.trouble or ""))
