@@ -83,11 +83,12 @@ def test_planner_missing_check_excluded_not_crashing() -> None:
     assert plan.exclusions[0].reason == "no availability check for github"
 
 
-def test_planner_backend_without_module_excluded_with_reason() -> None:
-    # No anybuild.backends.kubernetes module exists yet: the plan says so instead of failing.
+def test_planner_kubernetes_without_credentials_excluded_with_the_fix() -> None:
+    # The kubernetes backend loads lazily; without cluster credentials it says so, and how to get them.
     verdict: Verdict = availability_checks()[BackendName.KUBERNETES](facts())
     assert not verdict.ok
-    assert verdict.reason == "the kubernetes backend is not part of this version of anybuild yet"
+    assert verdict.reason == "no Kubernetes credentials (no kubeconfig, not in a pod)"
+    assert "KUBECONFIG" in verdict.fix
 
 
 def test_planner_to_dict_lists_everything() -> None:

@@ -21,6 +21,8 @@ The file describes a repository's images and how to build them::
 
     [backend.github]              # the GitHub Actions backend (docs/backends/github.md)
     repository = "acme/moltbook"  # default: the github.com remote
+    [backend.kubernetes]          # settings of one backend (see docs/backends/)
+    namespace = "builds"
 
     [images.api]
     context = "api"               # relative to the directory holding anybuild.toml
@@ -148,6 +150,7 @@ class BackendSettings:
     """``[backend.NAME]`` tables: settings of the backends that need some."""
 
     github: GithubSettings = GithubSettings()
+    kubernetes: Mapping[str, Any] = field(default_factory=dict)  # validated; read by KubernetesSettings
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,7 +226,7 @@ class Config:
                 for host, r in self.registries.items()
             },
             "images": [spec.to_dict() for spec in self.images],
-            "backend": {"github": self.backend.github.to_dict()},
+            "backend": {"github": self.backend.github.to_dict(), "kubernetes": dict(self.backend.kubernetes)},
         }
 
 
@@ -463,6 +466,38 @@ def _seconds(c: _Checker, key: str, value: object) -> float:
     return float(value)
 
 
+def _non_negative_int(c: _Checker, key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise c.fail(key, value, "must be a whole number of at least 0",
+                     f"write {key.rsplit('.', 1)[-1]} = 600 (no quotes)")
+    return value
+
+
+def _choice(*options: str) -> Validator:
+    def check(c: _Checker, key: str, value: object) -> str:
+        text = _string(c, key, value)
+        if text not in options:
+            raise c.fail(key, text, f"must be one of {', '.join(options)}",
+                         f'write {key.rsplit(".", 1)[-1]} = "{options[0]}"' + _did_you_mean(text, list(options)))
+        return text
+
+    return check
+
+
+def _tables(c: _Checker, key: str, value: object) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise c.fail(key, value, "must be an array of tables",
+                     f'write it as {key.rsplit(".", 1)[-1]} = [{{ key = "k", operator = "Exists" }}]')
+    return tuple(dict(v) for v in value)
+
+
+def _string_maps(c: _Checker, key: str, value: object) -> dict[str, dict[str, str]]:
+    if not isinstance(value, dict):
+        raise c.fail(key, value, f"must be a table of tables, not {_type_name(value)}",
+                     f'write it as {key.rsplit(".", 1)[-1]} = {{ requests = {{ cpu = "1" }} }}')
+    return {name: _string_map(c, f"{key}.{name}", item) for name, item in value.items()}
+
+
 def _relative_path(c: _Checker, key: str, value: object) -> str:
     text = _string(c, key, value)
     if not text:
@@ -483,8 +518,19 @@ _GITHUB_FIELDS: dict[str, Validator] = {
     "timeout-minutes": _positive_int, "python": _string, "anybuild": _string, "id-token": _bool,
     "secrets": _secret_prefixes, "poll-interval": _seconds,
 }
+_KUBERNETES_FIELDS: dict[str, Validator] = {
+    "context": _string, "namespace": _string,
+    "image": _string, "service_account": _string, "node_selector": _string_map,
+    "tolerations": _tables, "image_pull_secrets": _strings, "registry_secret": _string,
+    "resources": _string_maps, "ttl_seconds": _non_negative_int, "deadline_seconds": _positive_int,
+    "context_size_limit": _string, "cache_repo": _string, "jobs": _positive_int,
+    "unschedulable_grace_seconds": _non_negative_int, "upload": _choice("auto", "exec", "registry"),
+    "context_repository": _repository,
+}
+# [backend.NAME]: one table of settings per backend that has any.
 _BACKEND_TABLES: dict[str, dict[str, Validator]] = {
     "github": _GITHUB_FIELDS,
+    "kubernetes": _KUBERNETES_FIELDS,
 }
 _IMAGE_FIELDS: dict[str, Validator] = {
     "context": _relative_path,
@@ -543,7 +589,8 @@ def parse_config(data: Mapping[str, Any], *, file: Path | None, root: Path) -> C
     github = {key.replace("-", "_"): value for key, value in backends.get("github", {}).items()}
     return Config(
         file=file, root=root, project=project, build=build, tags=tags,
-        registries=registries, images=images, backend=BackendSettings(github=GithubSettings(**github)),
+        registries=registries, images=images,
+        backend=BackendSettings(github=GithubSettings(**github), kubernetes=backends.get("kubernetes", {})),
     )
 
 

@@ -9,13 +9,14 @@ a file with ``--metadata-file``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from rich.console import Console
@@ -35,7 +36,7 @@ from anybuild.environment.probe import collect_facts
 from anybuild.epoch import source_date_epoch
 from anybuild.errors import ExitCode, UsageError
 from anybuild.oci.layout import atomic_write
-from anybuild.planner import plan_build, push_registries
+from anybuild.planner import Plan, plan_build, push_registries
 from anybuild.process import SubprocessRunner
 from anybuild.project import ProjectOptions, ProjectSeams, build_project, run_request, select_images
 from anybuild.registry.reference import Reference
@@ -258,6 +259,22 @@ def _probe_in_background(ctx: ProbeContext) -> Callable[[], Facts]:
     return facts
 
 
+def _kubernetes(config: Config | None, env: Mapping[str, str], plan: Plan, context: str | None,
+                namespace: str | None) -> Any:
+    """The one kubernetes backend of this run (its Jobs share a run id and a Secret), when the plan may use it."""
+    if not any(c.backend is BackendName.KUBERNETES for c in plan.candidates):
+        if (context or namespace) and plan.override is not BackendName.KUBERNETES:
+            raise UsageError("--kube-context and --namespace are for the kubernetes backend, which this plan "
+                             "does not use", hint="add --backend kubernetes, or drop them")
+        return None
+    from anybuild.backends.kubernetes.backend import KubernetesBackend
+    from anybuild.backends.kubernetes.settings import KubernetesSettings
+
+    table = config.backend.kubernetes if config is not None else {}
+    settings = KubernetesSettings.from_config(table).with_overrides(context=context, namespace=namespace)
+    return KubernetesBackend(settings, env=env)
+
+
 def _exit_code(result: RunResult) -> int:
     for image in result.images:
         if not image.ok and image.error and isinstance(image.error.get("exit_code"), int):
@@ -314,6 +331,8 @@ Examples:
 @click.option("--cache-to", "cache_to", default=None, help="A registry repository to push step caches to.")
 @click.option("--allow-dirty", "allow_dirty", is_flag=True,
               help="github backend: build the pushed commit even with uncommitted changes (it says which).")
+@click.option("--kube-context", default=None, help="kubernetes backend: the kubeconfig context (default: current).")
+@click.option("--namespace", default=None, help="kubernetes backend: the namespace of the Jobs.")
 @output_options
 @pass_session
 def build(session: Session, *, targets: tuple[str, ...], all_images: bool, config_path: Path | None,
@@ -322,7 +341,7 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
           target: str | None, platform: str | None, secrets: tuple[str, ...], output: str | None, push: bool,
           load: bool, progress: str, sandbox: str | None, strict: bool, insecure: tuple[str, ...],
           mirrors: tuple[str, ...], no_cache: bool, cache_from: tuple[str, ...], cache_to: str | None,
-          allow_dirty: bool) -> None:
+          allow_dirty: bool, kube_context: str | None = None, namespace: str | None = None) -> None:
     """Build images, with the best backend that works here.
 
     TARGETS are image names from anybuild.toml (or --all for every one), or a
@@ -341,8 +360,11 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
                       override=BackendName(backend) if backend else None)
     runner = SubprocessRunner()
     builtin: list[Backend] = []  # one for every image: its namespace is tried once
+    kube = _kubernetes(config, env, plan, kube_context, namespace)
 
     def backends(name: BackendName) -> Backend:
+        if name is BackendName.KUBERNETES and kube is not None:
+            return cast(Backend, kube)
         if name is BackendName.BUILTIN:
             from anybuild.backends.builtin import BuiltinBackend
 
@@ -395,7 +417,9 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
                                 reproducible=reproducible, cache_from=cache_from, cache_to=cache_to, mirrors=mirrors,
                                 insecure=insecure, sandbox=sandbox, load=load, secrets=secrets,
                                 redactor=session.redactor)
-    with Progress(session, progress, names) as view:
+    interruptible = kube.interruptible() if kube is not None else contextlib.nullcontext()
+    with interruptible, contextlib.closing(kube) if kube is not None else contextlib.nullcontext(), \
+            Progress(session, progress, names) as view:
         seams = ProjectSeams(plan=lambda _spec: plan, backends=backends, diagnose=diagnose, sink_for=view.sink)
         if on_github:
             from anybuild.cli.github_build import run_github_build
@@ -410,7 +434,9 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
             options = ProjectOptions(
                 push=push, load=load, platform=platform, build_args=arguments, secrets=secret_specs,
                 no_cache=no_cache, insecure_registries=insecure, registry_mirrors=parse_mirrors(mirrors),
-                jobs=jobs or config.build.jobs or default_jobs(len(images)), fail_fast=fail_fast,
+                jobs=jobs or config.build.jobs or (kube.settings.jobs if kube is not None and plan.first is not None
+                                                   and plan.first.backend is BackendName.KUBERNETES
+                                                   else default_jobs(len(images))), fail_fast=fail_fast,
                 reproducible=reproducible, source_date_epoch=source_date_epoch(env),
             )
             from anybuild.gitstate import read_git_state  # tags from git: project builds only

@@ -12,6 +12,7 @@ __all__ = ["COMMANDS"]
 COMMANDS: dict[str, str] = {
     "build": "anybuild.cli.build_cmd:build",
     "cache": "anybuild.cli.cache_cmd:cache",
+    "cluster": "anybuild.cli.cluster_cmd:cluster",
     "config": "anybuild.cli.config_cmd:config",
     "copy": "anybuild.cli.image_cmds:copy",
     "inspect": "anybuild.cli.image_cmds:inspect",

@@ -72,7 +72,9 @@ def doctor(session: Session, config_path: Path | None, online: bool) -> None:
         "can_build": plan.can_build_locally,
         "recommendation": recommendation(plan),
     }
-    session.emit(data, lambda console: _render(console, facts, plan))
+    if online:
+        data["cluster"] = cluster_access(session, config)
+    session.emit(data, lambda console: _render(console, facts, plan, data.get("cluster")))
     if not plan.can_build_locally:
         sys.exit(int(ExitCode.ENVIRONMENT))
 
@@ -89,7 +91,47 @@ def _show(value: FactValue) -> str:
             return str(value)
 
 
-def _render(console: Console, facts: Facts, plan: Plan) -> None:
+def cluster_access(session: Session, config: Config | None) -> dict[str, Any]:
+    """The kubernetes backend's preflight, for real: context, namespace, server version, permissions."""
+    from anybuild.backends.kubernetes.backend import KubernetesBackend
+    from anybuild.backends.kubernetes.preflight import EXEC_RULE, role_rules
+    from anybuild.backends.kubernetes.settings import KubernetesSettings
+    from anybuild.errors import AnybuildError
+
+    settings = KubernetesSettings.from_config(config.backend.kubernetes if config else {})
+    try:
+        with KubernetesBackend(settings, env=session.env) as backend:
+            checked = backend.check()
+            needed = backend.rules()
+    except AnybuildError as exc:
+        return {"ok": False, "error": exc.message, "hint": exc.hint}
+    missing = [r for r in needed if r in checked.denied]
+    return {**checked.to_dict(), "ok": not missing, "exec": checked.exec_allowed,
+            "fix": role_rules(missing) if missing else "",
+            "note": "" if checked.exec_allowed else f"no {EXEC_RULE}: the context will go through the registry"}
+
+
+def _render_cluster(console: Console, cluster: dict[str, Any]) -> None:
+    console.print("cluster (kubernetes backend, checked online)", markup=False)
+    if "error" in cluster:
+        console.print(f"  ✗ {cluster['error']}", markup=False)
+        if cluster.get("hint"):
+            console.print(f"      fix: {cluster['hint']}", markup=False)
+        return
+    mark = "✓" if cluster["ok"] else "✗"
+    console.print(f"  {mark} {cluster['where']}, namespace {cluster['namespace']}, server {cluster['server_version']}",
+                  markup=False)
+    console.print(f"      may: {', '.join(cluster['allowed']) or 'nothing'}", markup=False)
+    if cluster["denied"]:
+        console.print(f"      may not: {', '.join(cluster['denied'])}", markup=False)
+    if cluster["note"]:
+        console.print(f"      note: {cluster['note']}", markup=False)
+    for line in cluster["fix"].splitlines():
+        console.print(f"      fix: {line}", markup=False)
+    console.print()
+
+
+def _render(console: Console, facts: Facts, plan: Plan, cluster: dict[str, Any] | None = None) -> None:
     for topic, group in facts.by_topic().items():
         table = Table(title=str(topic), title_justify="left", show_edge=False, pad_edge=False)
         for column in ("fact", "value", "evidence"):
@@ -98,6 +140,8 @@ def _render(console: Console, facts: Facts, plan: Plan) -> None:
             table.add_row(str(fact.key), _show(fact.value), fact.evidence)
         console.print(table)
         console.print()
+    if cluster is not None:
+        _render_cluster(console, cluster)
     console.print("backends", markup=False)
     chosen = {c.backend: c for c in plan.candidates}
     excluded = {e.backend: e for e in plan.exclusions}

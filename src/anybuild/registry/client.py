@@ -212,6 +212,20 @@ class RegistryClient:
 
         return self.http.attempt(op, what=what, url=url, attempts=attempts)
 
+    def head_manifest(self, ref: Reference) -> Digest | None:
+        """The digest the registry announces for *ref* (``HEAD``, Docker-Content-Digest); None if it has none."""
+        self._scope(ref, "pull")
+        url = self._url(ref, f"manifests/{ref.identifier}")
+        what = f"head manifest {ref}"
+        headers = {"Accept": ", ".join(MANIFEST_ACCEPT)}
+
+        def op() -> Digest | None:
+            response = raise_for(self.http, self._client(ref).head(url, headers=headers), what, 200, 404)
+            announced = response.headers.get("Docker-Content-Digest")
+            return Digest.parse(announced) if response.status_code == 200 and announced else None
+
+        return self.http.attempt(op, what=what, url=url)
+
     def put_manifest(self, ref: Reference, data: bytes, media_type: str) -> Digest:
         self._scope(ref, "pull", "push")
         url = self._url(ref, f"manifests/{ref.identifier}")

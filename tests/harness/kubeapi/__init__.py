@@ -1,0 +1,1 @@
+"""An in-repo fake Kubernetes API server for the kubernetes backend's tests (see server.py)."""
