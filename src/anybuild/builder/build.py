@@ -30,6 +30,7 @@ from anybuild.builder.sandbox import (
     LadderSandbox,
     NetworkMode,
     SandboxFacts,
+    SandboxKind,
     make_sandbox,
     probe_sandbox_facts,
     sandbox_ladder,
@@ -266,7 +267,7 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
                             cache_dir=root / "cache" / "mounts", runner=env.runner,
                             on_line=lambda line: sink.line(redactor(line)), clock=env.clock, redactor=redactor,
                             snapshotter=make_snapshotter(snapshots, scratch=work), stacker=stacker,
-                            unpack=unpack)
+                            unpack=unpack, strict=env.strict, ids_emulated=ladder[0].kind is SandboxKind.PROOT)
         with snapshot_store.in_use():  # no prune or sweep removes what this build reads or writes
             try:
                 image = executor.build()

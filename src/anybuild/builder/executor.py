@@ -46,7 +46,7 @@ from anybuild.dockerfile.expand import Scope, expand_instruction, expand_word, p
 from anybuild.dockerfile.instructions import Add, Arg, Copy, Entrypoint, From, Instruction, KeyValue, Run, Workdir
 from anybuild.dockerfile.parser import parse_dockerfile, read_dockerfile
 from anybuild.dockerfile.stages import Stage, build_stage_graph
-from anybuild.errors import BuildFailed, DockerfileError
+from anybuild.errors import BuildFailed, DockerfileError, EnvironmentUnsupported
 from anybuild.oci.config import ContainerConfig, History, ImageConfig
 from anybuild.oci.descriptor import Descriptor
 from anybuild.oci.digest import Digest
@@ -129,6 +129,8 @@ class Executor:
     cache: StepCache | None = None  # the step cache (None: no lookups, nothing recorded)
     snapshotter: Snapshotter = field(default_factory=WalkSnapshotter)  # anybuild.builder.overlay chooses
     stacker: Stacker | None = None  # stages as overlays of layer snapshots (replaces the snapshotter's rootfs)
+    strict: bool = False  # refuse a RUN whose USER the pod has no id for (run or cached)
+    ids_emulated: bool = False  # the RUN sandbox emulates ids (proot): no USER but root is real
 
     # -- top level ---------------------------------------------------------------------
 
@@ -227,6 +229,12 @@ class Executor:
         if isinstance(instr, From):
             raise DockerfileError("FROM inside a stage", file=self.file, line=instr.start_line)
         expanded = expand_instruction(instr, state.scope.lookup(), escape=escape, file=self.file)
+        if self.strict and isinstance(expanded, Run) and self.run_as_stand_in(state.config.user) is not None:
+            raise EnvironmentUnsupported(
+                f"--strict: {self.file}:{instr.start_line}: RUN as USER {state.config.user} cannot run as that user "
+                f"here (owners: {self.unpack.ownership.describe()}), so its permission checks would be root's",
+                hint="build without --strict (files still get the USER's owner), or where the pod grants a subuid "
+                     "range (newuidmap) or root")
         if self.cache is not None and self.cache.lookup(self, state, expanded, f"{label} {self.redactor(text)}",
                                                         started):
             return
@@ -368,6 +376,25 @@ class Executor:
             capture.keep(chain_ids(state.diff_ids)[-1])  # the step's upper is the new top layer's snapshot
         state.history.append(History(created=self._now(), created_by=result.created_by,
                                      comment="buildkit.dockerfile.v0"))
+
+    def run_as_stand_in(self, user: str) -> str | None:
+        """What a RUN as *user* runs as here when the pod has no such id (``root``), else None.
+
+        Only the ids the pod grants decide, before the rootfs is read: one id (or none of its own)
+        cannot be any USER but root; a subuid range is taken to hold the image's users.
+        """
+        ownership = self.unpack.ownership
+        name = user.partition(":")[0]
+        if name in ("", "root", "0"):
+            return None
+        if self.ids_emulated:
+            return "root"
+        if ownership.full:
+            return None
+        single = ownership.chown and len(ownership.uids.spans) == 1 and ownership.uids.spans[0][1] == 1
+        if ownership.chown and not single and (not name.isdigit() or int(name) in ownership.uids):
+            return None
+        return "root"
 
     def _made_by(self, source: Path, added: tuple[str, ...], owner: tuple[int, int],
                  recorded: dict[str, RecordedMeta]) -> None:

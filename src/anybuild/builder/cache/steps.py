@@ -99,6 +99,9 @@ class StepCache:
                     else:
                         chosen = under(self._context_files(), mount.source or ".")
                         files += hash_files(self.context, chosen, self.hashes)
+                # a RUN whose USER cannot be had here runs as root: not the same step as one run as USER
+                if (stand_in := ex.run_as_stand_in(state.config.user)) is not None:
+                    refs["run-as"] = stand_in
                 # the ARG/ENV values a RUN sees; undeclared proxy args stay out (as in BuildKit)
                 return step_key(parent, instr, env=state.scope.lookup(), files=files, refs=refs)
             case Add() if any(s.path.startswith(("http://", "https://")) for s in instr.sources) \
