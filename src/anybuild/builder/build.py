@@ -266,7 +266,8 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
         executor = Executor(inputs=inputs, sandbox=sandbox, images=images, store=store, work=work, cache=cache,
                             cache_dir=root / "cache" / "mounts", runner=env.runner,
                             on_line=lambda line: sink.line(redactor(line)), clock=env.clock, redactor=redactor,
-                            snapshotter=make_snapshotter(snapshots, scratch=work), stacker=stacker,
+                            snapshotter=make_snapshotter(snapshots, scratch=work, records=not facts.ownership.full),
+                            stacker=stacker,
                             unpack=unpack, strict=env.strict, ids_emulated=ladder[0].kind is SandboxKind.PROOT)
         with snapshot_store.in_use():  # no prune or sweep removes what this build reads or writes
             try:

@@ -43,7 +43,7 @@ from typing import IO, BinaryIO, Protocol, cast
 import zstandard
 
 from anybuild.builder.inroot import RootDir
-from anybuild.builder.owners import Ownership
+from anybuild.builder.owners import Ownership, read_device
 from anybuild.builder.rootfs import OPAQUE, WHITEOUT_PREFIX, RecordedMeta
 from anybuild.builder.snapshot import Changeset, path_key
 
@@ -420,6 +420,10 @@ class _EntryWriter:
             info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
         elif stat.S_ISFIFO(mode):
             info.type = tarfile.FIFOTYPE
+        elif stat.S_ISREG(mode) and self.ownership is not None and (device := read_device(
+                f"/proc/self/fd/{dir_fd}/{base}")) is not None:  # a device node the kernel refused to make
+            info.type = tarfile.CHRTYPE if device[0] == "char" else tarfile.BLKTYPE
+            info.devmajor, info.devminor = device[1], device[2]
         elif stat.S_ISREG(mode):
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in self.links:

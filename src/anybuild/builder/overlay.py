@@ -337,9 +337,10 @@ def _overlay_refusal(data: Path, euid: int | None) -> str | None:
     return None
 
 
-def make_snapshotter(choice: SnapshotterChoice, *, scratch: Path, mounter: Mounter | None = None) -> Snapshotter:
+def make_snapshotter(choice: SnapshotterChoice, *, scratch: Path, mounter: Mounter | None = None,
+                     records: bool = False) -> Snapshotter:
     """The snapshotter *choice* names, with per-step directories under *scratch*."""
     if choice.kind is SnapshotterKind.OVERLAY and choice.placement is not None:
         return OverlaySnapshotter(placement=choice.placement, scratch=scratch, mounter=mounter or LibcMounter(),
                                   volatile=choice.volatile, flavor=choice.flavor)
-    return WalkSnapshotter()
+    return WalkSnapshotter(records=records)

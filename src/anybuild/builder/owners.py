@@ -25,9 +25,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["OWNER_XATTR", "IdRanges", "Ownership"]
+__all__ = ["DEVICE_XATTR", "OWNER_XATTR", "IdRanges", "Ownership", "read_device", "read_record"]
 
 OWNER_XATTR = "user.anybuild.owner"
+# A device node the kernel would not let the builder make (a user namespace, no CAP_MKNOD): an empty
+# regular file stands in for it, and this attribute says what it is (``b"c 1 3"``).
+DEVICE_XATTR = "user.anybuild.device"
 _CAP_CHOWN = 0
 _NOT_KEPT = (errno.ENOTSUP, errno.EPERM, errno.EACCES, errno.EINVAL)
 _FULL = 4294967295
@@ -74,6 +77,7 @@ class Ownership:
     """Which owners files can really have here, and how the others are kept."""
 
     XATTR = OWNER_XATTR  # for code that loads this module by file (the sandbox's recorder)
+    DEVICE_XATTR = DEVICE_XATTR
 
     uids: IdRanges
     gids: IdRanges
@@ -182,6 +186,17 @@ class Ownership:
             if recorded is not None:
                 return recorded
         return self.image(st_uid, st_gid)
+
+
+def read_device(target: int | str) -> tuple[str, int, int] | None:
+    """("char" | "block", major, minor) when *target* stands in for a device node, else None."""
+    try:
+        value = os.getxattr(target, DEVICE_XATTR, follow_symlinks=False).decode("ascii", "replace").split()
+    except OSError:
+        return None
+    if len(value) != 3 or value[0] not in ("c", "b") or not value[1].isdigit() or not value[2].isdigit():
+        return None
+    return ("char" if value[0] == "c" else "block"), int(value[1]), int(value[2])
 
 
 def read_record(target: int | str) -> tuple[int, int] | None:

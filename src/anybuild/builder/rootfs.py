@@ -35,7 +35,7 @@ from typing import IO, cast
 import zstandard
 
 from anybuild.builder.inroot import NO_SPACE, RootDir, clean_relative, remove_at, write_all
-from anybuild.builder.owners import Ownership
+from anybuild.builder.owners import DEVICE_XATTR, Ownership
 from anybuild.errors import IntegrityError
 
 __all__ = [
@@ -328,13 +328,28 @@ class _State:
             if not self.options.mknod:
                 raise PermissionError(errno.EPERM, "mknod not tried")
             os.mknod(name, file_type | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=fd)
-        except PermissionError:  # no CAP_MKNOD, or a user namespace: kept for the layers
-            self.recorded[rel] = RecordedMeta(uid=member.uid, gid=member.gid, mode=member.mode & 0o7777,
-                                              device=(kind, member.devmajor, member.devminor))
-            return
+        except PermissionError:  # no CAP_MKNOD, or a user namespace: an empty file stands in for it
+            if not self._device_placeholder(fd, name, kind, member):
+                self.recorded[rel] = RecordedMeta(uid=member.uid, gid=member.gid, mode=member.mode & 0o7777,
+                                                  device=(kind, member.devmajor, member.devminor))
+                return
         self._owner(fd, name, rel, member)
         os.chmod(name, member.mode & 0o7777, dir_fd=fd)
         os.utime(name, ns=_times(member), dir_fd=fd, follow_symlinks=False)
+
+    def _device_placeholder(self, fd: int, name: str, kind: str, member: tarfile.TarInfo) -> bool:
+        """An empty file marked as the device node (owners.DEVICE_XATTR); False where none can be kept."""
+        out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
+        try:
+            value = f"{kind[0]} {member.devmajor} {member.devminor}".encode()
+            os.setxattr(out, DEVICE_XATTR, value)
+            os.fchmod(out, member.mode & 0o7777)
+        except OSError:
+            os.close(out)
+            os.unlink(name, dir_fd=fd)
+            return False
+        os.close(out)
+        return True
 
     def _owner(self, fd: int, name: str | None, rel: str, member: tarfile.TarInfo) -> None:
         kept = self.options.ownership.give(fd if name is None else name, member.uid, member.gid,

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from anybuild.builder.owners import read_record
+
 __all__ = ["Changeset", "Entry", "Kind", "Snapshot", "diff", "file_digest", "path_key", "scan"]
 
 RACY_WINDOW_NS = 2_000_000_000
@@ -78,16 +80,17 @@ class Entry:
     link: str | None = None
     digest: str | None = None  # set for racily modified regular files
     generation: int | None = None  # a directory's inode generation, where the filesystem tells it
+    record: tuple[int, int] | None = None  # the owner recorded on it (anybuild.builder.owners), when scanned
 
     @classmethod
     def of_stat(cls, info: os.stat_result, *, link: str | None = None, digest: str | None = None,
-                generation: int | None = None) -> Entry:
+                generation: int | None = None, record: tuple[int, int] | None = None) -> Entry:
         kind = Kind.of(info.st_mode)
         return cls(
             kind=kind, mode=stat.S_IMODE(info.st_mode), uid=info.st_uid, gid=info.st_gid,
             size=info.st_size if kind is Kind.FILE else 0, mtime_ns=info.st_mtime_ns,
             ctime_ns=info.st_ctime_ns, ino=info.st_ino, nlink=info.st_nlink, rdev=info.st_rdev,
-            link=link, digest=digest, generation=generation,
+            link=link, digest=digest, generation=generation, record=record,
         )
 
     def same_inode(self, other: Entry) -> bool:
@@ -101,7 +104,7 @@ class Entry:
         return (
             self.kind is other.kind and self.mode == other.mode and self.uid == other.uid
             and self.gid == other.gid and self.size == other.size and self.mtime_ns == other.mtime_ns
-            and self.rdev == other.rdev and self.link == other.link
+            and self.rdev == other.rdev and self.link == other.link and self.record == other.record
         )
 
 
@@ -155,11 +158,13 @@ def scan(
     exclude: Collection[str] = (),
     clock: Callable[[], int] = time.time_ns,
     racy_window_ns: int = RACY_WINDOW_NS,
+    records: bool = False,
 ) -> Snapshot:
     """Walk *root* (never following symlinks) into a :class:`Snapshot`.
 
     *exclude* names relative paths skipped with everything below them (sandbox
-    mount points that must not become part of a layer).
+    mount points that must not become part of a layer). *records*: read the owner
+    recorded on each file and directory (a builder that cannot give every owner).
     """
     taken = clock()
     racy_after = taken - racy_window_ns
@@ -173,7 +178,8 @@ def scan(
             digest = None
             if stat.S_ISREG(info.st_mode) and max(info.st_mtime_ns, info.st_ctime_ns) >= racy_after:
                 digest = file_digest(full)
-            entries[rel] = Entry.of_stat(info, link=link, digest=digest, generation=generation)
+            record = read_record(full) if records and not link else None
+            entries[rel] = Entry.of_stat(info, link=link, digest=digest, generation=generation, record=record)
     finally:
         os.close(top)
     return Snapshot(entries=entries, taken_ns=taken)

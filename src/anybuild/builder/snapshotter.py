@@ -69,24 +69,30 @@ class Snapshotter(Protocol):
 class _WalkCapture:
     rootfs: Path
     before: Snapshot
+    records: bool = False
 
     def finish(self) -> Taken:
-        after = scan(self.rootfs)
+        after = scan(self.rootfs, records=self.records)
         changes = diff(self.before, after, digest=lambda p: file_digest(self.rootfs / p))
         return Taken(changes=changes, source=self.rootfs, after=after)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WalkSnapshotter:
-    """The portable snapshotter: works on any filesystem, costs a walk of the rootfs per step."""
+    """The portable snapshotter: works on any filesystem, costs a walk of the rootfs per step.
+
+    *records*: owners are recorded on files here (anybuild.builder.owners): a change of one is a change.
+    """
+
+    records: bool = False
 
     @property
     def kind(self) -> SnapshotterKind:
         return SnapshotterKind.WALK
 
     def baseline(self, rootfs: Path) -> Snapshot:
-        return scan(rootfs)
+        return scan(rootfs, records=self.records)
 
     @contextmanager
     def step(self, rootfs: Path, before: Snapshot, *, filesystem: bool = True) -> Iterator[Capture]:
-        yield _WalkCapture(rootfs=rootfs, before=before)
+        yield _WalkCapture(rootfs=rootfs, before=before, records=self.records)

@@ -294,7 +294,8 @@ class StackCapture:
     def finish(self) -> Taken:
         self.unmount()
         with self.stacker.view_of(self.lowers) as lower:
-            changes = changes_from_upper(self.upper, lower, self.stacker.flavor)
+            changes = changes_from_upper(self.upper, lower, self.stacker.flavor,
+                                         records=not self.stacker.unpack.ownership.full)
         return Taken(changes=changes, source=self.upper, after=Snapshot(entries={}))
 
     def keep(self, chain: Digest) -> None:

@@ -33,6 +33,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anybuild.builder.owners import read_record
 from anybuild.builder.rootfs import OVERLAY_OPAQUE_XATTR, is_whiteout
 from anybuild.builder.snapshot import Changeset, path_key
 
@@ -109,6 +110,7 @@ class _Acc:
     upper: Path
     lower: Path
     opaque_xattr: str
+    records: bool = False  # owners are recorded on files (owners.OWNER_XATTR): a change of one is a change
     added: list[str] = field(default_factory=list)
     modified: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
@@ -132,6 +134,12 @@ class _Acc:
                 continue
             self._entry(path, info, _lstat(self.lower / path))
 
+    def _same_record(self, path: str) -> bool:
+        """Whether a copied-up path keeps the owner recorded below (always, where none are recorded)."""
+        if not self.records:
+            return True
+        return read_record(str(self.upper / path)) == read_record(str(self.lower / path))
+
     def _entry(self, path: str, info: os.stat_result, below: os.stat_result | None) -> None:
         directory = stat.S_ISDIR(info.st_mode)
         if below is None:
@@ -142,11 +150,11 @@ class _Acc:
             self.opaque.append(path)
             self.added.append(path)
         elif directory:
-            if not _same_metadata(below, info):
+            if not _same_metadata(below, info) or not self._same_record(path):
                 self.modified.append(path)
             self.visit(path, new=False)
             return
-        elif not (stat.S_ISREG(info.st_mode) and _same_metadata(below, info)
+        elif not (stat.S_ISREG(info.st_mode) and _same_metadata(below, info) and self._same_record(path)
                   and info.st_nlink == below.st_nlink  # a new hard link to it: the layer needs both names
                   and _same_bytes(self.upper / path, self.lower / path)):
             self.modified.append(path)  # written, or copied up for a metadata change
@@ -154,9 +162,10 @@ class _Acc:
             self.visit(path, new=True)
 
 
-def changes_from_upper(upper: Path, lower: Path, flavor: OverlayFlavor = TRUSTED_FLAVOR) -> Changeset:
+def changes_from_upper(upper: Path, lower: Path, flavor: OverlayFlavor = TRUSTED_FLAVOR, *,
+                       records: bool = False) -> Changeset:
     """The changeset an overlay step left in *upper*, over the (unmounted) *lower* rootfs."""
-    acc = _Acc(upper=upper, lower=lower, opaque_xattr=flavor.opaque_xattr)
+    acc = _Acc(upper=upper, lower=lower, opaque_xattr=flavor.opaque_xattr, records=records)
     acc.visit("", new=False)
     return Changeset(
         added=tuple(sorted(acc.added, key=path_key)), modified=tuple(sorted(acc.modified, key=path_key)),

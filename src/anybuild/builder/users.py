@@ -21,6 +21,7 @@ class Identity:
     uid: int
     gid: int
     groups: tuple[int, ...] = ()
+    home: str = "/"  # the user's home in /etc/passwd: HOME of a RUN that sets none (as runc sets it)
 
 
 def parse_passwd(text: str) -> dict[str, tuple[int, int]]:
@@ -81,20 +82,31 @@ def _lookup_group(name: str, groups: dict[str, tuple[int, tuple[str, ...]]], wha
     return groups[name][0]
 
 
+def _home_of(passwd: str, uid: int) -> str:
+    """The home directory of the first passwd entry with *uid* (runc's default "/" without one)."""
+    for line in passwd.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and fields[2] == str(uid):
+            return fields[5] or "/"
+    return "/"
+
+
 def resolve_user(spec: str, root: RootDir) -> Identity:
     """``USER`` value (``name``, ``uid``, ``name:group``, ``uid:gid``) -> ids for a RUN."""
     if not spec:
         spec = "0"
     user, _, group = spec.partition(":")
-    users = parse_passwd(_read(root, "etc/passwd"))
+    passwd = _read(root, "etc/passwd")
+    users = parse_passwd(passwd)
     groups = parse_group(_read(root, "etc/group"))
     uid, primary = _lookup_user(user, users, f"USER {spec}")
+    home = _home_of(passwd, uid)
     if group:
-        return Identity(uid=uid, gid=_lookup_group(group, groups, f"USER {spec}"))
+        return Identity(uid=uid, gid=_lookup_group(group, groups, f"USER {spec}"), home=home)
     gid = primary if primary is not None else 0
     name = next((n for n, (u, _) in users.items() if u == uid), user)
     extra = tuple(sorted({g for g, members in groups.values() if name in members and g != gid}))
-    return Identity(uid=uid, gid=gid, groups=extra)
+    return Identity(uid=uid, gid=gid, groups=extra, home=home)
 
 
 def resolve_chown(spec: str, root: RootDir) -> tuple[int, int]:

@@ -129,6 +129,7 @@ def run_step(instr: Run, config: ContainerConfig, env: Mapping[str, str], rootfs
     environment.setdefault("PATH", DEFAULT_PATH)
     with RootDir.open(rootfs) as root:
         ident = resolve_user(config.user, root)
+        environment.setdefault("HOME", ident.home)  # what runc sets for a process without one
         cwd = config.working_dir or "/"
         if root.lstat(root.resolve(cwd)) is None:
             os.close(root.open_dir(root.resolve(cwd), create=True))

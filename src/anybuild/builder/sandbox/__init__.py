@@ -61,7 +61,7 @@ def make_sandbox(ladder: list[SandboxChoice], *, work: Path, facts: SandboxFacts
                  on_note: Callable[[str], None] = lambda _line: None, strict: bool = False) -> LadderSandbox:
     """The sandbox for a build: the first of *ladder* that starts here, made when it first runs."""
     run = runner or SubprocessRunner()
-    return LadderSandbox(ladder=list(ladder), on_note=on_note,
+    return LadderSandbox(ladder=list(ladder), on_note=on_note, facts=facts,
                          make=lambda kind: sandbox_of(kind, work=work, facts=facts, runner=run, strict=strict))
 
 
@@ -72,6 +72,7 @@ class LadderSandbox:
     ladder: list[SandboxChoice]
     make: Callable[[SandboxKind], Sandbox]
     on_note: Callable[[str], None]
+    facts: SandboxFacts | None = None
     made: dict[SandboxKind, Sandbox] = field(default_factory=dict)
     index: int = 0
     ran: SandboxKind | None = None  # the kind that ran the last RUN (None: no RUN ran)
@@ -85,7 +86,26 @@ class LadderSandbox:
     def choice(self) -> SandboxChoice:
         return self.ladder[self.index]
 
+    def _emulating(self, spec: RunSpec) -> SandboxKind | None:
+        """proot for a RUN whose USER the pod has no id for, where the ladder has it: the command then
+        sees its USER's ids (``id``, a tool that refuses root), as under Docker, where a namespaces
+        sandbox could only run it as root."""
+        if self.facts is None or (spec.uid, spec.gid) == (0, 0) or self.kind is SandboxKind.PROOT:
+            return None
+        if not any(c.kind is SandboxKind.PROOT for c in self.ladder[self.index:]):
+            return None
+        from anybuild.builder.sandbox.namespace import ids_exist
+
+        return None if ids_exist(self.facts.ownership, spec) else SandboxKind.PROOT
+
     def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> RunOutcome:
+        emulating = self._emulating(spec)
+        if emulating is not None:
+            if emulating not in self.made:
+                self.made[emulating] = self.make(emulating)
+            outcome = self.made[emulating].run(spec, on_line)
+            self.ran = emulating
+            return outcome
         while True:
             kind = self.kind
             if kind not in self.made:

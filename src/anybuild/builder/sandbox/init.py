@@ -41,6 +41,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -263,17 +264,51 @@ def _unshare(spec: dict[str, Any]) -> None:
         raise SetupError(f"making / private in the new mount namespace: {os.strerror(err)}")
 
 
-def _wait(pid: int, listener: int | None, serve: Any) -> int:
-    """Wait for *pid*, answering the recorder's notifications meanwhile; the wait status."""
+def _main_tracee(proot: int) -> int | None:
+    """The process proot started for the command (its first child), once it exists."""
+    try:
+        children = Path(f"/proc/{proot}/task/{proot}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def _others_in_group(group: int, keep: int) -> list[int]:
+    """The processes of process group *group* but *keep* (what the command left running)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == keep:
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            if int(fields[2]) == group:  # pgrp
+                found.append(int(entry.name))
+    return found
+
+
+def _wait(pid: int, listener: int | None, serve: Any, *, proot: bool = False) -> int:
+    """Wait for *pid*, answering the recorder's notifications meanwhile; the wait status.
+
+    Under proot (*proot*), the RUN ends when the command does, as in a container whose pid 1 ends:
+    proot waits for every tracee, so what the command left running (a daemon started with ``&``) is
+    killed a moment after the command itself has ended.
+    """
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     if listener is not None:
         poller.register(listener, select.POLLIN)
+    main_fd: int | None = None
+    ended_at: float | None = None
     try:
         while True:
+            if proot and main_fd is None and ended_at is None and (main := _main_tracee(pid)) is not None:
+                with contextlib.suppress(OSError):
+                    main_fd = os.pidfd_open(main)
+                    poller.register(main_fd, select.POLLIN)
+            timeout = None if not proot else (50 if main_fd is None and ended_at is None else 200)
             try:
-                events = dict(poller.poll())
+                events = dict(poller.poll(timeout))
             except InterruptedError:
                 continue
             if listener is not None and events.get(listener, 0) & select.POLLIN:
@@ -285,8 +320,18 @@ def _wait(pid: int, listener: int | None, serve: Any) -> int:
             if events.get(pidfd, 0) & select.POLLIN:
                 _, status = os.waitpid(pid, 0)
                 return status
+            if main_fd is not None and events.get(main_fd, 0) & select.POLLIN:
+                poller.unregister(main_fd)
+                os.close(main_fd)
+                main_fd, ended_at = None, time.monotonic()
+            if ended_at is not None and time.monotonic() - ended_at > 0.2:
+                for other in _others_in_group(pid, keep=pid):
+                    with contextlib.suppress(OSError):
+                        os.kill(other, signal.SIGKILL)
     finally:
         os.close(pidfd)
+        if main_fd is not None:
+            os.close(main_fd)
 
 
 def _end_leftovers(pid: int) -> None:
@@ -346,7 +391,7 @@ def main(argv: list[str]) -> int:
                 guest_paths=spec["mode"] == "proot")
             serving.open()
     try:
-        status = _wait(pid, listener, serving.one if serving is not None else None)
+        status = _wait(pid, listener, serving.one if serving is not None else None, proot=spec["mode"] == "proot")
     finally:
         if spec["mode"] != "namespaces":
             _end_leftovers(pid)

@@ -20,7 +20,17 @@ in the command before it runs that turns ``chown``, ``lchown``, ``fchown`` and
   make, success otherwise;
 - a target outside the root filesystem (a cache or bind mount) is left to the kernel.
 
-The command then sees ``chown`` succeed, as it does under Docker.
+The command then sees ``chown`` succeed, as it does under Docker. ``mknod`` of a device node,
+which the kernel refuses in a user namespace, is answered the same way: an empty file stands in
+for the node, marked with the ``user.anybuild.device`` attribute the layer writer reads. What it cannot see is a
+recorded owner: ``stat`` shows the ids on disk. So a program that replaces a file keeping its
+owner — write a new file, ``fchown`` it to the owner ``stat`` showed, ``rename`` it over the old
+one (useradd on /etc/shadow, ``sed -i``, editors) — would give the new file the ids it saw. The
+recorder also watches ``rename``: a file it saw chowned to exactly the ids the replaced file shows
+takes over that file's recorded owner. A plain ``mv`` (no chown) does not. And a chown to exactly
+the ids ``stat`` shows of a file the command holds open with a recorded owner, beside it and named
+after it (``shadow`` for ``shadow-``), is taken as copying that owner (shadow's backups): the record
+is given instead.
 """
 
 from __future__ import annotations
@@ -67,9 +77,15 @@ _SECCOMP_RET_ERRNO = 0x00050000
 # (audit arch, seccomp syscall, openat2, {syscall: (name, path argument?, follows symlinks?)})
 _ARCHES = {
     "x86_64": (0xC000003E, 317, 437, {92: ("chown", True, True), 93: ("fchown", False, True),
-                                       94: ("lchown", True, False), 260: ("fchownat", True, True)}),
-    "aarch64": (0xC00000B7, 277, 437, {55: ("fchown", False, True), 54: ("fchownat", True, True)}),
+                                       94: ("lchown", True, False), 260: ("fchownat", True, True),
+                                       82: ("rename", True, False), 264: ("renameat", True, False),
+                                       316: ("renameat2", True, False), 133: ("mknod", True, False),
+                                       259: ("mknodat", True, False)}),
+    "aarch64": (0xC00000B7, 277, 437, {55: ("fchown", False, True), 54: ("fchownat", True, True),
+                                        38: ("renameat", True, False), 276: ("renameat2", True, False),
+                                        33: ("mknodat", True, False)}),
 }
+_RENAME_EXCHANGE = 2
 _STATX = {"x86_64": 332, "aarch64": 291}
 
 
@@ -149,6 +165,7 @@ class Recorder:
     logical_groups: frozenset[int] = frozenset({0})
     guest_paths: bool = False  # proot: absolute paths are the command's view, not this process's
     symlinks: list[tuple[str, int, int]] = field(default_factory=list)  # (path in rootfs, uid, gid)
+    chowned: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)  # (dev, ino) -> ids asked
     handled: int = 0
     _libc: ctypes.CDLL = field(default_factory=_libc)
     _root_fd: int = -1
@@ -220,6 +237,11 @@ class Recorder:
         """(errno or 0, whether the kernel should run the call after all)."""
         _, _, _, calls = _arch()
         name, has_path, follow = calls[nr]
+        if name.startswith("rename"):
+            self._rename(pid, name, args)
+            return 0, True  # the kernel renames
+        if name.startswith("mknod"):
+            return self._mknod(pid, name, args)
         if name == "fchown":
             target = self._open_fd(pid, args[0])
             uid, gid = args[1] & _UNCHANGED, args[2] & _UNCHANGED
@@ -242,9 +264,121 @@ class Recorder:
             os.close(target)
             return errno.ESRCH, False
         try:
+            if _UNCHANGED not in (uid, gid):
+                uid, gid = self._copied_from_open_file(pid, target, (uid, gid))
             return self._chown(target, shown, uid, gid), False
         finally:
             os.close(target)
+
+    def _copied_from_open_file(self, pid: int, target: int, asked: tuple[int, int]) -> tuple[int, int]:
+        """The recorded owner of the one file *pid* holds open, beside *target* and named after it, whose
+        ids as ``stat`` shows them are *asked* (the command copies that file's owner), else *asked*."""
+        try:
+            names = [entry.name for entry in Path(f"/proc/{pid}/fd").iterdir()]
+            where, _, base = str(Path(f"/proc/self/fd/{target}").readlink()).rpartition("/")
+        except OSError:
+            return asked
+        target_info = os.fstat(target)
+        found: set[tuple[int, int]] = set()
+        for name in names:
+            try:
+                fd = os.open(f"/proc/{pid}/fd/{name}", _O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                info = os.fstat(fd)
+                if (info.st_dev, info.st_ino) == (target_info.st_dev, target_info.st_ino):
+                    continue
+                if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                    continue
+                if self.ownership.image(info.st_uid, info.st_gid) != asked:
+                    continue
+                other_where, _, other = str(Path(f"/proc/self/fd/{fd}").readlink()).rpartition("/")
+                if other_where != where or not (base.startswith(other) or other.startswith(base)):
+                    continue
+                recorded = self._record_of(fd)
+                if recorded is not None and recorded != asked:
+                    found.add(recorded)
+            finally:
+                os.close(fd)
+        return found.pop() if len(found) == 1 else asked
+
+    def _rename(self, pid: int, name: str, args: list[int]) -> None:
+        """Before the kernel renames: hand the replaced file's recorded owner to its replacement, where
+        the command kept that owner as ``stat`` showed it (see the module's doc)."""
+        if name == "rename":
+            old_dir, old, new_dir, new, flags = _AT_FDCWD, args[0], _AT_FDCWD, args[1], 0
+        else:
+            old_dir, old = ctypes.c_int32(args[0] & 0xFFFFFFFF).value, args[1]
+            new_dir, new = ctypes.c_int32(args[2] & 0xFFFFFFFF).value, args[3]
+            flags = args[4] if name == "renameat2" else 0
+        if flags & _RENAME_EXCHANGE or not self.chowned:
+            return
+        old_at = self._locate(pid, old_dir, self._string(pid, old))
+        new_at = self._locate(pid, new_dir, self._string(pid, new))
+        if old_at is None or new_at is None:
+            return
+        try:
+            source = self._open_in_root(old_at, follow=False)
+        except OSError:
+            return
+        try:
+            info = os.fstat(source)
+            asked = self.chowned.get((info.st_dev, info.st_ino))
+            if asked is None or not stat.S_ISREG(info.st_mode):
+                return
+            try:
+                replaced = self._open_in_root(new_at, follow=False)
+            except OSError:
+                return
+            try:
+                old_info = os.fstat(replaced)
+                kept = self._record_of(replaced) if stat.S_ISREG(old_info.st_mode) else None
+                shown = self.ownership.image(old_info.st_uid, old_info.st_gid)
+                if kept is not None and asked == shown and self._record_of(source) is None:
+                    os.setxattr(f"/proc/self/fd/{source}", self.ownership.XATTR, f"{kept[0]}:{kept[1]}".encode())
+            finally:
+                os.close(replaced)
+        finally:
+            os.close(source)
+
+    def _mknod(self, pid: int, name: str, args: list[int]) -> tuple[int, bool]:
+        """A device node: an empty file stands in for it (owners.DEVICE_XATTR); anything else: the kernel."""
+        dirfd, path, mode, dev = ((_AT_FDCWD, args[0], args[1], args[2]) if name == "mknod" else
+                                  (ctypes.c_int32(args[0] & 0xFFFFFFFF).value, args[1], args[2], args[3]))
+        kind = stat.S_IFMT(mode)
+        if kind not in (stat.S_IFCHR, stat.S_IFBLK) or (kind == stat.S_IFCHR and dev == 0):
+            return 0, True  # FIFOs, sockets and overlay whiteouts need no privilege
+        if self.logical_uid != 0:
+            return errno.EPERM, False  # without CAP_MKNOD, as under Docker
+        located = self._locate(pid, dirfd, self._string(pid, path))
+        if located is None:
+            return 0, True
+        parent, _, base = located.rpartition("/")
+        umask = 0o022
+        with contextlib.suppress(OSError, ValueError, StopIteration):
+            status = Path(f"/proc/{pid}/status").read_text()
+            umask = int(next(line for line in status.splitlines() if line.startswith("Umask:")).split()[1], 8)
+        holder = self._open_in_root(parent or ".", follow=True)
+        try:
+            out = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          mode & 0o7777 & ~umask, dir_fd=holder)
+        except OSError as exc:
+            return exc.errno or errno.EIO, False
+        finally:
+            os.close(holder)
+        try:
+            letter = "c" if kind == stat.S_IFCHR else "b"
+            os.setxattr(out, self.ownership.DEVICE_XATTR, f"{letter} {os.major(dev)} {os.minor(dev)}".encode())
+        finally:
+            os.close(out)
+        return 0, False
+
+    def _record_of(self, fd: int) -> tuple[int, int] | None:
+        with contextlib.suppress(OSError, ValueError):
+            uid, _, gid = os.getxattr(f"/proc/self/fd/{fd}", self.ownership.XATTR).decode().partition(":")
+            return int(uid), int(gid)
+        return None
 
     def _open_fd(self, pid: int, fd: int) -> int:
         return os.open(f"/proc/{pid}/fd/{fd}", _O_PATH | os.O_CLOEXEC)
@@ -280,16 +414,18 @@ class Recorder:
     def _current(self, fd: int, info: os.stat_result) -> tuple[int, int]:
         """The file's owner in the image: its record, else what its ids on disk stand for."""
         if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode):
-            with contextlib.suppress(OSError, ValueError):
-                value = os.getxattr(f"/proc/self/fd/{fd}", self.ownership.XATTR).decode()
-                uid, _, gid = value.partition(":")
-                return int(uid), int(gid)
+            recorded = self._record_of(fd)
+            if recorded is not None:
+                return recorded
         image: tuple[int, int] = self.ownership.image(info.st_uid, info.st_gid)
         return image
 
     def _chown(self, fd: int, shown: str | None, uid: int, gid: int) -> int:
         info = os.fstat(fd)
         old_uid, old_gid = self._current(fd, info)
+        if stat.S_ISREG(info.st_mode):  # for a rename that replaces a file with this one (see _rename)
+            self.chowned[info.st_dev, info.st_ino] = (old_uid if uid == _UNCHANGED else uid,
+                                                      old_gid if gid == _UNCHANGED else gid)
         new_uid = old_uid if uid == _UNCHANGED else uid
         new_gid = old_gid if gid == _UNCHANGED else gid
         allowed_groups = self.logical_groups | {old_gid}
