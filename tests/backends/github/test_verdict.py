@@ -41,7 +41,8 @@ def test_planner_chooses_github_when_nothing_local_builds_and_says_why() -> None
 
 
 def test_planner_prefers_a_local_backend_over_github() -> None:
-    here = facts(**{FactKey.UID: 0, FactKey.GITHUB_TOKEN: True, FactKey.GITHUB_REPOSITORY: "acme/moltbook"})
+    here = facts(**{FactKey.UID: 0, FactKey.CAP_SYS_ADMIN: True, FactKey.GITHUB_TOKEN: True,
+                    FactKey.GITHUB_REPOSITORY: "acme/moltbook"})
     plan = plan_build(here, order=DEFAULT_BACKENDS, checks=availability_checks())
     assert plan.first is not None and str(plan.first.backend) == "builtin"
     github = next(c for c in plan.candidates if str(c.backend) == "github")

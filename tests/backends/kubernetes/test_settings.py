@@ -17,7 +17,7 @@ def test_backend_kubernetes_table_becomes_settings(tmp_path: Path) -> None:
         "node_selector": {"pool": "builds"}, "tolerations": [{"key": "builds", "operator": "Exists"}],
         "resources": {"limits": {"memory": "8Gi"}}, "ttl_seconds": 0, "registry_secret": "ghcr-credentials",
     }}}, file=tmp_path / "anybuild.toml", root=tmp_path)
-    settings = KubernetesSettings.from_config(config.backend["kubernetes"])
+    settings = KubernetesSettings.from_config(config.backend.kubernetes)
     assert settings.namespace == "builds" and settings.context == "prod" and settings.jobs == 8
     assert settings.upload is UploadMode.REGISTRY and settings.ttl_seconds == 0
     assert settings.tolerations == ({"key": "builds", "operator": "Exists"},)
