@@ -84,6 +84,33 @@ def test_build_image_secret_in_no_blob_and_no_log(tmp_path: Path, busybox: dict[
     assert any("***" in line for line in sink.lines)  # the cat printed it, redacted
 
 
+SECRET_FILES = {  # id: the file's bytes
+    "newline": b"first-s3cret-value\n",
+    "bare": b"second-s3cret-value",
+    "crlf": b"third-s3cret-value\r\n",
+    "lines": b"-----BEGIN KEY-----\nfourth-s3cret-line-one\nfourth-s3cret-line-two\n-----END KEY-----\n",
+}
+
+
+def test_build_image_secret_files_masked_whatever_their_line_ends(tmp_path: Path, busybox: dict[str, str]) -> None:
+    specs = []
+    for name, data in SECRET_FILES.items():
+        (tmp_path / name).write_bytes(data)
+        specs.append(SecretSpec(id=name, src=tmp_path / name))
+    mounts = " ".join(f"--mount=type=secret,id={name}" for name in SECRET_FILES)
+    printing = " && ".join(f'cat /run/secrets/{n} && echo "[$(cat /run/secrets/{n})]" && od -c /run/secrets/{n} '
+                           f"| head -1" for n in SECRET_FILES)
+    _, sink = build(tmp_path / "ctx", busybox, tmp_path / "data",
+                    f"FROM busybox:1.36\nRUN {mounts} {printing} && echo printed-all\n", secrets=tuple(specs))
+    log = "\n".join(sink.lines)
+    assert "printed-all" in log
+    for data in SECRET_FILES.values():
+        for line in data.decode().splitlines():
+            if "s3cret" in line:
+                assert line.strip() not in log, line
+    assert log.count("***") >= 2 * len(SECRET_FILES)
+
+
 def test_build_image_required_secret_missing_fails(tmp_path: Path, busybox: dict[str, str]) -> None:
     with pytest.raises(BuildFailed, match="secret 'pw' is required"):
         build(tmp_path / "ctx", busybox, tmp_path / "data",

@@ -216,7 +216,9 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     if not request.context.is_dir():
         raise ContextError(f"the build context {request.context} is not a directory", hint="pass the context PATH")
     secrets = read_secrets(request, env.env)
-    redactor = Redactor(s.decode("utf-8", "replace") for s in secrets.values() if len(s.strip()) >= 4)
+    redactor = Redactor()
+    for value in secrets.values():  # as a RUN prints it: with or without its newline, CRLF, line by line
+        redactor.learn(value)
     facts = env.facts or probe_sandbox_facts(env=env.env)
     ladder = sandbox_ladder(facts, env.sandbox, env.env)
     then = "".join(f"; then {c.kind}" for c in ladder[1:])

@@ -39,6 +39,7 @@ from anybuild.oci.layout import atomic_write
 from anybuild.planner import Plan, plan_build, push_registries
 from anybuild.process import SubprocessRunner
 from anybuild.project import ProjectOptions, ProjectSeams, build_project, run_request, select_images
+from anybuild.redaction import Redactor
 from anybuild.registry.reference import Reference
 from anybuild.result import ImageOutcome, RunResult
 
@@ -81,6 +82,16 @@ def parse_secret(value: str) -> SecretSpec:
         raise UsageError(f"--secret {value!r} has no id=", hint="write --secret id=ID,src=FILE")
     src = fields.get("src") or fields.get("source")
     return SecretSpec(id=fields["id"], src=Path(src) if src else None, env=fields.get("env"))
+
+
+def _learn_secrets(redactor: Redactor, specs: Sequence[SecretSpec], env: Mapping[str, str]) -> None:
+    """What the command prints is masked too, not only the builder's lines (which learn them again)."""
+    for spec in specs:
+        if spec.src is not None:
+            with contextlib.suppress(OSError):  # the build says why it cannot read it
+                redactor.learn(spec.src.read_bytes())
+        elif (value := env.get(spec.env or spec.id)) is not None:
+            redactor.learn(value)
 
 
 def parse_mirrors(values: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
@@ -160,7 +171,7 @@ class _ImageSink:
         self.progress.line(self.name, text)
 
 
-def _render_summary(console: Console, result: RunResult) -> None:
+def _render_summary(console: Console, result: RunResult, redactor: Redactor) -> None:
     table = Table(title=f"{sum(i.ok for i in result.images)}/{len(result.images)} image(s) built "
                         f"in {result.finished - result.started:.1f}s", title_justify="left")
     for column in ("image", "backend", "digest", "references", "time", "cached", "result"):
@@ -179,7 +190,7 @@ def _render_summary(console: Console, result: RunResult) -> None:
             if image.backend_reason:
                 console.print(f"{image.name}: built with {image.backend}: {image.backend_reason}", markup=False)
             continue
-        _render_failure(console, image)
+        _render_failure(console, image, redactor)
 
 
 def _failure_text(image: ImageOutcome) -> str:
@@ -188,17 +199,21 @@ def _failure_text(image: ImageOutcome) -> str:
     return "failed" if not image.error else f"failed ({image.error.get('kind')})"
 
 
-def _render_failure(console: Console, image: ImageOutcome) -> None:
+def _render_failure(console: Console, image: ImageOutcome, redactor: Redactor) -> None:
     error = image.error or {}
-    console.print(f"{image.name}: error: {error.get('message', 'failed')}", markup=False)
+
+    def say(text: str) -> None:
+        console.print(redactor(text), markup=False, highlight=False)
+
+    say(f"{image.name}: error: {error.get('message', 'failed')}")
     diagnosis = image.diagnosis or {}
     if diagnosis:
-        console.print(f"{image.name}: root cause: {diagnosis.get('cause') or diagnosis.get('title')}", markup=False)
+        say(f"{image.name}: root cause: {diagnosis.get('cause') or diagnosis.get('title')}")
         for evidence in diagnosis.get("evidence") or ():
             text = evidence if isinstance(evidence, str) else f"line {evidence.get('line')}: {evidence.get('text')}"
-            console.print(f"{image.name}:   evidence: {text}", markup=False)
+            say(f"{image.name}:   evidence: {text}")
     if error.get("hint"):
-        console.print(f"{image.name}: hint: {error['hint']}", markup=False)
+        say(f"{image.name}: hint: {error['hint']}")
 
 
 def _write_metadata(path: Path, data: dict[str, Any]) -> None:
@@ -376,6 +391,7 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
 
     known = diagnosis_facts(facts)
     secret_specs = tuple(parse_secret(s) for s in secrets)
+    _learn_secrets(session.redactor, secret_specs, env)
     arguments = parse_build_args(build_args, env)
 
     if images is not None:
@@ -456,6 +472,6 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
     if metadata_file is not None:
         _write_metadata(metadata_file if metadata_file.is_absolute() else session.cwd / metadata_file,
                         result.to_dict())
-    session.emit(result.to_dict(), lambda console: _render_summary(console, result))
+    session.emit(result.to_dict(), lambda console: _render_summary(console, result, session.redactor))
     if not result.ok:
         sys.exit(_exit_code(result))
