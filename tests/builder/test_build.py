@@ -172,6 +172,35 @@ def hostile_layout(path: Path, entries: list[E]) -> str:
     return f"oci-layout://{path}:latest"
 
 
+def _busybox_layers(layout: Path) -> list[Layer]:
+    store = LayoutStore.open(layout)
+    manifest = Manifest.from_json(store.read_blob(store.resolve("1.36")))
+    diff_ids = json.loads(store.read_blob(manifest.config))["rootfs"]["diff_ids"]
+    return [Layer(blob=store.blob_path(d.digest).read_bytes(), diff_id=diff_id)
+            for d, diff_id in zip(manifest.layers, diff_ids, strict=True)]
+
+
+def test_build_image_hard_links_to_lower_layers_same_image_with_both_snapshotters(tmp_path: Path,
+                                                                                   base_images) -> None:
+    layers = _busybox_layers(base_images.busybox_layout)
+    for entries in ([E("data", "dir", mode=0o755), E("data/big", data=b"payload", mode=0o640)],
+                    [E("data/link", "link", link="data/big"), E("bin-link", "link", link="bin/busybox")]):
+        raw = tar_bytes(entries)
+        layers.append(Layer(blob=gzip.compress(raw, mtime=0), diff_id="sha256:" + hashlib.sha256(raw).hexdigest()))
+    write_layout(tmp_path / "linked", layers=layers, config=ImageConfig(env=["PATH=/bin"], cmd=["sh"]),
+                 tags=["latest"])
+    named = {"linked:latest": f"oci-layout://{tmp_path / 'linked'}:latest"}
+    dockerfile = ("FROM linked:latest\nRUN test \"$(cat /data/link)\" = payload && test -x /bin-link && "
+                  "echo ran > /ran\n")
+    digests = {}
+    for snapshotter in ("walk", "overlay"):
+        result, _ = build(tmp_path / "ctx", named, tmp_path / f"data-{snapshotter}", dockerfile,
+                             env={"ANYBUILD_SNAPSHOTTER": snapshotter, "SOURCE_DATE_EPOCH": EPOCH})
+        assert result.sandbox.endswith(f"+{snapshotter}"), result.sandbox  # type: ignore[attr-defined]
+        digests[snapshotter] = result.digest  # type: ignore[attr-defined]
+    assert digests["walk"] == digests["overlay"]
+
+
 def test_build_image_hostile_base_refused_outside_unchanged(tmp_path: Path) -> None:
     victim_dir = tmp_path / "outside"
     victim_dir.mkdir()
