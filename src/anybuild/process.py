@@ -138,7 +138,7 @@ class SubprocessRunner:
                     hint="check that the tool is not waiting for a hung daemon or a prompt",
                 ) from exc
             except _Cancelled:
-                _kill(proc)
+                _kill(proc, grace=_CANCEL_GRACE)
                 assert cancel is not None
                 raise cancel.error(f"while {Path(args[0]).name} ran") from None
             except BaseException:
@@ -154,6 +154,8 @@ class _Cancelled(Exception):
 
 
 _POLL = 0.2  # how often a wait looks at the cancellation
+_GRACE = 3.0  # between SIGTERM and SIGKILL for a command that ran out of time
+_CANCEL_GRACE = 1.0  # ... for one stopped by a cancellation: a sandbox init ends its tree at once
 
 
 def _waited(proc: subprocess.Popen[str], limit: float | None, cancel: Cancellation | None,
@@ -210,15 +212,15 @@ def _stream(proc: subprocess.Popen[str], stdin: str | None, on_line: LineCallbac
             pass
     try:
         _waited(proc, limit, cancel, lambda seconds: proc.wait(timeout=seconds))
-    except (subprocess.TimeoutExpired, _Cancelled):
-        _kill(proc)
+    except (subprocess.TimeoutExpired, _Cancelled) as exc:
+        _kill(proc, grace=_CANCEL_GRACE if isinstance(exc, _Cancelled) else _GRACE)
         reader.join(timeout=5)
         raise
     reader.join(timeout=5)
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _kill(proc: subprocess.Popen[str], *, grace: float = 3.0) -> None:
+def _kill(proc: subprocess.Popen[str], *, grace: float = _GRACE) -> None:
     """End the command's process group: SIGTERM first (a sandbox init then ends what it started), SIGKILL
     after *grace* seconds."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):

@@ -16,7 +16,7 @@ import pytest
 
 from anybuild.backends.base import BuildRequest, ListSink, SecretSpec
 from anybuild.builder.build import BuildEnvironment, build_image
-from anybuild.errors import BuildFailed, ContextError, IntegrityError
+from anybuild.errors import BuildFailed, ContextError, IntegrityError, UsageError
 from anybuild.oci.layout import LayoutStore
 from anybuild.oci.manifest import Manifest
 from tests.builder.layers import E, tar_bytes
@@ -111,8 +111,8 @@ def test_build_image_secret_files_masked_whatever_their_line_ends(tmp_path: Path
     assert log.count("***") >= 2 * len(SECRET_FILES)
 
 
-def test_build_image_required_secret_missing_fails(tmp_path: Path, busybox: dict[str, str]) -> None:
-    with pytest.raises(BuildFailed, match="secret 'pw' is required"):
+def test_build_image_required_secret_missing_is_an_input_error(tmp_path: Path, busybox: dict[str, str]) -> None:
+    with pytest.raises(UsageError, match="type=secret,id=pw is required, and no --secret gives it"):
         build(tmp_path / "ctx", busybox, tmp_path / "data",
               "FROM busybox:1.36\nRUN --mount=type=secret,id=pw,required=true true\n")
 
