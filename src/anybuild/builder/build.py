@@ -263,7 +263,7 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     cancel.check("before the build started")
     # a trial overlay mount in the data directory
     snapshots = choose_snapshotter(env.env, root / "tmp", in_userns=facts.in_userns is not None)
-    unpack = UnpackOptions(ownership=facts.ownership, mknod=facts.ownership.full)
+    unpack = UnpackOptions(ownership=facts.ownership, mknod=facts.ownership.full, interrupted=cancel.check)
     store = LayoutStore.create(root / "store")
     platform = Platform.parse(request.platform) if request.platform else Platform.parse("linux/amd64")
     insecure = frozenset(request.insecure_registries)

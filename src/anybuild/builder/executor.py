@@ -373,7 +373,7 @@ class Executor:
             with os.fdopen(fd, "wb") as out, RootDir.open(taken.source) as root:
                 blob = write_layer(changes, root, out, source_date_epoch=self.inputs.source_date_epoch,
                                    recorded=state.recorded, ownership=self.unpack.ownership,
-                                   compression=Compression.GZIP)
+                                   compression=Compression.GZIP, check=self.cancel.check)
             digest = Digest.parse(blob.digest)
             Path(tmp).replace(self.store.blob_path(digest))
         except BaseException:

@@ -29,7 +29,7 @@ import posixpath
 import stat
 import tarfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
@@ -72,6 +72,8 @@ class UnpackOptions:
     # instead of applying them: the directory becomes an overlay lower layer (anybuild.builder.stack)
     overlay_whiteouts: bool = False
     opaque_xattr: str = OVERLAY_OPAQUE_XATTR  # ``user.overlay.opaque`` for an overlay mounted in a user namespace
+    # called as the work goes (entries, chunks of files): what it raises stops it (the build's cancellation)
+    interrupted: Callable[[], None] = field(default=lambda: None, compare=False)
 
     @classmethod
     def for_current_process(cls) -> UnpackOptions:
@@ -187,6 +189,8 @@ class _State:
 
     def apply(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         self.count += 1
+        if self.count % 64 == 0:
+            self.options.interrupted()
         rel = clean_relative(member.name)
         if rel is None:
             raise IntegrityError(
@@ -313,6 +317,7 @@ class _State:
             if source is not None:
                 while chunk := source.read(_CHUNK):
                     write_all(out, chunk)
+                    self.options.interrupted()
             self._owner(out, None, rel, member)
             os.fchmod(out, member.mode & 0o7777)  # after chown, which clears setuid bits
             self._xattrs(out, rel, member)
