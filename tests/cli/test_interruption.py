@@ -309,3 +309,19 @@ def test_interrupted_during_a_pull_leaves_nothing(case: str, world: World) -> No
     store = world.data / "store" / "blobs" / "sha256"
     assert not store.exists() or not [p for p in store.iterdir() if p.name.startswith(".")]  # no partial blob
     _nothing_left(world, repository="interrupted/pull")
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("case", ["sigint-group", "sigterm"])
+@pytest.mark.parametrize("kind", ["oci", "docker-archive"])
+def test_pull_command_interrupted_writes_nothing(kind: str, case: str, world: World) -> None:
+    with fault_proxy(world.registry.host, _slow("GET", "/blobs/sha256:")) as proxy:  # type: ignore[attr-defined]
+        pull = Build.start(["pull", f"{proxy.host}/library/busybox:1.36", "-o", f"{kind}:{world.out}",
+                            "--insecure-registry", proxy.host, "--platform", "linux/amd64"], world.env, world.root)
+        pull.wait_for(lambda: any("/manifests/" in s.path for s in proxy.seen), "started the pull")
+        time.sleep(0.5)
+        _send(pull, case)
+        assert pull.finish() == 128 + SIGNALS[case], pull.text[-2000:]
+    assert "Traceback" not in pull.text and "error: interrupted by " in pull.text
+    assert not world.out.exists() and not [p for p in world.root.iterdir() if p.name.startswith(".out.")]
+    assert sorted(p.name for p in world.tmp.iterdir()) == []

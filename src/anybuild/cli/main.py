@@ -113,6 +113,10 @@ def _fail(session: Session, error: AnybuildError) -> NoReturn:
     sys.exit(int(error.exit_code))
 
 
+def _signal_word(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
 def _traceback_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc)).rstrip()
 
@@ -133,17 +137,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(returned)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        _fail(session, Interrupted("interrupted", signum=session.cancel.signum or signal.SIGINT,
-                                   hint="run the command again to resume"))
+    except click.exceptions.Abort as exc:  # click's word for a KeyboardInterrupt (a signal: see handle_signals)
+        cause = exc.__cause__
+        signum = signum_of(cause) if isinstance(cause, KeyboardInterrupt) else session.cancel.signum or signal.SIGINT
+        _fail(session, Interrupted(f"interrupted by {_signal_word(signum)}; temporary files were removed",
+                                   signum=signum, hint="run the command again"))
     except click.ClickException as exc:
         hint = "run `anybuild --help` (or COMMAND --help) for usage"
         usage = UsageError(exc.format_message(), hint=hint)
         _fail(session, usage)
     except KeyboardInterrupt as exc:
         signum = signum_of(exc)
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        _fail(session, Interrupted(f"interrupted by {name}; temporary files were removed", signum=signum))
+        _fail(session, Interrupted(f"interrupted by {_signal_word(signum)}; temporary files were removed",
+                                   signum=signum, hint="run the command again"))
     except AnybuildError as exc:
         _fail(session, exc)
     except BrokenPipeError:
