@@ -11,7 +11,9 @@ holding the secret anywhere under either, nothing at --output, and no tag in the
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -29,7 +31,6 @@ from anybuild.errors import AnybuildError
 from tests.harness.procs import mounts_under, unavailable, unmount_under
 from tests.registry.faultproxy import Fault, FaultProxy, fault_proxy
 
-MARK = "29847"  # the RUN's `sleep` says it is ours
 SECRET = "tok3n-never-on-disk-5c1f"
 SIGNALS = {
     "sigint-group": signal.SIGINT,
@@ -110,6 +111,7 @@ class World:
     out: Path
     env: dict[str, str]
     registry: object
+    mark: str  # the RUN's `sleep` says it is this test's (tests run side by side)
     proxy: FaultProxy | None = None
 
     def argv(self, context: Path, *extra: str) -> list[str]:
@@ -133,9 +135,11 @@ def world(tmp_path: Path, base_images: object, registry: object) -> Iterator[Wor
     (tmp_path / "secret").write_text(SECRET + "\n")
     env = {**os.environ, "ANYBUILD_DATA_DIR": str(data), "TMPDIR": str(tmp), "SOURCE_DATE_EPOCH": "1700000000"}
     env.pop("ANYBUILD_USERNS", None)
-    yield World(root=tmp_path, data=data, tmp=tmp, out=tmp_path / "out", env=env, registry=registry)
-    for pid in _leftovers(data):  # never leave a stray process or mount behind, whatever happened
-        os.kill(pid, signal.SIGKILL)
+    mark = str(random.randrange(20_000, 60_000))
+    yield World(root=tmp_path, data=data, tmp=tmp, out=tmp_path / "out", env=env, registry=registry, mark=mark)
+    for pid in _leftovers(data, mark):  # never leave a stray process or mount behind, whatever happened
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     for runtime_state in data.glob("tmp/build-*/run-*/state"):
         for container in runtime_state.iterdir():
             subprocess.run(["runc", "--root", str(runtime_state), "delete", "--force", container.name],
@@ -143,7 +147,7 @@ def world(tmp_path: Path, base_images: object, registry: object) -> Iterator[Wor
     unmount_under(data)
 
 
-def _leftovers(data: Path) -> list[int]:
+def _leftovers(data: Path, mark: str) -> list[int]:
     """Processes of a build under *data*: the RUN's marked sleep, or anything naming or living in *data*."""
     found = []
     for entry in Path("/proc").iterdir():
@@ -156,10 +160,20 @@ def _leftovers(data: Path) -> list[int]:
             root, cwd = os.readlink(entry / "root"), os.readlink(entry / "cwd")
         except OSError:
             continue
-        if (MARK.encode() in cmdline and b"sleep" in cmdline) or str(data).encode() in cmdline \
+        if cmdline.split(b"\0")[:2] == [b"sleep", mark.encode()] or str(data).encode() in cmdline \
                 or root.startswith(str(data)) or cwd.startswith(str(data)):
             found.append(int(entry.name))
     return found
+
+
+def _describe(pid: int) -> str:
+    proc = Path(f"/proc/{pid}")
+    try:
+        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return f"{pid} state {fields[0]} ppid {fields[1]} pgrp {fields[2]}: {cmdline[:200]}"
+    except OSError as exc:
+        return f"{pid}: {exc}"
 
 
 def _files_holding(root: Path, secret: bytes) -> list[Path]:
@@ -183,9 +197,10 @@ def _tag_exists(registry: object, repository: str, tag: str) -> bool:
 
 def _nothing_left(world: World, *, repository: str) -> None:
     deadline = time.monotonic() + 10
-    while _leftovers(world.data) and time.monotonic() < deadline:
+    while _leftovers(world.data, world.mark) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _leftovers(world.data) == [], "processes of the build still alive"
+    assert _leftovers(world.data, world.mark) == [], "processes of the build still alive: " + "; ".join(
+        _describe(pid) for pid in _leftovers(world.data, world.mark))
     assert mounts_under(world.data) == []
     scratch = world.data / "tmp"
     assert not scratch.exists() or sorted(p.name for p in scratch.iterdir()) == []
@@ -222,9 +237,10 @@ def _after(build: Build, case: str, world: World, context: Path) -> None:
     assert once_more.finish() == 0 and not once_more.said("cleaned up after"), once_more.text  # said once
 
 
-RUN = ("FROM busybox:1.36\nCOPY payload /payload\n"
-       f"RUN --mount=type=secret,id=token cat /run/secrets/token > /dev/null && echo started-{MARK} "
-       f"&& sleep {MARK} & sleep {MARK}\nRUN echo never\n")
+def _run(mark: str) -> str:
+    return ("FROM busybox:1.36\nCOPY payload /payload\n"
+            f"RUN --mount=type=secret,id=token cat /run/secrets/token > /dev/null && echo started-{mark} "
+            f"&& sleep {mark} & sleep {mark}\nRUN echo never\n")
 
 
 @pytest.mark.root
@@ -232,12 +248,13 @@ RUN = ("FROM busybox:1.36\nCOPY payload /payload\n"
 @pytest.mark.parametrize("kind", [k.value for k in SandboxKind])
 def test_interrupted_during_a_run_leaves_nothing_and_pushes_nothing(kind: str, case: str, world: World) -> None:
     _sandbox_or_skip(kind)
-    context = world.context("ctx", RUN)
+    context = world.context("ctx", _run(world.mark))
     repository = f"interrupted/{kind}-{case}"
     tag = f"{world.registry.host}/{repository}:v1"  # type: ignore[attr-defined]
     build = Build.start(world.argv(context, "--sandbox", kind, "--secret", f"id=token,src={world.root / 'secret'}",
                                    "--output", f"oci:{world.out}", "-t", tag, "--push"), world.env, world.root)
-    build.wait_for(lambda: build.said(f"started-{MARK}") and bool(_leftovers(world.data)), "ran the RUN")
+    build.wait_for(lambda: build.said(f"started-{world.mark}") and bool(_leftovers(world.data, world.mark)),
+                   "ran the RUN")
     _send(build, case)
     _after(build, case, world, context)
     assert not build.said("never") and not build.said("pushed ")
@@ -247,10 +264,10 @@ def test_interrupted_during_a_run_leaves_nothing_and_pushes_nothing(kind: str, c
 @pytest.mark.root
 def test_second_ctrl_c_says_it_is_still_cleaning_and_leaves_nothing(world: World) -> None:
     kind = _sandbox_or_skip("runc")  # the slowest to stop: its container is deleted with `runc delete`
-    context = world.context("ctx", RUN)
+    context = world.context("ctx", _run(world.mark))
     build = Build.start(world.argv(context, "--sandbox", kind, "--secret", f"id=token,src={world.root / 'secret'}",
                                    "--output", f"oci:{world.out}"), world.env, world.root)
-    build.wait_for(lambda: build.said(f"started-{MARK}"), "ran the RUN")
+    build.wait_for(lambda: build.said(f"started-{world.mark}"), "ran the RUN")
     os.killpg(build.proc.pid, signal.SIGINT)
     build.wait_for(lambda: build.said("SIGINT: stopping"), "said it stops", seconds=10)
     os.killpg(build.proc.pid, signal.SIGINT)
@@ -263,10 +280,10 @@ def test_second_ctrl_c_says_it_is_still_cleaning_and_leaves_nothing(world: World
 @pytest.mark.parametrize("case", ["sigint-pid", "sigterm", "sigkill-then-build"])
 def test_interrupted_in_the_builders_own_user_namespace(case: str, world: World) -> None:
     world.env["ANYBUILD_USERNS"] = "identity"  # the worker process, as in an unprivileged pod
-    context = world.context("ctx", RUN)
+    context = world.context("ctx", _run(world.mark))
     build = Build.start(world.argv(context, "--secret", f"id=token,src={world.root / 'secret'}",
                                    "--output", f"oci:{world.out}"), world.env, world.root)
-    build.wait_for(lambda: build.said(f"started-{MARK}"), "ran the RUN")
+    build.wait_for(lambda: build.said(f"started-{world.mark}"), "ran the RUN")
     assert build.said("anybuild: builder: in a identity-mapped user namespace"), build.text[-2000:]
     _send(build, case)
     _after(build, case, world, context)
