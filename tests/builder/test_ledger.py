@@ -7,6 +7,7 @@ process group (recorded, as the sandbox init records it) and a process living in
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -108,3 +109,17 @@ def test_recorded_group_reused_pid_not_killed(tmp_path: Path) -> None:
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_ledger_of_a_relative_data_directory_records_absolute_paths(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    ledger = Ledger.open(Path("data/tmp"))  # ANYBUILD_DATA_DIR=data: mountinfo's points are absolute
+    try:
+        assert ledger.work.is_absolute() and ledger.path.is_absolute()
+        assert json.loads(ledger.path.read_text().splitlines()[0])["work"] == str(tmp_path / "data/tmp" /
+                                                                                  ledger.work.name)
+    finally:
+        ledger.work.rmdir()  # as a build ends: its directory, then its ledger
+        ledger.close()
+    assert not ledger.path.exists()

@@ -70,6 +70,7 @@ class Ledger:
         """A new scratch directory under *tmp*, its ledger written and locked before the directory exists
         (so that no recovery mistakes a starting build for an abandoned one)."""
         tmp.mkdir(parents=True, exist_ok=True)
+        tmp = tmp.resolve()  # compared with the absolute mount points of mountinfo by the recovery
         while True:
             name = f"build-{secrets.token_hex(4)}"
             path = tmp / f"{name}{LEDGER_SUFFIX}"
@@ -135,6 +136,7 @@ def recover_abandoned(tmp: Path, *, runner: Runner, proc: Path = _PROC,
     found: list[Recovered] = []
     if not tmp.is_dir():
         return found
+    tmp = tmp.resolve()  # mountinfo's points are absolute, symlinks resolved: never delete through a mount
     with cleanup():
         for path in sorted(tmp.glob(f"build-*{LEDGER_SUFFIX}")):
             with _abandoned(path) as entries:
