@@ -118,9 +118,11 @@ class KubernetesBackend:
     def _registry_client(self, request: BuildRequest) -> RegistryClient:
         from anybuild.registry.client import RegistryClient
         from anybuild.registry.credentials import CredentialResolver
+        from anybuild.registry.http import RegistryTimeouts
         resolver = CredentialResolver(env=self.env, home=self.home)
         return RegistryClient(credentials=resolver.resolve, insecure=frozenset(request.insecure_registries),
-                              redactor=self.redactor)
+                              redactor=self.redactor, timeouts=RegistryTimeouts.from_env(self.env),
+                              cancel=self.cancelled)
 
     def cluster(self) -> Cluster:
         with self._lock:
