@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from anybuild.errors import BackendError
+from anybuild.cancellation import Cancellation, cleanup
+from anybuild.errors import BackendError, Interrupted
 from anybuild.process import SubprocessRunner, format_command
 
 
@@ -59,3 +63,35 @@ def test_runner_logs_command_with_secrets_redacted(caplog: pytest.LogCaptureFixt
 
 def test_format_command_quotes_arguments() -> None:
     assert format_command(["docker", "build", "-t", "a b"]) == "docker build -t 'a b'"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["collect", "stream"])
+def test_runner_cancelled_ends_the_process_group_within_a_second(stream: bool, tmp_path: Path) -> None:
+    cancel = Cancellation()
+    pids = tmp_path / "pids"
+    threading.Timer(0.5, cancel.cancel, args=(signal.SIGTERM,)).start()
+    started = time.monotonic()
+    with pytest.raises(Interrupted, match="interrupted by SIGTERM while sh ran") as info:
+        SubprocessRunner(cancel=cancel).run(
+            ["sh", "-c", f"sleep 30 & echo $! $$ > {pids}; wait"], on_line=(lambda _: None) if stream else None)
+    assert time.monotonic() - started < 1.5  # sh ends on SIGTERM: no grace needed
+    assert info.value.exit_code == 143
+    assert not [pid for pid in map(int, pids.read_text().split()) if _alive(pid)]
+
+
+def test_runner_cancelled_refuses_new_work_but_runs_cleanup() -> None:
+    cancel = Cancellation()
+    cancel.cancel()
+    runner = SubprocessRunner(cancel=cancel)
+    with pytest.raises(Interrupted, match="before running true"):
+        runner.run(["true"])
+    with cleanup():
+        assert runner.run(["sh", "-c", "sleep 0.3; echo cleaned"]).stdout == "cleaned\n"

@@ -1,9 +1,11 @@
 """Build several images at once: up to N in parallel, each independent of the others.
 
 One image failing does not stop the others unless ``fail_fast`` is set, in which
-case images not yet started are cancelled (running ones finish). Every image
-ends as an :class:`~anybuild.result.ImageOutcome`, in the order given, whatever
-order they finished in.
+case images not yet started are cancelled (running ones finish). The process's
+cancellation (Ctrl-C, SIGTERM: :mod:`anybuild.cancellation`) starts no more
+images; the running ones observe it themselves and stop. Every image ends as an
+:class:`~anybuild.result.ImageOutcome`, in the order given, whatever order they
+finished in.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
+from anybuild.cancellation import Cancellation
 from anybuild.config import ImageSpec
 from anybuild.errors import AnybuildError
 from anybuild.result import ImageOutcome, RunResult
@@ -37,6 +40,7 @@ def build_images(
     jobs: int,
     fail_fast: bool = False,
     clock: Callable[[], float] = time.time,
+    cancel: Cancellation | None = None,
 ) -> RunResult:
     """Run *build_one* for every spec, *jobs* at a time, and collect the outcomes."""
     if jobs < 1:
@@ -46,6 +50,10 @@ def build_images(
     stop = threading.Event()
 
     def guarded(spec: ImageSpec) -> ImageOutcome:
+        if cancel is not None and cancel.is_set():
+            error = cancel.error(f"before {spec.name} was started (nothing of it was built)")
+            now = clock()
+            return ImageOutcome(name=spec.name, ok=False, started=now, finished=now, error=error.to_dict())
         if stop.is_set():
             return _cancelled(spec, clock())
         begun = clock()

@@ -22,7 +22,7 @@ keeps its traceback (shown with ``--debug``).
     ├── BackendError                     1   a backend could not run (tool failed to start)
     │   └── GithubError                  1   GitHub's API refused: status, redacted url, request id
     ├── BuildFailed                      1   the build ran and failed (carries the diagnosis)
-    └── Interrupted                    130   Ctrl-C
+    └── Interrupted                    130   Ctrl-C (143 SIGTERM, 129 SIGHUP)
 
 Foreign exceptions (httpx, subprocess, OSError) are translated into this tree
 at one boundary per kind, chained with ``raise ... from exc``.
@@ -63,13 +63,15 @@ class ExitCode(IntEnum):
     ENVIRONMENT = 3
     REGISTRY = 4
     INTEGRITY = 5
+    HANGUP = 129
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 class AnybuildError(Exception):
     """Base of every user-facing error: a message, a hint and a docs slug."""
 
-    exit_code: ExitCode = ExitCode.BUILD_FAILED
+    exit_code: int = ExitCode.BUILD_FAILED
     kind: str = "error"
 
     def __init__(self, message: str, *, hint: str = "", docs: str = "") -> None:
@@ -312,10 +314,21 @@ class BuildFailed(AnybuildError):
 
 
 class Interrupted(AnybuildError):
-    """The user pressed Ctrl-C; everything started was cleaned up."""
+    """Ctrl-C, SIGTERM or SIGHUP stopped the work; everything started was cleaned up.
 
-    exit_code = ExitCode.INTERRUPTED
+    The exit code is the shell's for the signal: 128 + its number (130, 143, 129).
+    """
+
+    exit_code: int = ExitCode.INTERRUPTED
     kind = "interrupted"
+
+    def __init__(self, message: str, *, signum: int = 2, hint: str = "", docs: str = "") -> None:
+        super().__init__(message, hint=hint, docs=docs)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+    def details(self) -> dict[str, Any]:
+        return {"signal": self.signum}
 
 
 def _restore(cls: type[AnybuildError], args: tuple[Any, ...], state: dict[str, Any]) -> AnybuildError:

@@ -9,6 +9,7 @@ streams output lines and translates ``OSError`` / timeouts into
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
+from anybuild.cancellation import Cancellation, cleaning_up
 from anybuild.errors import BackendError
 from anybuild.redaction import redact, secrets_from_env
 
@@ -75,10 +77,17 @@ def format_command(argv: Sequence[str], env: Mapping[str, str] | None = None) ->
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubprocessRunner:
-    """The real runner: ``subprocess.Popen`` in its own process group."""
+    """The real runner: ``subprocess.Popen`` in its own process group.
+
+    With a *cancel*, a command still running when it is set is ended within a second (its process
+    group: SIGTERM, then SIGKILL after a grace) and :class:`~anybuild.errors.Interrupted` is raised;
+    one asked for after it is set is refused, unless the calling thread is cleaning up
+    (:func:`~anybuild.cancellation.cleaning_up`: a ``runc delete``, an unmount).
+    """
 
     default_timeout: float | None = None
     logger: logging.Logger = field(default=log)
+    cancel: Cancellation | None = None
 
     def run(
         self,
@@ -92,6 +101,9 @@ class SubprocessRunner:
     ) -> Completed:
         args = tuple(str(a) for a in argv)
         limit = timeout if timeout is not None else self.default_timeout
+        cancel = None if self.cancel is None or cleaning_up() else self.cancel
+        if cancel is not None:
+            cancel.check(f"before running {Path(args[0]).name}")
         self.logger.debug("run: %s", format_command(args, env))
         started = time.monotonic()
         try:
@@ -115,9 +127,9 @@ class SubprocessRunner:
         with proc:
             try:
                 if on_line is None:
-                    out, err = proc.communicate(stdin, timeout=limit)
+                    out, err = _collect(proc, stdin, limit, cancel)
                 else:
-                    out, err = _stream(proc, stdin, on_line, limit), ""
+                    out, err = _stream(proc, stdin, on_line, limit, cancel), ""
             except subprocess.TimeoutExpired as exc:
                 _kill(proc)
                 raise BackendError(
@@ -125,6 +137,10 @@ class SubprocessRunner:
                     backend=Path(args[0]).name,
                     hint="check that the tool is not waiting for a hung daemon or a prompt",
                 ) from exc
+            except _Cancelled:
+                _kill(proc, grace=_CANCEL_GRACE)
+                assert cancel is not None
+                raise cancel.error(f"while {Path(args[0]).name} ran") from None
             except BaseException:
                 _kill(proc)
                 raise
@@ -133,7 +149,50 @@ class SubprocessRunner:
         return Completed(argv=args, returncode=proc.returncode, stdout=out or "", stderr=err or "", seconds=seconds)
 
 
-def _stream(proc: subprocess.Popen[str], stdin: str | None, on_line: LineCallback, limit: float | None) -> str:
+class _Cancelled(Exception):
+    """Internal: the cancellation was set while the command ran."""
+
+
+_POLL = 0.2  # how often a wait looks at the cancellation
+_GRACE = 3.0  # between SIGTERM and SIGKILL for a command that ran out of time
+_CANCEL_GRACE = 1.0  # ... for one stopped by a cancellation: a sandbox init ends its tree at once
+
+
+def _waited(proc: subprocess.Popen[str], limit: float | None, cancel: Cancellation | None,
+            step: Callable[[float | None], object]) -> None:
+    """Call *step(seconds)* (which returns once the process is done or raises TimeoutExpired) until the
+    process ends; TimeoutExpired after *limit*, _Cancelled as soon as *cancel* is set."""
+    deadline = None if limit is None else time.monotonic() + limit
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise _Cancelled
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, limit or 0)
+        wait = left if cancel is None else (_POLL if left is None else min(_POLL, left))
+        try:
+            step(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _collect(proc: subprocess.Popen[str], stdin: str | None, limit: float | None,
+             cancel: Cancellation | None) -> tuple[str, str]:
+    result: list[tuple[str, str]] = []
+    first = [stdin]
+
+    def step(seconds: float | None) -> None:
+        given, first[0] = first[0], None  # communicate() takes the input once; a retry continues it
+        out, err = proc.communicate(given, timeout=seconds)
+        result.append((out, err))
+
+    _waited(proc, limit, cancel, step)
+    return result[0]
+
+
+def _stream(proc: subprocess.Popen[str], stdin: str | None, on_line: LineCallback, limit: float | None,
+            cancel: Cancellation | None) -> str:
     lines: list[str] = []
     assert proc.stdout is not None
 
@@ -152,23 +211,24 @@ def _stream(proc: subprocess.Popen[str], stdin: str | None, on_line: LineCallbac
         except BrokenPipeError:
             pass
     try:
-        proc.wait(timeout=limit)
-    except subprocess.TimeoutExpired:
-        _kill(proc)
+        _waited(proc, limit, cancel, lambda seconds: proc.wait(timeout=seconds))
+    except (subprocess.TimeoutExpired, _Cancelled) as exc:
+        _kill(proc, grace=_CANCEL_GRACE if isinstance(exc, _Cancelled) else _GRACE)
         reader.join(timeout=5)
         raise
     reader.join(timeout=5)
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _kill(proc: subprocess.Popen[str], *, grace: float = 3.0) -> None:
+def _kill(proc: subprocess.Popen[str], *, grace: float = _GRACE) -> None:
     """End the command's process group: SIGTERM first (a sandbox init then ends what it started), SIGKILL
     after *grace* seconds."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
         except (ProcessLookupError, PermissionError):
-            proc.send_signal(sig)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
         try:
             proc.wait(timeout=wait)
             return

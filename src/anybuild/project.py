@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from anybuild.backends.base import BuildRequest, LogSink, SecretSpec
 from anybuild.backends.fallback import Attempt, BackendFactory, Diagnose, build_with_fallback
 from anybuild.batch import build_images
+from anybuild.cancellation import Cancellation
 from anybuild.config import Config, ImageSpec
 from anybuild.errors import AnybuildError, BuildFailed, UsageError
 from anybuild.planner import Plan
@@ -60,6 +61,7 @@ class ProjectSeams:
     diagnose: Diagnose  # ranked diagnoses of a log, root cause first
     sink_for: Callable[[str], LogSink]  # by image name
     clock: Callable[[], float] = time.time
+    cancel: Cancellation | None = None  # the process's: no image starts after it is set
 
 
 def select_images(config: Config, names: Sequence[str], *, all_images: bool) -> tuple[ImageSpec, ...]:
@@ -128,7 +130,7 @@ def build_project(
                            labels=dict(metadata.labels), warnings=metadata.notes)
 
     return build_images(images, build_one, jobs=max(1, options.jobs), fail_fast=options.fail_fast,
-                        clock=seams.clock)
+                        clock=seams.clock, cancel=seams.cancel)
 
 
 def run_request(

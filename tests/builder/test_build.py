@@ -16,7 +16,7 @@ import pytest
 
 from anybuild.backends.base import BuildRequest, ListSink, SecretSpec
 from anybuild.builder.build import BuildEnvironment, build_image
-from anybuild.errors import BuildFailed, ContextError, IntegrityError
+from anybuild.errors import BuildFailed, ContextError, IntegrityError, UsageError
 from anybuild.oci.layout import LayoutStore
 from anybuild.oci.manifest import Manifest
 from tests.builder.layers import E, tar_bytes
@@ -84,8 +84,35 @@ def test_build_image_secret_in_no_blob_and_no_log(tmp_path: Path, busybox: dict[
     assert any("***" in line for line in sink.lines)  # the cat printed it, redacted
 
 
-def test_build_image_required_secret_missing_fails(tmp_path: Path, busybox: dict[str, str]) -> None:
-    with pytest.raises(BuildFailed, match="secret 'pw' is required"):
+SECRET_FILES = {  # id: the file's bytes
+    "newline": b"first-s3cret-value\n",
+    "bare": b"second-s3cret-value",
+    "crlf": b"third-s3cret-value\r\n",
+    "lines": b"-----BEGIN KEY-----\nfourth-s3cret-line-one\nfourth-s3cret-line-two\n-----END KEY-----\n",
+}
+
+
+def test_build_image_secret_files_masked_whatever_their_line_ends(tmp_path: Path, busybox: dict[str, str]) -> None:
+    specs = []
+    for name, data in SECRET_FILES.items():
+        (tmp_path / name).write_bytes(data)
+        specs.append(SecretSpec(id=name, src=tmp_path / name))
+    mounts = " ".join(f"--mount=type=secret,id={name}" for name in SECRET_FILES)
+    printing = " && ".join(f'cat /run/secrets/{n} && echo "[$(cat /run/secrets/{n})]" && od -c /run/secrets/{n} '
+                           f"| head -1" for n in SECRET_FILES)
+    _, sink = build(tmp_path / "ctx", busybox, tmp_path / "data",
+                    f"FROM busybox:1.36\nRUN {mounts} {printing} && echo printed-all\n", secrets=tuple(specs))
+    log = "\n".join(sink.lines)
+    assert "printed-all" in log
+    for data in SECRET_FILES.values():
+        for line in data.decode().splitlines():
+            if "s3cret" in line:
+                assert line.strip() not in log, line
+    assert log.count("***") >= 2 * len(SECRET_FILES)
+
+
+def test_build_image_required_secret_missing_is_an_input_error(tmp_path: Path, busybox: dict[str, str]) -> None:
+    with pytest.raises(UsageError, match="type=secret,id=pw is required, and no --secret gives it"):
         build(tmp_path / "ctx", busybox, tmp_path / "data",
               "FROM busybox:1.36\nRUN --mount=type=secret,id=pw,required=true true\n")
 
@@ -143,6 +170,35 @@ def hostile_layout(path: Path, entries: list[E]) -> str:
                   comment="hostile")
     write_layout(path, layers=[layer], config=ImageConfig(env=["PATH=/bin"], cmd=["sh"]), tags=["latest"])
     return f"oci-layout://{path}:latest"
+
+
+def _busybox_layers(layout: Path) -> list[Layer]:
+    store = LayoutStore.open(layout)
+    manifest = Manifest.from_json(store.read_blob(store.resolve("1.36")))
+    diff_ids = json.loads(store.read_blob(manifest.config))["rootfs"]["diff_ids"]
+    return [Layer(blob=store.blob_path(d.digest).read_bytes(), diff_id=diff_id)
+            for d, diff_id in zip(manifest.layers, diff_ids, strict=True)]
+
+
+def test_build_image_hard_links_to_lower_layers_same_image_with_both_snapshotters(tmp_path: Path,
+                                                                                   base_images) -> None:
+    layers = _busybox_layers(base_images.busybox_layout)
+    for entries in ([E("data", "dir", mode=0o755), E("data/big", data=b"payload", mode=0o640)],
+                    [E("data/link", "link", link="data/big"), E("bin-link", "link", link="bin/busybox")]):
+        raw = tar_bytes(entries)
+        layers.append(Layer(blob=gzip.compress(raw, mtime=0), diff_id="sha256:" + hashlib.sha256(raw).hexdigest()))
+    write_layout(tmp_path / "linked", layers=layers, config=ImageConfig(env=["PATH=/bin"], cmd=["sh"]),
+                 tags=["latest"])
+    named = {"linked:latest": f"oci-layout://{tmp_path / 'linked'}:latest"}
+    dockerfile = ("FROM linked:latest\nRUN test \"$(cat /data/link)\" = payload && test -x /bin-link && "
+                  "echo ran > /ran\n")
+    digests = {}
+    for snapshotter in ("walk", "overlay"):
+        result, _ = build(tmp_path / "ctx", named, tmp_path / f"data-{snapshotter}", dockerfile,
+                             env={"ANYBUILD_SNAPSHOTTER": snapshotter, "SOURCE_DATE_EPOCH": EPOCH})
+        assert result.sandbox.endswith(f"+{snapshotter}"), result.sandbox  # type: ignore[attr-defined]
+        digests[snapshotter] = result.digest  # type: ignore[attr-defined]
+    assert digests["walk"] == digests["overlay"]
 
 
 def test_build_image_hostile_base_refused_outside_unchanged(tmp_path: Path) -> None:

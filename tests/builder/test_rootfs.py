@@ -296,3 +296,25 @@ def test_rootdir_remembered_dir_removed_behind_its_back_walked_again(tmp_path: P
         os.close(fd)
 
     assert (root_path / "a" / "new").is_file()
+
+
+def test_unpack_stops_at_a_cancellation_between_entries(tmp_path: Path) -> None:
+    from anybuild.cancellation import Cancellation
+    from anybuild.errors import Interrupted
+
+    cancel = Cancellation()
+    seen: list[int] = []
+
+    def interrupted() -> None:
+        seen.append(1)
+        if len(seen) == 2:
+            cancel.cancel()
+        cancel.check("while unpacking")
+
+    root = tmp_path / "root"
+    root.mkdir()
+    layer = tar_bytes([E(f"f{i}", data=b"x") for i in range(500)])
+    with RootDir.open(root) as handle, pytest.raises(Interrupted, match="while unpacking"):
+        unpack_layer(io.BytesIO(layer), handle, UnpackOptions(ownership=Ownership.real_root(), mknod=False,
+                                                              interrupted=interrupted))
+    assert 0 < len(list(root.iterdir())) < 500  # stopped part-way, not at the end

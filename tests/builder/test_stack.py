@@ -152,6 +152,57 @@ def test_stack_view_equals_layers_applied_one_by_one(limit: int, stacker: Stacke
     assert stacker.unpacked == len(layers)
 
 
+HARD_LINKS: list[list[E]] = [
+    [E("usr", "dir"), E("usr/lib", "dir", mode=0o750), E("usr/lib/libx.so", data=b"lib", mode=0o755, uid=3, gid=4),
+     E("etc", "dir"), E("etc/motd", data=b"motd"), E("etc/gone", data=b"gone"), E("sym", "symlink", link="etc/motd")],
+    [E("etc/.wh.motd"), E("etc/motd", data=b"new motd")],  # replaced: a link must reach the new one
+    [E("usr/lib/libx.so.1", "link", link="usr/lib/libx.so"),  # to the bottom layer, parents undescribed
+     E("motd2", "link", link="etc/motd"), E("sym2", "link", link="sym")],
+]
+
+
+@pytest.mark.root
+@needs_root
+def test_hard_links_to_lower_layers_copied_up_as_containerd_applies_them(stacker: Stacker, tmp_path: Path) -> None:
+    descriptors, diff_ids = _store_layers(stacker.blobs, HARD_LINKS)
+    applied = _applied(stacker.blobs, descriptors, tmp_path / "applied")
+
+    view = stacker.view(descriptors, diff_ids)
+
+    assert _tree(view) == _tree(applied)
+    assert (view / "motd2").read_bytes() == b"new motd"
+    assert (view / "usr/lib/libx.so.1").stat().st_ino == (view / "usr/lib/libx.so").stat().st_ino
+    top = stacker.lowers(descriptors, diff_ids)[-1]
+    assert stat.S_IMODE((top / "usr/lib").stat().st_mode) == 0o750  # the copy's parents keep the lower's
+
+
+HOSTILE_LINKS = {
+    "deleted-below": [[E("etc", "dir"), E("etc/gone", data=b"x")], [E("etc/.wh.gone")],
+                      [E("back", "link", link="etc/gone")]],
+    "deleted-here": [[E("etc", "dir"), E("etc/gone", data=b"x")],
+                     [E("etc/.wh.gone"), E("back", "link", link="etc/gone")]],
+    "opaque-dir": [[E("etc", "dir"), E("etc/gone", data=b"x")],
+                   [E("etc/.wh..wh..opq"), E("back", "link", link="etc/gone")]],
+    "never-there": [[E("etc", "dir")], [E("back", "link", link="etc/none")]],
+    "climbs-out": [[E("etc", "dir")], [E("back", "link", link="../../../etc/passwd")]],
+}
+
+
+@pytest.mark.root
+@needs_root
+@pytest.mark.parametrize("layers", HOSTILE_LINKS.values(), ids=HOSTILE_LINKS.keys())
+@pytest.mark.parametrize("way", ["stacked", "applied"])
+def test_hostile_hard_links_refused_by_both_snapshotters(layers: list[list[E]], way: str, stacker: Stacker,
+                                                          tmp_path: Path) -> None:
+    descriptors, diff_ids = _store_layers(stacker.blobs, layers)
+    with pytest.raises(IntegrityError, match=r"neither in this layer|outside the image root"):
+        if way == "stacked":
+            stacker.view(descriptors, diff_ids)
+        else:
+            _applied(stacker.blobs, descriptors, tmp_path / "applied")
+    assert not (tmp_path / "applied" / "back").exists()
+
+
 @pytest.mark.root
 @needs_root
 def test_snapshot_holds_overlay_whiteouts_and_lower_metadata_for_undescribed_dirs(stacker: Stacker) -> None:

@@ -17,7 +17,7 @@ from anybuild.dockerfile.dockerignore import (
     sources_for,
 )
 from anybuild.dockerfile.instructions import Add, Copy
-from anybuild.dockerfile.parser import parse_dockerfile
+from anybuild.dockerfile.parser import MAX_FILE_SIZE, parse_dockerfile
 from anybuild.errors import ContextError
 
 
@@ -182,4 +182,11 @@ def test_docker_ignore_legacy_checks_parent_at_pattern_depth_only() -> None:
 def test_docker_ignore_from_file_error_names_line(tmp_path: Path) -> None:
     (tmp_path / ".dockerignore").write_text("# header\n*.md\n\ndocs/[a\n")
     with pytest.raises(ContextError, match=r"\.dockerignore:4: invalid pattern 'docs/\[a'"):
+        DockerIgnore.from_file(tmp_path / ".dockerignore")
+
+
+def test_docker_ignore_over_buildkits_size_limit_refused(tmp_path: Path) -> None:
+    with (tmp_path / ".dockerignore").open("wb") as handle:
+        handle.truncate(MAX_FILE_SIZE + 1)
+    with pytest.raises(ContextError, match=rf"\.dockerignore exceeds maximum allowed size of {MAX_FILE_SIZE}"):
         DockerIgnore.from_file(tmp_path / ".dockerignore")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from anybuild.dockerfile.parser import parse_dockerfile, parse_heredoc_word, read_dockerfile
+from anybuild.dockerfile.parser import MAX_FILE_SIZE, parse_dockerfile, parse_heredoc_word, read_dockerfile
 from anybuild.dockerfile.quote import go_quote
 from anybuild.errors import DockerfileError
 
@@ -142,3 +142,28 @@ def test_heredoc_text_chomps_leading_tabs_only_with_dash() -> None:
 )
 def test_go_quote_matches_strconv(text: str, quoted: str) -> None:
     assert go_quote(text) == quoted
+
+
+def test_parse_many_continuation_lines_joined_in_order() -> None:
+    lines = 50_000
+    df = parse_dockerfile("FROM busybox\nRUN echo \\\n" + "".join(f" w{i} \\\n" for i in range(lines)) + " end\n")
+    run = df.nodes[1]
+    assert (run.start_line, run.end_line) == (2, lines + 3)
+    assert run.args[0].split() == ["echo", *(f"w{i}" for i in range(lines)), "end"]
+
+
+def test_read_dockerfile_over_buildkits_size_limit_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "Dockerfile"
+    with big.open("wb") as handle:  # sparse: nothing of it is written, or read
+        handle.truncate(MAX_FILE_SIZE + 1)
+    with pytest.raises(DockerfileError) as info:
+        read_dockerfile(big)
+    assert f"Dockerfile exceeds maximum allowed size of {MAX_FILE_SIZE} bytes" in info.value.message
+    assert info.value.hint and info.value.exit_code == 2
+
+
+def test_read_dockerfile_at_the_size_limit_parsed(tmp_path: Path) -> None:
+    text = "FROM busybox\n# " + "x" * 60_000 + "\n"
+    path = tmp_path / "Dockerfile"
+    path.write_text(text * (MAX_FILE_SIZE // len(text)))
+    assert read_dockerfile(path).nodes[0].keyword == "from"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from anybuild.backends.base import BuildRequest, BuildResult, LogSink, Verdict
+from anybuild.cancellation import Cancellation
 from anybuild.config import BackendName
 from anybuild.environment.facts import FactKey, Facts
 from anybuild.process import Runner, SubprocessRunner
@@ -90,6 +91,7 @@ class BuiltinBackend:
     cache_from: tuple[str, ...] = ()
     cache_to: str | None = None
     strict: bool = False
+    cancel: Cancellation = field(default_factory=Cancellation)  # the process's: stops the build and its RUNs
     name: BackendName = BackendName.BUILTIN
     _namespace: _Once = field(default_factory=_Once)
 
@@ -106,7 +108,8 @@ class BuiltinBackend:
         from anybuild.builder.host import BuildNamespace, choose_namespace
 
         environment = BuildEnvironment(env=self.env, runner=self.runner, sandbox=self.sandbox,
-                                       cache_from=self.cache_from, cache_to=self.cache_to, strict=self.strict)
+                                       cache_from=self.cache_from, cache_to=self.cache_to, strict=self.strict,
+                                       cancel=self.cancel)
         namespace = self._namespace.get(lambda: choose_namespace(runner=self.runner, env=self.env))
         assert isinstance(namespace, BuildNamespace)
         if namespace.mapping is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +24,14 @@ from anybuild.builder.cache.hashes import ContextHashes
 from anybuild.builder.executor import BuildInputs, BuiltImage, Executor
 from anybuild.builder.images import ImageSource
 from anybuild.builder.inroot import NO_SPACE
-from anybuild.builder.overlay import SnapshotterChoice, UpperPlacement, choose_snapshotter, make_snapshotter
+from anybuild.builder.ledger import Ledger, recover_abandoned
+from anybuild.builder.overlay import (
+    LibcMounter,
+    SnapshotterChoice,
+    UpperPlacement,
+    choose_snapshotter,
+    make_snapshotter,
+)
 from anybuild.builder.rootfs import UnpackOptions
 from anybuild.builder.sandbox import (
     LadderSandbox,
@@ -39,24 +46,25 @@ from anybuild.builder.sandbox.stubs import unmount_below
 from anybuild.builder.snapshotter import SnapshotterKind
 from anybuild.builder.stack import MEMORY_LIMIT, LayerSnapshots, Stacker
 from anybuild.builder.trim import min_free_space, trim_data_dir
+from anybuild.cancellation import Cancellation, cleanup, signum_of
 from anybuild.config import BackendName
 from anybuild.dockerfile.dockerignore import DockerIgnore, find_ignore_file
 from anybuild.epoch import source_date_epoch
 from anybuild.errors import AnybuildError, BuildFailed, ContextError, Interrupted, UsageError
 from anybuild.oci.archive import write_docker_archive
-from anybuild.oci.descriptor import Descriptor
 from anybuild.oci.layout import LayoutStore, Swept
-from anybuild.oci.manifest import Manifest
+from anybuild.oci.output import Output
 from anybuild.oci.platform import Platform
 from anybuild.process import Runner, SubprocessRunner
 from anybuild.redaction import Redactor
 from anybuild.registry.client import RegistryClient
 from anybuild.registry.credentials import CredentialResolver
+from anybuild.registry.http import RegistryTimeouts
 from anybuild.registry.reference import Reference
 from anybuild.registry.transfer import push_image
 from anybuild.sizes import parse_size
 
-__all__ = ["BuildEnvironment", "build_image", "data_dir", "export_layout", "read_secrets"]
+__all__ = ["BuildEnvironment", "build_image", "data_dir", "read_secrets"]
 
 
 def data_dir(env: Mapping[str, str]) -> Path:
@@ -81,6 +89,7 @@ class BuildEnvironment:
     cache_from: tuple[str, ...] = ()  # registry repositories to read step cache entries from
     cache_to: str | None = None  # a registry repository to push this build's step cache entries to
     strict: bool = False  # refuse what cannot be had exactly here (a USER the pod has no id for)
+    cancel: Cancellation = field(default_factory=Cancellation)  # the process's (anybuild.cancellation)
 
 
 def read_secrets(request: BuildRequest, env: Mapping[str, str]) -> dict[str, bytes]:
@@ -102,58 +111,40 @@ def read_secrets(request: BuildRequest, env: Mapping[str, str]) -> dict[str, byt
     return secrets
 
 
-def export_layout(store: LayoutStore, manifest: Descriptor, destination: Path, tags: tuple[str, ...]) -> None:
-    """Copy one image from *store* into the OCI layout at *destination* (created if needed)."""
-    out = LayoutStore.create(destination)
-    doc = Manifest.from_json(store.read_blob(manifest), media_type=manifest.media_type)
-    for blob in (doc.config, *doc.layers, manifest):
-        if out.has_blob(blob.digest):
-            continue
-        source = store.blob_path(blob.digest)
-        target = out.blob_path(blob.digest)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copyfile(source, target)
-    for tag in tags or ("",):
-        out.put_manifest(manifest, tag or None)
-
-
 def _outputs(request: BuildRequest, store: LayoutStore, image: BuiltImage, *, env: BuildEnvironment,
-             client: Callable[[], RegistryClient], sink: LogSink,
+             client: Callable[[], RegistryClient], sink: LogSink, scratch: Path, done: list[str],
              sources: Mapping[str, Reference] | None = None) -> tuple[str, ...]:
+    """Write, push and load the image; each checks the cancellation first (and a push before its tag, so that
+    an interrupted push leaves no tag), and *done* says what was done, for the message of an interruption."""
     references: list[str] = []
+    cancel = env.cancel
     if request.output:
-        kind, _, target = request.output.partition(":")
-        if not target:
-            raise UsageError(f"--output {request.output!r} names no destination",
-                             hint="write oci:DIR or docker-archive:FILE")
-        match kind:
-            case "oci":
-                export_layout(store, image.manifest, Path(target), tuple(request.tags))
-            case "docker-archive":
-                write_docker_archive(store, image.manifest, Path(target), repo_tags=tuple(request.tags))
-            case _:
-                raise UsageError(f"unknown output type {kind!r}", hint="use oci:DIR or docker-archive:FILE")
+        output = Output.parse(request.output, Path.cwd())
+        cancel.check(f"before writing {request.output} (nothing was written there)")
+        output.write(store, image.manifest, tuple(request.tags),
+                     check=lambda: cancel.check(f"while writing {request.output} (nothing was written there)"))
+        done.append(f"wrote {request.output}")
         sink.line(f"exported {image.manifest.digest} to {request.output}")
     if request.push:
         if not request.tags:
             raise UsageError("--push needs at least one -t/--tag", hint="add -t REGISTRY/REPO:TAG")
         with client() as registry:
             for tag in request.tags:
+                cancel.check(f"before pushing {tag} (no tag of it was pushed)")
                 push_image(registry, store, image.manifest, Reference.parse(tag), sources=sources)
                 references.append(tag)
+                done.append(f"pushed {tag}")
                 sink.line(f"pushed {tag}@{image.manifest.digest}")
     if request.load:
-        with tempfile.TemporaryDirectory(prefix="anybuild-load-") as tmp:
-            archive = Path(tmp) / "image.tar"
-            write_docker_archive(store, image.manifest, archive, repo_tags=tuple(request.tags))
-            result = env.runner.run(["docker", "load", "-i", str(archive)], env=env.env, timeout=600)
-            if not result.ok:
-                raise BuildFailed(f"docker load failed: {result.output.strip()[-500:]}",
-                                  hint="check that a Docker Engine is reachable (DOCKER_HOST)")
+        cancel.check("before loading the image into Docker")
+        archive = scratch / "load" / "image.tar"
+        write_docker_archive(store, image.manifest, archive, repo_tags=tuple(request.tags), check=cancel.check)
+        result = env.runner.run(["docker", "load", "-i", str(archive)], env=env.env, timeout=600)
+        if not result.ok:
+            raise BuildFailed(f"docker load failed: {result.output.strip()[-500:]}",
+                              hint="check that a Docker Engine is reachable (DOCKER_HOST)")
         references += list(request.tags)
+        done.append("loaded it into Docker")
         sink.line(f"loaded {', '.join(request.tags) or image.manifest.digest} into Docker")
     return tuple(references)
 
@@ -177,9 +168,10 @@ def sweep_store(store: LayoutStore, snapshots: LayerSnapshots, *, forget: bool =
 
 def _remove_work(work: Path, runner: Runner) -> None:
     """Remove the scratch directory, never through a mount point left behind."""
-    if unmount_below(work, runner=runner) and unmount_below(work, runner=runner):
-        return  # still mounted after a lazy unmount: leave it rather than delete through it
-    shutil.rmtree(work, ignore_errors=True)
+    with cleanup():
+        if unmount_below(work, runner=runner) and unmount_below(work, runner=runner):
+            return  # still mounted after a lazy unmount: leave it rather than delete through it (the ledger stays)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 MEMORY_STAGING_ENV = "ANYBUILD_MEMORY_STAGING"
@@ -207,16 +199,54 @@ def _ran(sandbox: LadderSandbox | None, snapshots: SnapshotterChoice) -> str:
     return f"{sandbox.ran if sandbox is not None and sandbox.ran else 'none'}+{snapshots.kind}"
 
 
+def _secrets_dir(work: Path, secrets: Mapping[str, bytes], facts: SandboxFacts) -> Path | None:
+    """A private tmpfs for the build's secret files, where one can be mounted: nothing of them reaches a disk
+    (it goes with the build's scratch directory, or with the next build's recovery if this one is killed)."""
+    if not secrets or not facts.mount:
+        return None
+    target = work / "secrets"
+    target.mkdir(mode=0o700)
+    size = 2 * sum(len(v) + 4096 for v in secrets.values()) + (1 << 20)  # each RUN writes its own copies
+    try:
+        LibcMounter().mount("tmpfs", target, "tmpfs", f"mode=0700,size={size},nr_inodes=4096")
+    except OSError:
+        target.rmdir()
+        return None
+    return target
+
+
+def _interruption(exc: Interrupted, *, at: str, done: list[str], push: bool) -> Interrupted:
+    """What an interrupted build says: what stopped, where, what was undone, what had been done."""
+    parts = [exc.message + (f" at {at}" if at and " at " not in exc.message else "")]
+    parts.append("its sandbox, processes, mounts and temporary files were removed")
+    if done:
+        parts.append("done before it: " + ", ".join(done))
+    if push and not any(d.startswith("pushed") for d in done):
+        parts.append("nothing was pushed")
+    return Interrupted("; ".join(parts), signum=exc.signum, hint="run the build again")
+
+
 def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironment | None = None) -> BuildResult:
-    """Build *request* with the built-in builder; raise BuildFailed / BackendError / Interrupted."""
+    """Build *request* with the built-in builder; raise BuildFailed / BackendError / Interrupted.
+
+    The build observes *environment*'s cancellation: between steps, in every RUN, transfer and output.
+    It stops at once, undoes what it made (sandbox, processes, mounts, scratch directory, secret files)
+    and raises :class:`~anybuild.errors.Interrupted`; a build killed outright is undone by the next one
+    (:mod:`anybuild.builder.ledger`).
+    """
     env = environment or BuildEnvironment()
+    cancel = env.cancel
     started = env.clock()
     if not request.dockerfile.is_file():
         raise ContextError(f"no Dockerfile at {request.dockerfile}", hint="pass -f PATH/TO/Dockerfile")
     if not request.context.is_dir():
         raise ContextError(f"the build context {request.context} is not a directory", hint="pass the context PATH")
+    if request.output:  # a mistake in it is said now, not after the build
+        Output.parse(request.output, Path.cwd()).check()
     secrets = read_secrets(request, env.env)
-    redactor = Redactor(s.decode("utf-8", "replace") for s in secrets.values() if len(s.strip()) >= 4)
+    redactor = Redactor()
+    for value in secrets.values():  # as a RUN prints it: with or without its newline, CRLF, line by line
+        redactor.learn(value)
     facts = env.facts or probe_sandbox_facts(env=env.env)
     ladder = sandbox_ladder(facts, env.sandbox, env.env)
     then = "".join(f"; then {c.kind}" for c in ladder[1:])
@@ -228,28 +258,36 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     root = data_dir(env.env)
     (root / "cache" / "mounts").mkdir(parents=True, exist_ok=True)
     (root / "tmp").mkdir(parents=True, exist_ok=True)
+    for recovered in recover_abandoned(root / "tmp", runner=env.runner):
+        sink.line(f"anybuild: {recovered.describe()}")
+    cancel.check("before the build started")
     # a trial overlay mount in the data directory
     snapshots = choose_snapshotter(env.env, root / "tmp", in_userns=facts.in_userns is not None)
-    unpack = UnpackOptions(ownership=facts.ownership, mknod=facts.ownership.full)
+    unpack = UnpackOptions(ownership=facts.ownership, mknod=facts.ownership.full, interrupted=cancel.check)
     store = LayoutStore.create(root / "store")
     platform = Platform.parse(request.platform) if request.platform else Platform.parse("linux/amd64")
     insecure = frozenset(request.insecure_registries)
     credentials = CredentialResolver(env=env.env, home=Path(env.env.get("HOME", "/root")))
+    timeouts = RegistryTimeouts.from_env(env.env)
 
     schemes: dict[str, str] = {}  # each registry's scheme, found once for all of this build's clients
 
     def client() -> RegistryClient:
-        return RegistryClient(credentials=credentials.resolve, insecure=insecure, redactor=redactor, schemes=schemes)
+        return RegistryClient(credentials=credentials.resolve, insecure=insecure, redactor=redactor, schemes=schemes,
+                              timeouts=timeouts, cancel=cancel)
 
     ignore = DockerIgnore.from_file(find_ignore_file(request.context, request.dockerfile))
-    work = Path(tempfile.mkdtemp(prefix="build-", dir=root / "tmp"))
+    ledger = Ledger.open(root / "tmp")  # held until everything below is undone (see builder.ledger)
+    work = ledger.work
     snapshot_store = LayerSnapshots(root / "snapshots")
-    stacker = _stacker(snapshots, snapshot_store, store, work, env.runner, memory=memory, unpack=unpack)
-    sink.line(f"anybuild: snapshotter: {snapshots.describe()}" + (" over layer snapshots" if stacker else ""))
     sandbox: LadderSandbox | None = None
+    executor: Executor | None = None
+    done: list[str] = []
     try:
+        stacker = _stacker(snapshots, snapshot_store, store, work, env.runner, memory=memory, unpack=unpack)
+        sink.line(f"anybuild: snapshotter: {snapshots.describe()}" + (" over layer snapshots" if stacker else ""))
         sandbox = make_sandbox(ladder, work=work, facts=facts, runner=env.runner, on_note=sink.line,
-                               strict=env.strict)
+                               strict=env.strict, ledger=ledger)
         inputs = BuildInputs(
             context=request.context, dockerfile=request.dockerfile, platform=platform,
             build_args=dict(request.build_args), target=request.target, secrets=secrets,
@@ -268,25 +306,32 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
                             on_line=lambda line: sink.line(redactor(line)), clock=env.clock, redactor=redactor,
                             snapshotter=make_snapshotter(snapshots, scratch=work, records=not facts.ownership.full),
                             stacker=stacker,
-                            unpack=unpack, strict=env.strict, ids_emulated=ladder[0].kind is SandboxKind.PROOT)
+                            unpack=unpack, strict=env.strict, ids_emulated=ladder[0].kind is SandboxKind.PROOT,
+                            cancel=cancel, secrets_dir=_secrets_dir(work, secrets, facts))
         with snapshot_store.in_use():  # no prune or sweep removes what this build reads or writes
             try:
                 image = executor.build()
                 if cache_to is not None:
+                    cancel.check("before exporting the step cache")
                     pushed = cache.export(cache_to)
                     sink.line(f"exported {pushed} cache entries to {env.cache_to}")
             finally:
-                cache.close()
-                if stacker is not None:
-                    stacker.close()
-            references = _outputs(request, store, image, env=env, client=client, sink=sink,
-                                  sources=images.sources)
+                with cleanup():
+                    cache.close()
+                    if stacker is not None:
+                        stacker.close()
+            executor.current = "the outputs"
+            references = _outputs(request, store, image, env=env, client=client, sink=sink, scratch=work,
+                                  done=done, sources=images.sources)
         sweep_store(store, snapshot_store)
         if minimum_free is not None and (trimmed := trim_data_dir(root, minimum_free)) is not None:
             sink.line(f"anybuild: {trimmed.describe()}")
-    except KeyboardInterrupt:
-        raise Interrupted("the build was interrupted; its sandbox, mounts and temporary files were removed",
-                          hint="run the build again") from None
+    except KeyboardInterrupt as exc:  # the build ran in the main thread, and a signal raised this there
+        stopped = Interrupted(f"interrupted by {signal.Signals(signum_of(exc)).name}", signum=signum_of(exc))
+        raise _interruption(stopped, at=executor.current if executor else "", done=done,
+                            push=request.push) from None
+    except Interrupted as exc:
+        raise _interruption(exc, at=executor.current if executor else "", done=done, push=request.push) from None
     except AnybuildError:
         raise
     except OSError as exc:
@@ -298,6 +343,7 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
                                f"ANYBUILD_DATA_DIR to a bigger filesystem (the data directory is {root})") from exc
     finally:
         _remove_work(work, env.runner)
+        ledger.close()
     return BuildResult(
         backend=BackendName.BUILTIN, digest=str(image.manifest.digest), references=references, size=image.size,
         layers=len(image.layers), steps=image.steps, sandbox=_ran(sandbox, snapshots),

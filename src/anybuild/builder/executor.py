@@ -41,6 +41,7 @@ from anybuild.builder.snapshotter import Capture, Snapshotter, WalkSnapshotter
 from anybuild.builder.stack import StackCapture, Stacker, StagingFull, chain_ids
 from anybuild.builder.step import StepResult
 from anybuild.builder.users import resolve_chown, resolve_user
+from anybuild.cancellation import Cancellation
 from anybuild.dockerfile.convert import parse_instructions
 from anybuild.dockerfile.expand import Scope, expand_instruction, expand_word, platform_args
 from anybuild.dockerfile.instructions import Add, Arg, Copy, Entrypoint, From, Instruction, KeyValue, Run, Workdir
@@ -131,6 +132,9 @@ class Executor:
     stacker: Stacker | None = None  # stages as overlays of layer snapshots (replaces the snapshotter's rootfs)
     strict: bool = False  # refuse a RUN whose USER the pod has no id for (run or cached)
     ids_emulated: bool = False  # the RUN sandbox emulates ids (proot): no USER but root is real
+    cancel: Cancellation = field(default_factory=Cancellation)  # checked before each step
+    secrets_dir: Path | None = None  # where RUN secret files are written (a private tmpfs), else the scratch
+    current: str = ""  # the step running now, for what an interruption says
 
     # -- top level ---------------------------------------------------------------------
 
@@ -189,6 +193,8 @@ class Executor:
             raise BuildFailed(f"cannot copy stage rootfs: {result.output.strip()}", hint="check free disk space")
 
     def _run_stage(self, stage: Stage, meta: Mapping[str, str], escape: str) -> _State:
+        self.current = f"[{stage.label}] FROM {stage.image}"
+        self.cancel.check()
         self.on_line(f"#{stage.index} FROM {stage.image}" + (f" AS {stage.name}" if stage.name else ""))
         started = time.monotonic()
         state = self._base(stage)
@@ -213,6 +219,8 @@ class Executor:
     def _step(self, state: _State, instr: Instruction, meta: Mapping[str, str], escape: str, label: str) -> None:
         started = time.monotonic()
         text = instr.original.strip() or str(instr.keyword)
+        self.current = f"{label} {self.redactor(text)}"
+        self.cancel.check()
         self.on_line(f"#{label} {self.redactor(text)}")
         if isinstance(instr, Arg):
             lookup = state.scope.lookup()
@@ -288,6 +296,7 @@ class Executor:
     def _run(self, state: _State, instr: Run) -> StepResult:
         ctx = RunContext(
             sandbox=self.sandbox, secrets=self.inputs.secrets, cache_dir=self.cache_dir, scratch=self.work,
+            secrets_dir=self.secrets_dir,
             context=self.inputs.context, stage_roots=self._from_root, network=self.inputs.network,
             redactor=self.redactor, on_line=self.on_line, file=self.file,
         )
@@ -364,7 +373,7 @@ class Executor:
             with os.fdopen(fd, "wb") as out, RootDir.open(taken.source) as root:
                 blob = write_layer(changes, root, out, source_date_epoch=self.inputs.source_date_epoch,
                                    recorded=state.recorded, ownership=self.unpack.ownership,
-                                   compression=Compression.GZIP)
+                                   compression=Compression.GZIP, check=self.cancel.check)
             digest = Digest.parse(blob.digest)
             Path(tmp).replace(self.store.blob_path(digest))
         except BaseException:

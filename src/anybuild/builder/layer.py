@@ -326,11 +326,13 @@ def write_layer(
     compression: Compression = Compression.GZIP,
     gzip: GzipCodec | None = None,
     threaded: bool = True,
+    check: Callable[[], None] = lambda: None,
 ) -> LayerBlob:
     """Write *changes* (read from *root*) to *out* as a layer; return its digests.
 
     *gzip* is the codec for ``Compression.GZIP`` (default: :func:`default_gzip_codec`);
-    *threaded* False compresses on the calling thread (same bytes, no overlap).
+    *threaded* False compresses on the calling thread (same bytes, no overlap). *check* is called
+    between entries; what it raises (a cancellation) stops the write.
     """
     plan = _plan(changes)
     compressed = _Digesting(out)
@@ -348,7 +350,9 @@ def write_layer(
     with _Pipeline(sink, threaded=threaded and compression is not Compression.NONE) as pipeline:
         uncompressed = _Digesting(cast(IO[bytes], pipeline))
         tar = _TarOut(cast(IO[bytes], uncompressed))
-        for name, kind in plan:
+        for index, (name, kind) in enumerate(plan):
+            if index % 32 == 0:
+                check()
             writer.add(tar, name, kind)
         tar.close()
         pipeline.close()

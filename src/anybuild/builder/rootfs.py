@@ -20,6 +20,7 @@ as Docker refuses them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import io
@@ -28,8 +29,9 @@ import posixpath
 import stat
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, cast
 
 import zstandard
@@ -70,6 +72,8 @@ class UnpackOptions:
     # instead of applying them: the directory becomes an overlay lower layer (anybuild.builder.stack)
     overlay_whiteouts: bool = False
     opaque_xattr: str = OVERLAY_OPAQUE_XATTR  # ``user.overlay.opaque`` for an overlay mounted in a user namespace
+    # called as the work goes (entries, chunks of files): what it raises stops it (the build's cancellation)
+    interrupted: Callable[[], None] = field(default=lambda: None, compare=False)
 
     @classmethod
     def for_current_process(cls) -> UnpackOptions:
@@ -149,9 +153,15 @@ class _Chained(io.RawIOBase):
         return len(data)
 
 
-def unpack_layer(stream: IO[bytes], root: RootDir, options: UnpackOptions) -> UnpackReport:
-    """Apply one layer (a tar stream, compressed or not) to *root*."""
-    state = _State(root=root, options=options)
+def unpack_layer(stream: IO[bytes], root: RootDir, options: UnpackOptions, *,
+                 lowers: Sequence[Path] = ()) -> UnpackReport:
+    """Apply one layer (a tar stream, compressed or not) to *root*.
+
+    With ``overlay_whiteouts`` *root* is the layer's own directory and *lowers* the directories of
+    the layers below it, bottom first: a hard link to a file of a lower layer copies that file up into
+    *root* first, as overlayfs does when containerd applies such a layer onto its mounted parents.
+    """
+    state = _State(root=root, options=options, lowers=tuple(lowers))
     try:
         with tarfile.open(fileobj=decompressed(stream), mode="r|") as archive:
             for member in archive:
@@ -170,6 +180,7 @@ def unpack_layer(stream: IO[bytes], root: RootDir, options: UnpackOptions) -> Un
 class _State:
     root: RootDir
     options: UnpackOptions
+    lowers: tuple[Path, ...] = ()
     count: int = 0
     written: set[str] = field(default_factory=set)
     dirs: list[tuple[str, tarfile.TarInfo]] = field(default_factory=list)
@@ -178,6 +189,8 @@ class _State:
 
     def apply(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         self.count += 1
+        if self.count % 64 == 0:
+            self.options.interrupted()
         rel = clean_relative(member.name)
         if rel is None:
             raise IntegrityError(
@@ -304,6 +317,7 @@ class _State:
             if source is not None:
                 while chunk := source.read(_CHUNK):
                     write_all(out, chunk)
+                    self.options.interrupted()
             self._owner(out, None, rel, member)
             os.fchmod(out, member.mode & 0o7777)  # after chown, which clears setuid bits
             self._xattrs(out, rel, member)
@@ -318,8 +332,41 @@ class _State:
                 f"hard link {member.name!r} -> {member.linkname!r} points outside the image root",
                 hint="the image is malformed or hostile; rebuild it or use another base image",
             )
-        with self.root.parent(target) as (tfd, tname):
-            os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=fd, follow_symlinks=False)
+        missing = IntegrityError(
+            f"hard link {member.name!r} -> {member.linkname!r}: the target is neither in this layer nor in "
+            "the layers below it (deleted by a whiteout, or never there)",
+            hint="the image is malformed; rebuild it or use another base image",
+        )
+        if self.options.overlay_whiteouts:
+            self._copy_up(target, missing)
+        try:
+            with self.root.parent(target) as (tfd, tname):
+                os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise missing from None
+
+    def _copy_up(self, target: str, missing: IntegrityError) -> None:
+        """Make a hard-link *target* that only a lower layer has a file of this layer's directory (overlay)."""
+        here = self.root.lstat(target)
+        if here is not None:
+            if is_whiteout(here):
+                raise missing  # deleted earlier in this very layer
+            return
+        found = _merged_lookup((self.root.host_path("."), *reversed(self.lowers)), target)
+        if found is None:
+            raise missing
+        info = found.lstat()
+        with self.root.parent(target, create=True) as (fd, name):
+            if stat.S_ISREG(info.st_mode):
+                _copy_file(found, fd, name, info)
+            elif stat.S_ISLNK(info.st_mode):
+                os.symlink(found.readlink(), name, dir_fd=fd)
+                with contextlib.suppress(OSError):
+                    os.chown(name, info.st_uid, info.st_gid, dir_fd=fd, follow_symlinks=False)
+                os.utime(name, ns=(info.st_atime_ns, info.st_mtime_ns), dir_fd=fd, follow_symlinks=False)
+            else:
+                raise IntegrityError(f"hard link to {target!r}, a special file of a lower layer, is not supported",
+                                     hint="rebuild the image without that hard link")
 
     def _device(self, fd: int, name: str, rel: str, member: tarfile.TarInfo) -> None:
         kind = "char" if member.ischr() else "block"
@@ -385,6 +432,67 @@ class _State:
                     os.utime(dir_fd, ns=_times(member))
                 finally:
                     os.close(dir_fd)
+
+
+def _merged_lookup(layers: Sequence[Path], rel: str) -> Path | None:
+    """Where *rel* is in the overlay of *layers* (top first), as overlayfs looks it up: a whiteout hides
+    the name below it, an opaque directory what is below it, a non-directory ends the path. None: no such
+    entry (a path through a symlink counts as none: hard-link targets name files, not routes)."""
+    parts = rel.split("/")
+    candidates = list(layers)
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        below: list[Path] = []
+        for directory in candidates:
+            path = directory / part
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                continue
+            if is_whiteout(info):
+                break
+            if last:
+                return None if stat.S_ISDIR(info.st_mode) else path
+            if not stat.S_ISDIR(info.st_mode):
+                break
+            below.append(path)
+            if _opaque(path):
+                break
+        if not below:
+            return None
+        candidates = below
+    return None
+
+
+def _opaque(path: Path) -> bool:
+    for attr in (OVERLAY_OPAQUE_XATTR, "user.overlay.opaque"):
+        try:
+            if os.getxattr(path, attr, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _copy_file(source: Path, fd: int, name: str, info: os.stat_result) -> None:
+    """A copy of a lower layer's file: contents, owner, mode, extended attributes and times."""
+    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
+        try:
+            while chunk := os.read(src, _CHUNK):
+                write_all(out, chunk)
+            with contextlib.suppress(OSError):  # the ids are this machine's own: only a narrower map refuses
+                os.fchown(out, info.st_uid, info.st_gid)
+            os.fchmod(out, stat.S_IMODE(info.st_mode))
+            for attr in os.listxattr(src):  # recorded owners (user.*), capabilities, overlay attributes
+                with contextlib.suppress(OSError):
+                    os.setxattr(out, attr, os.getxattr(src, attr))
+            os.utime(out, ns=(info.st_atime_ns, info.st_mtime_ns))
+        finally:
+            os.close(out)
+    finally:
+        os.close(src)
 
 
 def is_whiteout(info: os.stat_result) -> bool:

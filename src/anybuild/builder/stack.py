@@ -437,7 +437,7 @@ class Stacker:
                 stream = _Hashing(decompressed(blob))
                 report = unpack_layer(cast(IO[bytes], stream), root,
                                       dataclasses.replace(self.unpack, overlay_whiteouts=True,
-                                                          opaque_xattr=self.flavor.opaque_xattr))
+                                                          opaque_xattr=self.flavor.opaque_xattr), lowers=below)
                 got = stream.drain()
             if got != str(diff_id):
                 raise IntegrityError(f"layer {layer.digest} unpacks to {got}, but the image says {diff_id}",

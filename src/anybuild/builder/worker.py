@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -31,7 +32,9 @@ from anybuild.builder.build import BuildEnvironment, build_image
 from anybuild.builder.host import BuildNamespace
 from anybuild.builder.sandbox.model import USERNS_ENV
 from anybuild.builder.userns import FAILURE_EXIT, FAILURE_PREFIX, launcher_argv
+from anybuild.cancellation import Cancellation, handle_signals, signum_of
 from anybuild.errors import AnybuildError, BackendError, Interrupted
+from anybuild.process import SubprocessRunner
 
 __all__ = ["WorkerJob", "build_in_namespace", "main"]
 
@@ -86,16 +89,18 @@ def build_in_namespace(request: BuildRequest, sink: LogSink, environment: BuildE
     read_end, write_end = os.pipe()
     command = [sys.executable, "-m", "anybuild.builder.worker", str(write_end)]
     with contextlib.ExitStack() as stack:
-        try:
+        try:  # in a session of its own: a signal reaches it from this process's cancellation, and only so
             proc = subprocess.Popen(launcher_argv(sys.executable, namespace.mapping, command), env=env,
                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    pass_fds=(write_end,))
+                                    pass_fds=(write_end,), start_new_session=True)
         except OSError as exc:
             os.close(read_end)
             raise BackendError(f"cannot start the builder's worker: {exc.strerror}", backend="builtin") from exc
         finally:
             os.close(write_end)
         stack.callback(_reap, proc)
+        cancel = environment.cancel  # forwarded as the signal it was: the worker stops its build and says so
+        stack.callback(cancel.on_cancel(lambda: _signal(proc, cancel.signum or signal.SIGINT)))
         messages = stack.enter_context(os.fdopen(read_end, "rb"))
         errors: list[str] = []
         reader = threading.Thread(target=lambda: errors.extend(proc.stderr.read().decode(errors="replace")
@@ -132,6 +137,11 @@ def build_in_namespace(request: BuildRequest, sink: LogSink, environment: BuildE
     raise RuntimeError(f"the builder's worker failed (exit {proc.returncode}):\n{detail}")
 
 
+def _signal(proc: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signum)
+
+
 def _reap(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -151,15 +161,19 @@ def main(argv: list[str]) -> int:
         def line(self, text: str) -> None:
             _send(out, lock, ("line", text))
 
+    cancel = Cancellation()
     environment = BuildEnvironment(env=job.env, sandbox=job.sandbox, named_images=job.named_images,
                                    docker_media_types=job.docker_media_types, cache_from=job.cache_from,
-                                   cache_to=job.cache_to, strict=job.strict)
+                                   cache_to=job.cache_to, strict=job.strict, cancel=cancel,
+                                   runner=SubprocessRunner(cancel=cancel))
     try:
-        result = build_image(job.request, _Sink(), environment)
+        with handle_signals(cancel, write=lambda _data: None):  # the process that started it says it
+            result = build_image(job.request, _Sink(), environment)
     except AnybuildError as exc:
         _send(out, lock, ("error", exc))
-    except KeyboardInterrupt:
-        _send(out, lock, ("error", Interrupted("the build was interrupted", hint="run the build again")))
+    except KeyboardInterrupt as exc:
+        _send(out, lock, ("error", Interrupted("the build was interrupted", signum=signum_of(exc),
+                                               hint="run the build again")))
     except BaseException:  # a bug: its traceback goes back to the process that shows it
         _send(out, lock, ("crash", traceback.format_exc()))
         return 70

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sys
 import threading
 import time
@@ -26,6 +27,7 @@ from rich.table import Table
 from anybuild.backends.base import Backend, BuildRequest, LogSink, SecretSpec
 from anybuild.backends.catalog import availability_checks, backend_class, create_backend
 from anybuild.batch import build_images, default_jobs
+from anybuild.cancellation import Cancellation, handle_signals
 from anybuild.cli.options import config_option, resolve_config
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.config import DEFAULT_BACKENDS, BackendName, Config, ImageSpec, find_config, load_config
@@ -36,9 +38,11 @@ from anybuild.environment.probe import collect_facts
 from anybuild.epoch import source_date_epoch
 from anybuild.errors import ExitCode, UsageError
 from anybuild.oci.layout import atomic_write
+from anybuild.oci.output import Output
 from anybuild.planner import Plan, plan_build, push_registries
 from anybuild.process import SubprocessRunner
 from anybuild.project import ProjectOptions, ProjectSeams, build_project, run_request, select_images
+from anybuild.redaction import Redactor
 from anybuild.registry.reference import Reference
 from anybuild.result import ImageOutcome, RunResult
 
@@ -81,6 +85,16 @@ def parse_secret(value: str) -> SecretSpec:
         raise UsageError(f"--secret {value!r} has no id=", hint="write --secret id=ID,src=FILE")
     src = fields.get("src") or fields.get("source")
     return SecretSpec(id=fields["id"], src=Path(src) if src else None, env=fields.get("env"))
+
+
+def _learn_secrets(redactor: Redactor, specs: Sequence[SecretSpec], env: Mapping[str, str]) -> None:
+    """What the command prints is masked too, not only the builder's lines (which learn them again)."""
+    for spec in specs:
+        if spec.src is not None:
+            with contextlib.suppress(OSError):  # the build says why it cannot read it
+                redactor.learn(spec.src.read_bytes())
+        elif (value := env.get(spec.env or spec.id)) is not None:
+            redactor.learn(value)
 
 
 def parse_mirrors(values: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
@@ -160,7 +174,7 @@ class _ImageSink:
         self.progress.line(self.name, text)
 
 
-def _render_summary(console: Console, result: RunResult) -> None:
+def _render_summary(console: Console, result: RunResult, redactor: Redactor) -> None:
     table = Table(title=f"{sum(i.ok for i in result.images)}/{len(result.images)} image(s) built "
                         f"in {result.finished - result.started:.1f}s", title_justify="left")
     for column in ("image", "backend", "digest", "references", "time", "cached", "result"):
@@ -179,7 +193,7 @@ def _render_summary(console: Console, result: RunResult) -> None:
             if image.backend_reason:
                 console.print(f"{image.name}: built with {image.backend}: {image.backend_reason}", markup=False)
             continue
-        _render_failure(console, image)
+        _render_failure(console, image, redactor)
 
 
 def _failure_text(image: ImageOutcome) -> str:
@@ -188,17 +202,21 @@ def _failure_text(image: ImageOutcome) -> str:
     return "failed" if not image.error else f"failed ({image.error.get('kind')})"
 
 
-def _render_failure(console: Console, image: ImageOutcome) -> None:
+def _render_failure(console: Console, image: ImageOutcome, redactor: Redactor) -> None:
     error = image.error or {}
-    console.print(f"{image.name}: error: {error.get('message', 'failed')}", markup=False)
+
+    def say(text: str) -> None:
+        console.print(redactor(text), markup=False, highlight=False)
+
+    say(f"{image.name}: error: {error.get('message', 'failed')}")
     diagnosis = image.diagnosis or {}
     if diagnosis:
-        console.print(f"{image.name}: root cause: {diagnosis.get('cause') or diagnosis.get('title')}", markup=False)
+        say(f"{image.name}: root cause: {diagnosis.get('cause') or diagnosis.get('title')}")
         for evidence in diagnosis.get("evidence") or ():
             text = evidence if isinstance(evidence, str) else f"line {evidence.get('line')}: {evidence.get('text')}"
-            console.print(f"{image.name}:   evidence: {text}", markup=False)
+            say(f"{image.name}:   evidence: {text}")
     if error.get("hint"):
-        console.print(f"{image.name}: hint: {error['hint']}", markup=False)
+        say(f"{image.name}: hint: {error['hint']}")
 
 
 def _write_metadata(path: Path, data: dict[str, Any]) -> None:
@@ -260,7 +278,7 @@ def _probe_in_background(ctx: ProbeContext) -> Callable[[], Facts]:
 
 
 def _kubernetes(config: Config | None, env: Mapping[str, str], plan: Plan, context: str | None,
-                namespace: str | None) -> Any:
+                namespace: str | None, *, cancel: Cancellation) -> Any:
     """The one kubernetes backend of this run (its Jobs share a run id and a Secret), when the plan may use it."""
     if not any(c.backend is BackendName.KUBERNETES for c in plan.candidates):
         if (context or namespace) and plan.override is not BackendName.KUBERNETES:
@@ -272,7 +290,7 @@ def _kubernetes(config: Config | None, env: Mapping[str, str], plan: Plan, conte
 
     table = config.backend.kubernetes if config is not None else {}
     settings = KubernetesSettings.from_config(table).with_overrides(context=context, namespace=namespace)
-    return KubernetesBackend(settings, env=env)
+    return KubernetesBackend(settings, env=env, cancel=cancel)
 
 
 def _exit_code(result: RunResult) -> int:
@@ -347,6 +365,25 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
     TARGETS are image names from anybuild.toml (or --all for every one), or a
     single build context directory (default: the current directory).
     """
+    cancellation = session.cancel
+    with handle_signals(cancellation):  # the builds observe it in their threads: no KeyboardInterrupt here
+        _build(session, cancellation, targets=targets, all_images=all_images, config_path=config_path,
+               backend=backend, jobs=jobs, fail_fast=fail_fast, metadata_file=metadata_file,
+               reproducible=reproducible, dockerfile=dockerfile, tags=tags, labels=labels, build_args=build_args,
+               target=target, platform=platform, secrets=secrets, output=output, push=push, load=load,
+               progress=progress, sandbox=sandbox, strict=strict, insecure=insecure, mirrors=mirrors,
+               no_cache=no_cache, cache_from=cache_from, cache_to=cache_to, allow_dirty=allow_dirty,
+               kube_context=kube_context, namespace=namespace)
+
+
+def _build(session: Session, cancellation: Cancellation, *, targets: tuple[str, ...], all_images: bool,
+           config_path: Path | None, backend: str | None, jobs: int | None, fail_fast: bool,
+           metadata_file: Path | None, reproducible: bool, dockerfile: Path | None, tags: tuple[str, ...],
+           labels: tuple[str, ...], build_args: tuple[str, ...], target: str | None, platform: str | None,
+           secrets: tuple[str, ...], output: str | None, push: bool, load: bool, progress: str,
+           sandbox: str | None, strict: bool, insecure: tuple[str, ...], mirrors: tuple[str, ...], no_cache: bool,
+           cache_from: tuple[str, ...], cache_to: str | None, allow_dirty: bool, kube_context: str | None,
+           namespace: str | None) -> None:
     config = _optional_config(config_path, session.cwd, required=all_images)
     images = _project_images(config, targets, all_images)
     env = session.env
@@ -358,9 +395,9 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
     facts = probed()
     plan = plan_build(facts, order=order, checks=availability_checks(),
                       override=BackendName(backend) if backend else None)
-    runner = SubprocessRunner()
+    runner = SubprocessRunner(cancel=cancellation)
     builtin: list[Backend] = []  # one for every image: its namespace is tried once
-    kube = _kubernetes(config, env, plan, kube_context, namespace)
+    kube = _kubernetes(config, env, plan, kube_context, namespace, cancel=cancellation)
 
     def backends(name: BackendName) -> Backend:
         if name is BackendName.KUBERNETES and kube is not None:
@@ -370,12 +407,13 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
 
             if not builtin:
                 builtin.append(BuiltinBackend(runner=runner, env=env, sandbox=sandbox, cache_from=cache_from,
-                                              cache_to=cache_to, strict=strict))
+                                              cache_to=cache_to, strict=strict, cancel=cancellation))
             return builtin[0]
         return create_backend(name, facts, runner=runner, env=env)
 
     known = diagnosis_facts(facts)
     secret_specs = tuple(parse_secret(s) for s in secrets)
+    _learn_secrets(session.redactor, secret_specs, env)
     arguments = parse_build_args(build_args, env)
 
     if images is not None:
@@ -395,6 +433,10 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
             raise UsageError(f"{targets[0] if targets else context}: no such directory or image", hint=hint)
         if push and not tags:
             raise UsageError("--push needs at least one -t REFERENCE", hint="add -t registry/repository:tag")
+        if output:  # a mistake in it is said now, not after the build
+            parsed = Output.parse(output, session.cwd)
+            parsed.check()
+            output = f"{parsed.kind}:{parsed.path}"
         for tag in tags:  # a bad reference is refused now, not after a long build
             Reference.parse(tag)
         names = [context.resolve().name or "image"]
@@ -417,18 +459,20 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
                                 reproducible=reproducible, cache_from=cache_from, cache_to=cache_to, mirrors=mirrors,
                                 insecure=insecure, sandbox=sandbox, load=load, secrets=secrets,
                                 redactor=session.redactor)
-    interruptible = kube.interruptible() if kube is not None else contextlib.nullcontext()
-    with interruptible, contextlib.closing(kube) if kube is not None else contextlib.nullcontext(), \
+    cancellation.check("before anything was built")
+    with contextlib.closing(kube) if kube is not None else contextlib.nullcontext(), \
             Progress(session, progress, names) as view:
-        seams = ProjectSeams(plan=lambda _spec: plan, backends=backends, diagnose=diagnose, sink_for=view.sink)
+        seams = ProjectSeams(plan=lambda _spec: plan, backends=backends, diagnose=diagnose, sink_for=view.sink,
+                             cancel=cancellation)
         if on_github:
             from anybuild.cli.github_build import run_github_build
 
             assert config is not None and images is not None
-            result = run_github_build(session, config, images, plan, args=forwarded, push=push,
-                                      allow_dirty=allow_dirty, fail_fast=fail_fast, reproducible=reproducible,
-                                      source_date_epoch=source_date_epoch(env), runner=runner,
-                                      sink_for=view.sink, diagnose=diagnose)
+            with handle_signals(cancellation, interrupt_main=True):  # the run is followed in this thread
+                result = run_github_build(session, config, images, plan, args=forwarded, push=push,
+                                          allow_dirty=allow_dirty, fail_fast=fail_fast, reproducible=reproducible,
+                                          source_date_epoch=source_date_epoch(env), runner=runner,
+                                          sink_for=view.sink, diagnose=diagnose)
         elif images is not None:
             assert config is not None
             options = ProjectOptions(
@@ -452,10 +496,19 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
                 registry_mirrors=parse_mirrors(mirrors),
             )
             spec = ImageSpec(name=names[0], context=context, dockerfile=request.dockerfile, repository="")
-            result = build_images([spec], lambda s: run_request(s.name, request, plan, seams), jobs=1)
+            result = build_images([spec], lambda s: run_request(s.name, request, plan, seams), jobs=1,
+                                  cancel=cancellation)
     if metadata_file is not None:
         _write_metadata(metadata_file if metadata_file.is_absolute() else session.cwd / metadata_file,
                         result.to_dict())
-    session.emit(result.to_dict(), lambda console: _render_summary(console, result))
+    session.emit(result.to_dict(), lambda console: _render_summary(console, result, session.redactor))
+    if cancellation.is_set():  # whatever else failed: the run was stopped, and says so, and by its status
+        signum = cancellation.signum or signal.SIGINT
+        if not session.json:
+            stopped = [i.name for i in result.images if not i.ok and (i.error or {}).get("kind") == "interrupted"]
+            session.echo(f"error: interrupted by {cancellation.signal_name}: stopped "
+                         f"{', '.join(stopped) or 'the build'}; what it started was removed", err=True)
+            session.echo("hint: run the command again", err=True)
+        sys.exit(128 + signum)
     if not result.ok:
         sys.exit(_exit_code(result))

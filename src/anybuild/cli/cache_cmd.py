@@ -95,6 +95,13 @@ def prune(session: Session, keep_storage: str | None, everything: bool) -> None:
     the pulled base images (pulled again when a build needs them).
     """
     limit = parse_size(keep_storage) if keep_storage is not None else None
+    from anybuild.builder.ledger import recover_abandoned
+    from anybuild.process import SubprocessRunner
+
+    # first what builds killed outright left (their mounts would keep snapshots busy)
+    recovered = recover_abandoned(data_dir(session.env) / "tmp", runner=SubprocessRunner())
+    for done in recovered:
+        session.info(f"anybuild: {done.describe()}")
     result = _store(session).prune(keep_storage=limit, everything=everything)
     snapshots = _snapshots(session)
     unpacked = snapshots.prune(keep_storage=limit, everything=everything)
@@ -103,7 +110,9 @@ def prune(session: Session, keep_storage: str | None, everything: bool) -> None:
                                "snapshots": None if unpacked is None else unpacked.count,
                                "snapshots_freed": None if unpacked is None else unpacked.size,
                                "store_blobs": None if swept is None else swept.blobs,
-                               "store_freed": None if swept is None else swept.freed}
+                               "store_freed": None if swept is None else swept.freed,
+                               "recovered": [{"directory": str(r.work), "pid": r.pid, "processes": r.processes,
+                                              "mounts": r.mounts, "containers": r.containers} for r in recovered]}
     session.emit(data, lambda console: _render_prune(console, result, unpacked, swept))
 
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from types import FrameType
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from anybuild.backends.base import LogSink
@@ -83,23 +79,4 @@ def run_github_build(session: Session, config: Config, images: Sequence[ImageSpe
     seams = GithubSeams(runner=runner, env=session.env, redactor=session.redactor, sink_for=sink_for,
                         notify=lambda text: session.info(f"anybuild: {text}"), show_failure=show_failure,
                         diagnose=diagnose)
-    with _sigterm_as_interrupt():
-        return build_on_github(config, git, request, seams)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """While a run is followed, SIGTERM is handled as Ctrl-C: the run on GitHub is cancelled, not left behind."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        del signum, frame
-        raise KeyboardInterrupt("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return build_on_github(config, git, request, seams)  # Ctrl-C, SIGTERM: KeyboardInterrupt (handle_signals)

@@ -38,9 +38,9 @@ from anybuild.oci import (
     Platform,
     parse_document,
     read_docker_archive,
-    write_docker_archive,
 )
-from anybuild.registry import CredentialResolver, Reference, RegistryClient
+from anybuild.oci.output import Output
+from anybuild.registry import CredentialResolver, Reference, RegistryClient, RegistryTimeouts
 
 __all__ = ["copy", "inspect", "pull", "push"]
 
@@ -117,7 +117,8 @@ def _client(session: Session, insecure: tuple[str, ...], ca_cert: Path | None) -
         client = stack.enter_context(RegistryClient(
             credentials=resolver.resolve, insecure=frozenset(insecure) | _config_insecure(session),
             ca_bundle=ca_cert, redactor=session.redactor, progress=bars,
-            notify=None if session.json else session.info))
+            notify=None if session.json else session.info, timeouts=RegistryTimeouts.from_env(session.env),
+            cancel=session.cancel))
         yield client
 
 
@@ -164,21 +165,21 @@ def pull(session: Session, *, ref: str, output: str, platform_text: str | None, 
          mirrors: tuple[str, ...], ca_cert: Path | None) -> None:
     """Pull an image from a registry into an OCI layout or a docker archive."""
     reference = Reference.parse(ref).defaulted()
-    target = Location.parse(output, session.cwd)
-    if target.kind == "registry" or target.path is None:
+    if not output.startswith(("oci:", "docker-archive:")):
         raise UsageError(f"--output {output!r} is not a local destination",
                          hint="write --output oci:DIR or --output docker-archive:FILE")
+    target = Output.parse(output, session.cwd, names=True)
+    target.check()  # before the pull: a mistake in the destination is said at once
     platform = _platform(platform_text)
-    with contextlib.ExitStack() as stack, _client(session, insecure, ca_cert) as client:
-        if target.kind == "oci":
-            store = LayoutStore.create(target.path)
-        else:
-            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="anybuild-pull-"))
-            store = LayoutStore.create(Path(scratch))
+    # pulled beside nothing the user sees: the destination gets the image whole, once it is all here
+    with tempfile.TemporaryDirectory(prefix="anybuild-pull-") as scratch, \
+            _client(session, insecure, ca_cert) as client:
+        store = LayoutStore.create(Path(scratch))
         result = client.pull_image(reference, store, platform=platform, tag=target.name or reference.tag,
                                    mirrors=_mirrors(session, reference, mirrors))
-        if target.kind == "docker-archive":
-            write_docker_archive(store, result.descriptor, target.path, [reference.familiar])
+        session.cancel.check("before writing the image (nothing was written)")
+        target.write(store, result.descriptor, [target.name or reference.tag or ""] if target.kind == "oci"
+                     else [reference.familiar], check=session.cancel.check)
         stats = client.stats.to_dict()
     data = {"reference": str(reference), "digest": str(result.descriptor.digest), "platform": str(platform),
             "served_by": result.served_by, "failed_sources": list(result.failed_sources),

@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import importlib
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -20,6 +21,7 @@ from typing import Any, NoReturn
 
 import click
 
+from anybuild.cancellation import handle_signals, signum_of
 from anybuild.cli.commands import COMMANDS
 from anybuild.cli.session import Session
 from anybuild.errors import AnybuildError, ExitCode, Interrupted, UsageError
@@ -111,6 +113,10 @@ def _fail(session: Session, error: AnybuildError) -> NoReturn:
     sys.exit(int(error.exit_code))
 
 
+def _signal_word(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
 def _traceback_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc)).rstrip()
 
@@ -123,20 +129,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         json_output="--json" in args, debug="--debug" in args, verbosity=0
     )
     try:
-        # Without standalone mode click *returns* the code given to ctx.exit(n).
-        returned = cli.main(args=args, prog_name="anybuild", standalone_mode=False, obj=session)
+        # Without standalone mode click *returns* the code given to ctx.exit(n). SIGTERM and SIGHUP stop a
+        # command as Ctrl-C does (its clean-up runs); `build` observes the cancellation in its threads instead.
+        with handle_signals(session.cancel, interrupt_main=True):
+            returned = cli.main(args=args, prog_name="anybuild", standalone_mode=False, obj=session)
         if isinstance(returned, int) and returned:
             sys.exit(returned)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        _fail(session, Interrupted("interrupted", hint="run the command again to resume"))
+    except click.exceptions.Abort as exc:  # click's word for a KeyboardInterrupt (a signal: see handle_signals)
+        cause = exc.__cause__
+        signum = signum_of(cause) if isinstance(cause, KeyboardInterrupt) else session.cancel.signum or signal.SIGINT
+        _fail(session, Interrupted(f"interrupted by {_signal_word(signum)}; temporary files were removed",
+                                   signum=signum, hint="run the command again"))
     except click.ClickException as exc:
         hint = "run `anybuild --help` (or COMMAND --help) for usage"
         usage = UsageError(exc.format_message(), hint=hint)
         _fail(session, usage)
-    except KeyboardInterrupt:
-        _fail(session, Interrupted("interrupted by Ctrl-C; temporary files were removed"))
+    except KeyboardInterrupt as exc:
+        signum = signum_of(exc)
+        _fail(session, Interrupted(f"interrupted by {_signal_word(signum)}; temporary files were removed",
+                                   signum=signum, hint="run the command again"))
     except AnybuildError as exc:
         _fail(session, exc)
     except BrokenPipeError:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 import click
 from rich.console import Console
 
+from anybuild.cancellation import Cancellation
 from anybuild.redaction import Redactor, secrets_from_env
 
 __all__ = ["Session", "output_options", "pass_session"]
@@ -37,6 +38,7 @@ class Session:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     cwd: Path = field(default_factory=Path.cwd)
     redactor: Redactor = field(default_factory=Redactor)
+    cancel: Cancellation = field(default_factory=Cancellation)  # set by SIGINT, SIGTERM, SIGHUP (cli.main)
     _out: Console | None = None
     _err: Console | None = None
 

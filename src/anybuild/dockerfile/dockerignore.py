@@ -297,7 +297,18 @@ class DockerIgnore:
     def from_file(cls, path: Path | None, *, mode: IgnoreMode = IgnoreMode.CURRENT) -> DockerIgnore:
         if path is None or not path.is_file():
             return cls([], mode=mode)
-        numbered = _numbered_patterns(path.read_bytes().decode("utf-8", "surrogateescape"))
+        from anybuild.dockerfile.parser import MAX_FILE_SIZE, read_bounded
+
+        try:
+            data = read_bounded(path)
+        except OSError as exc:
+            raise ContextError(f"cannot read {path}: {exc.strerror or exc}",
+                               hint="make the ignore file readable, or remove it") from exc
+        if data is None:
+            raise ContextError(f"{path.name} exceeds maximum allowed size of {MAX_FILE_SIZE} bytes",
+                               hint="keep the ignore file to patterns; exclude whole directories instead of "
+                                    "listing files")
+        numbered = _numbered_patterns(data.decode("utf-8", "surrogateescape"))
         return cls([p for _, p in numbered], source=str(path), mode=mode, lines=[n for n, _ in numbered])
 
     def excluded(self, path: str) -> bool:

@@ -11,6 +11,7 @@ delimiters, several per instruction), and per-instruction argument splitting.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from types import MappingProxyType
@@ -23,11 +24,13 @@ from anybuild.errors import DockerfileError
 
 __all__ = [
     "HEREDOC_KEYWORDS",
+    "MAX_FILE_SIZE",
     "Dockerfile",
     "Heredoc",
     "Node",
     "parse_dockerfile",
     "parse_heredoc_word",
+    "read_bounded",
     "read_dockerfile",
 ]
 
@@ -37,20 +40,38 @@ _GO_RE_SPACE = "[\t\n\f\r ]"
 _DIRECTIVE = re.compile(
     rf"#{_GO_RE_SPACE}*([a-zA-Z][a-zA-Z0-9]*){_GO_RE_SPACE}*={_GO_RE_SPACE}*(.+?){_GO_RE_SPACE}*\Z"
 )
-_MAX_LINE = 64 * 1024 - 1
+_MAX_LINE = 64 * 1024 - 1  # BuildKit's bufio.Scanner token limit, per physical line
+# BuildKit's own bound on the Dockerfile and .dockerignore it loads (frontend/dockerui: containerd's
+# default gRPC message size): a file larger than that is refused before it is read.
+MAX_FILE_SIZE = 16 * 1024 * 1024
 
 
 def read_dockerfile(path: Path) -> Dockerfile:
     """Read and parse the Dockerfile at *path* (bytes that are not UTF-8 survive)."""
     try:
-        data = path.read_bytes()
+        data = read_bounded(path)
     except OSError as exc:
         raise DockerfileError(
             f"cannot read {path}: {exc.strerror or exc}",
             file=str(path),
             hint="check the path given with --file / dockerfile =",
         ) from exc
+    if data is None:
+        raise DockerfileError(
+            f"{path.name} exceeds maximum allowed size of {MAX_FILE_SIZE} bytes", file=str(path),
+            hint="a Dockerfile that large is generated: generate smaller ones, or move data into files that "
+                 "COPY reads",
+        )
     return parse_dockerfile(data.decode("utf-8", "surrogateescape"), file=str(path))
+
+
+def read_bounded(path: Path, limit: int = MAX_FILE_SIZE) -> bytes | None:
+    """The bytes of *path*, or None when it holds more than *limit* (never more is read)."""
+    with path.open("rb") as handle:
+        if os.fstat(handle.fileno()).st_size > limit:
+            return None
+        data = handle.read(limit + 1)
+    return None if len(data) > limit else data
 
 
 class _Directives:
@@ -130,6 +151,7 @@ def parse_dockerfile(text: str, *, file: str | None = None) -> Dockerfile:
         if end_of_line and not line:
             continue
         empty_continuation = False
+        pieces = [line]  # joined once: adding each continuation to a string is quadratic in the lines
         while not end_of_line and i < total:
             raw = plain[i]
             error = d.check(raw)
@@ -143,7 +165,8 @@ def parse_dockerfile(text: str, *, file: str | None = None) -> Dockerfile:
                 empty_continuation = True
                 continue
             cont, end_of_line = _trim_continuation(raw, d)
-            line += cont
+            pieces.append(cont)
+        line = "".join(pieces) if len(pieces) > 1 else line
         if empty_continuation:
             warnings.append(f"line {start}: empty continuation line found in: {line}")
         try:

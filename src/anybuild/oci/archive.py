@@ -10,10 +10,10 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from anybuild.errors import IntegrityError
 from anybuild.oci.config import ImageConfig
@@ -47,9 +47,13 @@ def _add(tar: tarfile.TarFile, name: str, size: int, stream: IO[bytes]) -> None:
 
 
 def write_docker_archive(
-    store: LayoutStore, manifest_descriptor: Descriptor, path: Path, repo_tags: Sequence[str] = ()
+    store: LayoutStore, manifest_descriptor: Descriptor, path: Path, repo_tags: Sequence[str] = (), *,
+    check: Callable[[], None] = lambda: None,
 ) -> None:
-    """Write the image of *manifest_descriptor* to *path* (atomically), tagged *repo_tags*."""
+    """Write the image of *manifest_descriptor* to *path* (atomically), tagged *repo_tags*.
+
+    *check* is called as the blobs are copied; what it raises stops the write, and *path* is untouched.
+    """
     manifest = Manifest.from_json(store.read_blob(manifest_descriptor))
     manifest.require_image()
     config_data = store.read_blob(manifest.config)
@@ -79,8 +83,9 @@ def write_docker_archive(
             if name in written:
                 continue
             written.add(name)
+            check()
             with store.open_blob(descriptor.digest) as blob:
-                _add(tar, name, descriptor.size, blob)
+                _add(tar, name, descriptor.size, cast(IO[bytes], _Checked(blob, check)))
         for name, document in (
             ("oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"})),
             ("index.json", index.to_json()),
@@ -88,6 +93,20 @@ def write_docker_archive(
             ("repositories", json.dumps(repositories).encode()),
         ):
             _add(tar, name, len(document), io.BytesIO(document))
+
+
+class _Checked(io.RawIOBase):
+    """A blob read for the archive, calling *check* before each read."""
+
+    def __init__(self, stream: IO[bytes], check: Callable[[], None]) -> None:
+        self._stream, self._check = stream, check
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self._check()
+        return self._stream.read(size)
 
 
 def _member(tar: tarfile.TarFile, name: str, archive: Path) -> IO[bytes]:

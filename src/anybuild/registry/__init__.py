@@ -11,7 +11,7 @@
 from anybuild.registry.auth import Challenge, RegistryAuth, Scope, parse_challenges
 from anybuild.registry.client import FetchedManifest, NoProgress, Progress, RegistryClient, TransferStats
 from anybuild.registry.credentials import CredentialResolver, Credentials
-from anybuild.registry.http import RetryPolicy, is_loopback
+from anybuild.registry.http import RegistryTimeouts, RetryPolicy, is_loopback
 from anybuild.registry.reference import DOCKER_HUB, Reference
 from anybuild.registry.transfer import PullResult, PushResult, copy_image, pull_image, push_image
 
@@ -28,6 +28,7 @@ __all__ = [
     "Reference",
     "RegistryAuth",
     "RegistryClient",
+    "RegistryTimeouts",
     "RetryPolicy",
     "Scope",
     "TransferStats",

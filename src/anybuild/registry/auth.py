@@ -160,7 +160,7 @@ class RegistryAuth(httpx.Auth):
             with self._lock:
                 state.credentials, state.credentials_loaded = found, True
             if found is not None:
-                self._redactor.add(*found.secrets)
+                self._redactor.learn_credentials(found.username, *found.secrets)
         return state.credentials
 
     def _cached(self, state: _HostState, needed: frozenset[Scope]) -> _Token | None:

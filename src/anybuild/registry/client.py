@@ -19,12 +19,13 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
+from anybuild.cancellation import Cancellation
 from anybuild.errors import IntegrityError, RegistryError
 from anybuild.oci import CHUNK_SIZE, MANIFEST_ACCEPT, BlobStore, Descriptor, Digest, Hasher
 from anybuild.redaction import Redactor
 from anybuild.registry.auth import RegistryAuth, Scope
 from anybuild.registry.credentials import Credentials
-from anybuild.registry.http import RegistryHttp, Retryable, RetryPolicy, raise_for
+from anybuild.registry.http import RegistryHttp, RegistryTimeouts, Retryable, RetryPolicy, raise_for
 from anybuild.registry.reference import Reference
 
 if TYPE_CHECKING:
@@ -106,28 +107,36 @@ class RegistryClient:
         ca_bundle: Path | None = None,
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen value)
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         redactor: Redactor | None = None,
         chunk_size: int = 0,
         progress: Progress | None = None,
-        timeout: float = 60.0,
+        timeouts: RegistryTimeouts = RegistryTimeouts(),  # noqa: B008 (frozen value)
         notify: Callable[[str], None] | None = None,
         schemes: dict[str, str] | None = None,
+        cancel: Cancellation | None = None,
     ) -> None:
-        """*schemes* (host -> "https" or "http", as found) may be shared by the clients of one build."""
+        """*schemes* (host -> "https" or "http", as found) may be shared by the clients of one build.
+
+        *cancel* (the process's cancellation) stops transfers at their next chunk, cuts retry waits
+        short, shuts down sockets blocked on a silent registry, and refuses to tag a manifest after it
+        is set; what stops raises :class:`~anybuild.errors.Interrupted`.
+        """
         self.redactor = redactor or Redactor()
+        self.cancel = cancel or Cancellation()
         self.auth = RegistryAuth(credentials, clock=clock, redactor=self.redactor)
         self.http = RegistryHttp(auth=self.auth, redactor=self.redactor, insecure=insecure, ca_bundle=ca_bundle,
                                  transport=transport, retry=retry, sleep=sleep, wall_clock=wall_clock,
-                                 timeout=timeout, notify=notify, schemes=schemes)
+                                 timeouts=timeouts, notify=notify, schemes=schemes, cancel=self.cancel)
         self.chunk_size = chunk_size
         self.progress: Progress = progress or NoProgress()
         self.stats = TransferStats()
-        self.cancelled = threading.Event()  # set: in-flight transfers stop at their next chunk
+        self.cancelled = threading.Event()  # set: in-flight transfers stop at their next chunk (a sibling failed)
 
     def _check_cancelled(self) -> None:
+        self.cancel.check()
         if self.cancelled.is_set():
             raise TransferCancelled("transfer cancelled")
 
@@ -233,6 +242,7 @@ class RegistryClient:
         digest = Digest.of_bytes(data)
 
         def op() -> Digest:
+            self.cancel.check(f"before {ref} was pushed (nothing points at the image)")
             response = self._client(ref).put(url, content=data, headers={"Content-Type": media_type})
             raise_for(self.http, response, what, 201, 200)
             announced = response.headers.get("Docker-Content-Digest")
@@ -361,9 +371,10 @@ class _Upload:
             self.location, self.offset = self.client.start_upload(self.repo), 0
         size = self.descriptor.size
         headers = {"Content-Type": "application/octet-stream"}
+        finishing = self.client.http.timeouts.finishing()  # the registry verifies the blob before it answers
         if self.client.chunk_size <= 0 and self.offset == 0:
             response = http_client.put(self._with_digest(self.location), content=self._body(0, size),
-                                       headers={**headers, "Content-Length": str(size)})
+                                       headers={**headers, "Content-Length": str(size)}, timeout=finishing)
             raise_for(self.http, response, self.what, 201)
             return
         step = self.client.chunk_size if self.client.chunk_size > 0 else size
@@ -380,7 +391,7 @@ class _Upload:
             raise_for(self.http, response, self.what, 202)
             self.location = self.client._location(response, self.location)
             self.offset = end
-        response = http_client.put(self._with_digest(self.location), content=b"", headers=headers)
+        response = http_client.put(self._with_digest(self.location), content=b"", headers=headers, timeout=finishing)
         raise_for(self.http, response, self.what, 201)
 
     def recover(self) -> None:

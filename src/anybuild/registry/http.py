@@ -11,26 +11,32 @@ HTTPS is tried without certificate verification and then HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import functools
 import ipaddress
 import logging
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import certifi
+import httpcore
 import httpx
 
-from anybuild.errors import RegistryAuthError, RegistryError
+from anybuild.cancellation import Cancellation
+from anybuild.errors import RegistryAuthError, RegistryError, UsageError
 from anybuild.redaction import Redactor, redact_url
 from anybuild.registry.auth import RegistryAuth
 
-__all__ = ["RETRYABLE_STATUS", "RegistryHttp", "RetryPolicy", "Retryable", "is_loopback", "raise_for"]
+__all__ = ["RETRYABLE_STATUS", "RegistryHttp", "RegistryTimeouts", "RetryPolicy", "Retryable", "is_loopback",
+           "raise_for"]
 
 T = TypeVar("T")
 log = logging.getLogger("anybuild.registry")
@@ -50,6 +56,101 @@ class RetryPolicy:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_delay)
         return min(self.base_delay * float(2**attempt), self.max_delay)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistryTimeouts:
+    """How long a registry may be silent: to accept a connection, and between two bytes (of its answer, or
+    of an upload it reads), never for a whole transfer: a slow large upload keeps going while bytes move.
+
+    A request that times out is tried once more, so a registry that accepts connections and never
+    answers fails a pull or push in about 30 s with the defaults (``ANYBUILD_REGISTRY_CONNECT_TIMEOUT``,
+    ``ANYBUILD_REGISTRY_READ_TIMEOUT``, in seconds, change them). The answer to the request that
+    completes an upload may take longer (the registry verifies and moves the blob): :meth:`finishing`.
+    """
+
+    connect: float = 10.0
+    read: float = 15.0
+
+    CONNECT_ENV = "ANYBUILD_REGISTRY_CONNECT_TIMEOUT"
+    READ_ENV = "ANYBUILD_REGISTRY_READ_TIMEOUT"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RegistryTimeouts:
+        values = {}
+        for name, field_name in ((cls.CONNECT_ENV, "connect"), (cls.READ_ENV, "read")):
+            text = env.get(name, "").strip()
+            if not text:
+                continue
+            try:
+                value = float(text.removesuffix("s"))
+            except ValueError:
+                value = -1.0
+            if not value > 0 or value == float("inf"):
+                raise UsageError(f"{name}={text!r} is not a number of seconds", hint=f"set {name} to e.g. 30 "
+                                 "(seconds, more than 0), or unset it")
+            values[field_name] = value
+        return cls(**values)
+
+    def per_request(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.read, pool=self.connect + self.read)
+
+    def finishing(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect, read=max(4 * self.read, 60.0), write=self.read,
+                             pool=self.connect + self.read)
+
+    def probe(self) -> httpx.Timeout:
+        """For the TLS probe of a loopback or insecure registry: a plain-HTTP one answers at once."""
+        quick = min(3.0, self.connect, self.read)
+        return httpx.Timeout(quick)
+
+
+_TIMEOUT_ATTEMPTS = 2  # a request that timed out twice is not tried again: the registry is not answering
+
+
+class _Interruptible(httpcore.NetworkBackend):
+    """httpcore's own network backend, whose open sockets a cancellation shuts down: a request blocked
+    on a silent registry returns at once instead of at its read timeout."""
+
+    def __init__(self, inner: httpcore.NetworkBackend, cancel: Cancellation) -> None:
+        self._inner = inner
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        cancel.on_cancel(self._shut)
+
+    def _keep(self, stream: httpcore.NetworkStream) -> httpcore.NetworkStream:
+        sock = stream.get_extra_info("socket")
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._sockets.add(sock)
+        return stream
+
+    def _shut(self) -> None:
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        return self._keep(self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
+                                                  socket_options=socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        return self._keep(self._inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _transport(verify: ssl.SSLContext, cancel: Cancellation | None) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport(verify=verify)
+    pool = getattr(transport, "_pool", None)  # httpx has no public seam for httpcore's network backend
+    if cancel is not None and isinstance(pool, httpcore.ConnectionPool):
+        pool._network_backend = _Interruptible(pool._network_backend, cancel)
+    return transport
 
 
 class Retryable(Exception):
@@ -116,25 +217,30 @@ class RegistryHttp:
         ca_bundle: Path | None = None,
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy = RetryPolicy(),
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         wall_clock: Callable[[], float] = time.time,
-        timeout: float = 60.0,
+        timeouts: RegistryTimeouts = RegistryTimeouts(),
         notify: Callable[[str], None] | None = None,
         schemes: dict[str, str] | None = None,
+        cancel: Cancellation | None = None,
     ) -> None:
+        """*sleep* waits between retries (default: on *cancel*, which cuts it short)."""
         self.auth = auth
+        self.cancel = cancel or Cancellation()
+        self.timeouts = timeouts
+        self._transport = transport
         self._notify = notify
         self.redactor = redactor
         self.insecure = insecure
         self.retry = retry
-        self._sleep = sleep
+        self._sleep = sleep if sleep is not None else self.cancel.sleep
         self._wall_clock = wall_clock
         self._schemes: dict[str, str] = {} if schemes is None else schemes
         self._lock = threading.Lock()
         self._ca_bundle = ca_bundle
         self._options: dict[str, Any] = {
             "auth": auth, "follow_redirects": True, "headers": {"User-Agent": USER_AGENT},
-            "timeout": httpx.Timeout(timeout, connect=min(timeout, 15.0)), "transport": transport,
+            "timeout": timeouts.per_request(),
         }
         self._clients: dict[bool, httpx.Client] = {}  # by "verifies certificates"; made on first use
 
@@ -162,7 +268,8 @@ class RegistryHttp:
             found = self._clients.get(verifies)
             if found is None:
                 verify = self._verify() if verifies else _no_verification()
-                found = self._clients[verifies] = httpx.Client(verify=verify, **self._options)
+                transport = self._transport or _transport(verify, self.cancel)
+                found = self._clients[verifies] = httpx.Client(verify=verify, transport=transport, **self._options)
         return found
 
     def base_url(self, host: str) -> str:
@@ -174,7 +281,7 @@ class RegistryHttp:
         scheme = "https"
         if host in self.insecure or is_loopback(host):
             try:
-                self.client(host).get(f"https://{host}/v2/")
+                self.client(host).get(f"https://{host}/v2/", timeout=self.timeouts.probe())
             except httpx.TransportError as exc:
                 # it speaks TLS, with a certificate we do not trust: stay on https and say so
                 if "CERTIFICATE_VERIFY_FAILED" not in str(exc):
@@ -189,6 +296,17 @@ class RegistryHttp:
     def transport_error(self, exc: httpx.HTTPError, what: str, url: str) -> Retryable:
         where = self.redact(url)
         message = self.redact(str(exc)) or type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException):
+            connect = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            said = (f"connect timeout: {where} did not accept a connection within {self.timeouts.connect:g} s"
+                    if connect else f"read timeout: {where} sent nothing for {self.timeouts.read:g} s"
+                    if isinstance(exc, httpx.ReadTimeout) else
+                    f"write timeout: {where} took nothing of what was sent for {self.timeouts.read:g} s")
+            variable = RegistryTimeouts.CONNECT_ENV if connect else RegistryTimeouts.READ_ENV
+            return Retryable(RegistryError(
+                f"{what}: {said}", url=where, retryable=True,
+                hint=f"the registry is not answering: check that it is up and reachable; for a registry that "
+                     f"is only slow, raise {variable} (seconds)"))
         if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
             error = RegistryError(
                 f"{what}: TLS certificate of {where} is not trusted: {message}", url=where,
@@ -249,7 +367,9 @@ class RegistryHttp:
         """Run *op* until it succeeds, retrying retryable failures with back-off."""
         last: Retryable | None = None
         attempts = min(attempts, self.retry.attempts) if attempts else self.retry.attempts
+        timeouts = 0
         for attempt in range(attempts):
+            self.cancel.check()
             if last is not None:
                 delay = self.retry.delay(attempt - 1, last.retry_after)
                 note = f"{last.error.message}; retrying in {delay:.1f}s (attempt {attempt + 1} of {attempts})"
@@ -262,8 +382,13 @@ class RegistryHttp:
             try:
                 return op()
             except httpx.HTTPError as exc:
+                self.cancel.check()  # its socket was shut down by the cancellation
                 last = self.transport_error(exc, what, url)
                 last.__cause__ = exc
+                if isinstance(exc, httpx.TimeoutException):
+                    timeouts += 1
+                    if timeouts >= _TIMEOUT_ATTEMPTS and attempt + 1 < attempts:
+                        raise self._give_up(last, attempt + 1) from exc
             except Retryable as failure:
                 last = failure
             if last.final:

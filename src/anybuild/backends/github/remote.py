@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ from anybuild.backends.github.workflow import (
     RESULT_FILE,
     RUN_NAME_PREFIX,
 )
+from anybuild.cancellation import signum_of
 from anybuild.errors import GithubError, Interrupted
 from anybuild.result import RESULT_SCHEMA_ID, ImageOutcome, RunResult, steps_from
 
@@ -137,9 +139,12 @@ def run_on_github(plan: DispatchPlan, seams: RemoteSeams) -> RunResult:
     try:
         _dispatch(plan, seams, watch, started)
         run = _follow(plan, seams, watch)
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into one by the command line
-        why = "SIGTERM" if exc.args == ("SIGTERM",) else "Ctrl-C"
-        raise _interrupted(plan, seams, watch, started, why) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM or SIGHUP turned into one by the command line
+        signum = signum_of(exc)
+        why = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        error = _interrupted(plan, seams, watch, started, why)
+        error.signum, error.exit_code = signum, 128 + signum
+        raise error from None
     outcomes = _collect(plan, seams, run, watch)
     return RunResult(images=tuple(outcomes), started=started, finished=seams.clock(), jobs=len(plan.images))
 

@@ -4,26 +4,26 @@ One :class:`KubernetesBackend` serves a whole run (every image of ``anybuild
 build --all``): it connects and runs the preflight once, shares one registry
 Secret between the run's Jobs (made when the first needs it, deleted when the
 last ends), and deletes each Job with background propagation when its build
-ends, whatever the outcome; Ctrl-C and SIGTERM (:meth:`interruptible`) stop
-every build and delete what it made. The server-side TTL and deadline bound
+ends, whatever the outcome; the process's cancellation (Ctrl-C, SIGTERM, SIGHUP:
+:mod:`anybuild.cancellation`) stops every build, which deletes what it made. The server-side TTL and deadline bound
 what nothing deletes (a client killed with SIGKILL; ``anybuild cluster gc``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from anybuild.backends.base import BuildRequest, BuildResult, LogSink, Verdict
 from anybuild.backends.kubernetes.settings import KubernetesSettings, UploadMode
+from anybuild.cancellation import Cancellation
 from anybuild.config import BackendName
 from anybuild.environment.facts import FactKey, Facts
 from anybuild.errors import AnybuildError, BackendError, BuildFailed, IntegrityError, Interrupted
@@ -81,7 +81,8 @@ class KubernetesBackend:
     def __init__(self, settings: KubernetesSettings | None = None, *, env: Mapping[str, str] | None = None,
                  connector: Connector | None = None, registry: RegistryFactory | None = None,
                  run_id: str | None = None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep, service_account: Path | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, service_account: Path | None = None,
+                 cancel: Cancellation | None = None) -> None:
         from anybuild.backends.kubernetes.spec import new_run_id
         self.settings = settings or KubernetesSettings()
         self.env = dict(os.environ if env is None else env)
@@ -95,7 +96,7 @@ class KubernetesBackend:
         self._cluster: Cluster | None = None
         self._preflight: Preflight | None = None
         self._secret: RunSecret | None = None
-        self.cancelled = threading.Event()
+        self.cancelled = cancel or Cancellation()  # every build's watch loop reads it
         self.redactor = Redactor()
 
     @classmethod
@@ -117,9 +118,11 @@ class KubernetesBackend:
     def _registry_client(self, request: BuildRequest) -> RegistryClient:
         from anybuild.registry.client import RegistryClient
         from anybuild.registry.credentials import CredentialResolver
+        from anybuild.registry.http import RegistryTimeouts
         resolver = CredentialResolver(env=self.env, home=self.home)
         return RegistryClient(credentials=resolver.resolve, insecure=frozenset(request.insecure_registries),
-                              redactor=self.redactor)
+                              redactor=self.redactor, timeouts=RegistryTimeouts.from_env(self.env),
+                              cancel=self.cancelled)
 
     def cluster(self) -> Cluster:
         with self._lock:
@@ -163,28 +166,6 @@ class KubernetesBackend:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- interruption -----------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def interruptible(self) -> Iterator[None]:
-        """In the main thread: Ctrl-C and SIGTERM stop the builds (which delete their Jobs), then interrupt."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-        def handler(signum: int, frame: Any) -> None:
-            self.cancelled.set()
-            raise KeyboardInterrupt
-
-        for sig in previous:
-            signal.signal(sig, handler)
-        try:
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
     # -- one build --------------------------------------------------------------------------------
 
     def build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
@@ -204,7 +185,7 @@ class KubernetesBackend:
 
         refuse_unsupported(request)
         if self.cancelled.is_set():
-            raise Interrupted("interrupted before the build started")
+            raise self.cancelled.error("before the build started")
         cluster = self.cluster()
         checked = self.check()
         require(checked, self.rules())
@@ -385,7 +366,9 @@ class KubernetesBackend:
                 if outcome.stage in (Stage.SUCCEEDED, Stage.FAILED):
                     break
             if self.cancelled.is_set():
-                raise Interrupted("interrupted: the build's Job and Secret were deleted", hint="run the build again")
+                raise Interrupted(f"interrupted by {self.cancelled.signal_name}: the build's Job and Secret were "
+                                  "deleted", signum=self.cancelled.signum or signal.SIGINT,
+                                  hint="run the build again")
             if outcome is None or outcome.stage not in (Stage.SUCCEEDED, Stage.FAILED):
                 raise ClusterError(f"the pod of Job {spec.name} disappeared before it finished",
                                    hint="check whether something else deletes pods in the namespace")

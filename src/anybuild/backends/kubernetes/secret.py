@@ -55,7 +55,7 @@ class RunSecret:
             credentials = resolver.resolve(host)
             if credentials is None or not (credentials.password or credentials.identity_token):
                 continue
-            self.redactor.add(*credentials.secrets)
+            self.redactor.learn_credentials(credentials.username or "<token>", *credentials.secrets)
             found[host] = (credentials.username or "<token>", credentials.password or credentials.identity_token)
         return found
 

@@ -272,8 +272,10 @@ def _lstat_at(fd: int, name: str) -> os.stat_result | None:
         return None
 
 
-def copy_into(dest_root: RootDir, sources: Sequence[Source], plan: CopyPlan) -> list[str]:
-    """Copy *sources* to ``plan.dest`` in *dest_root*; return the rootfs paths written."""
+def copy_into(dest_root: RootDir, sources: Sequence[Source], plan: CopyPlan, *,
+              check: Callable[[], None] = lambda: None) -> list[str]:
+    """Copy *sources* to ``plan.dest`` in *dest_root*; return the rootfs paths written. *check* is called
+    for each file; what it raises (a cancellation) stops the copy."""
     written: list[str] = []
     writer = _Writer(dest_root=dest_root, plan=plan, written=written, dir_times=[])
     dest = clean_relative(plan.dest) or "."
@@ -291,6 +293,7 @@ def copy_into(dest_root: RootDir, sources: Sequence[Source], plan: CopyPlan) -> 
                 inner = rel if src.rel == "." else rel[len(src.rel) + 1 :]
                 if (plan.excludes and _excluded(inner, plan.excludes)) or (plan.ignored and plan.ignored(rel)):
                     continue
+                check()
                 writer.put(src, rel, child, inner if dest == "." else f"{dest}/{inner}")
             continue
         if into_dir:

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from anybuild.builder.inroot import RootDir
 from anybuild.builder.instructions.metadata import shell_of
-from anybuild.builder.sandbox import Mount, MountKind, NetworkMode, RunOutcome, RunSpec, Sandbox
+from anybuild.builder.sandbox import Mount, MountKind, MountPointError, NetworkMode, RunOutcome, RunSpec, Sandbox
 from anybuild.builder.users import resolve_user
 from anybuild.dockerfile.instructions import MountType, Run
-from anybuild.errors import BuildFailed
+from anybuild.errors import BuildFailed, ContextError, UsageError
 from anybuild.oci.config import ContainerConfig
 from anybuild.redaction import Redactor
 
@@ -62,16 +62,35 @@ class RunContext:
     sandbox: Sandbox
     secrets: Mapping[str, bytes]
     cache_dir: Path
-    scratch: Path  # per-build temporary directory (secret files live here)
+    scratch: Path  # per-build temporary directory
     context: Path
     stage_roots: Callable[[str], Path]  # a --mount from= name -> rootfs
     network: NetworkMode
     redactor: Redactor
     on_line: Callable[[str], None]
     file: str = "Dockerfile"
+    secrets_dir: Path | None = None  # where secret files are written (the build's private tmpfs), else scratch
 
 
-def _mounts(instr: Run, ctx: RunContext, workdir: Path) -> list[Mount]:
+def _bind_source(instr: Run, ctx: RunContext, source_text: str, stage: str | None) -> Path:
+    """The host path of a bind mount's source in the context (or a stage); a missing one is the user's
+    mistake, said with the value (a sandbox that cannot start over it is not the environment's fault)."""
+    base = ctx.stage_roots(stage) if stage else ctx.context
+    where = f"stage or image {stage!r}" if stage else f"the build context {ctx.context}"
+    with RootDir.open(base) as root:
+        rel = root.resolve(source_text)
+        if root.lstat(rel) is None:
+            climbs = ".." in source_text.split("/")
+            raise ContextError(
+                f"{ctx.file}:{instr.start_line}: RUN --mount=type=bind,source={source_text}: no such file or "
+                f"directory in {where}",
+                hint=("the source is relative to the root of " + ("the stage" if stage else "the build context")
+                      + (", and .. cannot leave it" if climbs else "") + "; fix the path, or add the file"
+                      + ("" if stage else " to the context")))
+        return root.host_path(rel)
+
+
+def _mounts(instr: Run, ctx: RunContext, workdir: Path, secrets_dir: Path) -> list[Mount]:
     mounts: list[Mount] = []
     for spec in instr.mounts:
         match spec.type:
@@ -80,10 +99,11 @@ def _mounts(instr: Run, ctx: RunContext, workdir: Path) -> list[Mount]:
                 target = spec.target or f"/run/secrets/{secret_id}"
                 if secret_id not in ctx.secrets:
                     if spec.required:
-                        raise BuildFailed(f"{ctx.file}:{instr.start_line}: secret {secret_id!r} is required "
-                                          "but was not given", hint=f"pass --secret id={secret_id},src=FILE")
+                        raise UsageError(f"{ctx.file}:{instr.start_line}: RUN --mount=type=secret,id={secret_id} "
+                                         "is required, and no --secret gives it",
+                                         hint=f"pass --secret id={secret_id},src=FILE (or env=VARIABLE)")
                     continue
-                path = workdir / f"secret-{hashlib.sha256(secret_id.encode()).hexdigest()[:12]}"
+                path = secrets_dir / f"secret-{hashlib.sha256(secret_id.encode()).hexdigest()[:12]}"
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(ctx.secrets[secret_id])
@@ -99,9 +119,7 @@ def _mounts(instr: Run, ctx: RunContext, workdir: Path) -> list[Mount]:
             case MountType.TMPFS:
                 mounts.append(Mount(kind=MountKind.TMPFS, target=spec.target or "/tmp"))
             case MountType.BIND:
-                base = ctx.stage_roots(spec.from_) if spec.from_ else ctx.context
-                with RootDir.open(base) as root:
-                    source = root.host_path(root.resolve(spec.source or "."))
+                source = _bind_source(instr, ctx, spec.source or ".", spec.from_)
                 writable = spec.readonly is False
                 if writable:  # `rw`: writes are discarded (BuildKit), never made to the context or a stage
                     source = _scratch_copy(source, workdir / f"rw-{len(mounts)}")
@@ -134,9 +152,10 @@ def run_step(instr: Run, config: ContainerConfig, env: Mapping[str, str], rootfs
         if root.lstat(root.resolve(cwd)) is None:
             os.close(root.open_dir(root.resolve(cwd), create=True))
     network = NetworkMode(instr.network) if instr.network else ctx.network
-    with tempfile.TemporaryDirectory(prefix="run-", dir=ctx.scratch) as tmp:
+    with tempfile.TemporaryDirectory(prefix="run-", dir=ctx.scratch) as tmp, \
+            tempfile.TemporaryDirectory(prefix="secrets-", dir=ctx.secrets_dir or ctx.scratch) as secrets:
         workdir = Path(tmp)
-        mounts = _mounts(instr, ctx, workdir)
+        mounts = _mounts(instr, ctx, workdir, Path(secrets))
         for index, (path, content) in enumerate(files.items()):
             script = workdir / f"script-{index}"
             script.write_bytes(content)
@@ -144,7 +163,10 @@ def run_step(instr: Run, config: ContainerConfig, env: Mapping[str, str], rootfs
             mounts.append(Mount(kind=MountKind.BIND, target=path, source=script, readonly=True))
         spec = RunSpec(rootfs=rootfs, argv=argv, env=tuple(f"{k}={v}" for k, v in environment.items()), cwd=cwd,
                        uid=ident.uid, gid=ident.gid, groups=ident.groups, network=network, mounts=tuple(mounts))
-        outcome = ctx.sandbox.run(spec, lambda line: ctx.on_line(ctx.redactor(line)))
+        try:
+            outcome = ctx.sandbox.run(spec, lambda line: ctx.on_line(ctx.redactor(line)))
+        except MountPointError as exc:
+            raise ContextError(f"{ctx.file}:{instr.start_line}: {exc.message}", hint=exc.hint) from exc
     if outcome.exit_code != 0:
         command = " ".join(argv) if instr.command.exec_form else instr.command.shell_text
         tail = [ctx.redactor(line) for line in outcome.tail]

@@ -185,7 +185,7 @@ def transfer_step(instr: Copy | Add, config: ContainerConfig, rootfs: Path, ctx:
                         chmod=chmod, excludes=instr.excludes, ignored=None if from_name else ctx.ignored,
                         ownership=ctx.unpack.ownership, recorded=ctx.recorded)
         if sources:
-            written += copy_into(dest_root, sources, plan)
+            written += copy_into(dest_root, sources, plan, check=ctx.unpack.interrupted)
         for archive in archives:
             written += _extract(archive, dest, dest_root, ctx)
     return written

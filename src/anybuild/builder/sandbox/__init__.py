@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from anybuild.builder.sandbox.model import (
     SANDBOX_ENV,
     USERNS_ENV,
     Mount,
     MountKind,
+    MountPointError,
     NetworkMode,
     RunOutcome,
     RunSpec,
@@ -35,12 +37,16 @@ from anybuild.builder.sandbox.model import (
 from anybuild.errors import BackendError
 from anybuild.process import Runner, SubprocessRunner
 
+if TYPE_CHECKING:
+    from anybuild.builder.ledger import Ledger
+
 __all__ = [
     "SANDBOX_ENV",
     "USERNS_ENV",
     "LadderSandbox",
     "Mount",
     "MountKind",
+    "MountPointError",
     "NetworkMode",
     "RunOutcome",
     "RunSpec",
@@ -58,11 +64,16 @@ __all__ = [
 
 
 def make_sandbox(ladder: list[SandboxChoice], *, work: Path, facts: SandboxFacts, runner: Runner | None = None,
-                 on_note: Callable[[str], None] = lambda _line: None, strict: bool = False) -> LadderSandbox:
-    """The sandbox for a build: the first of *ladder* that starts here, made when it first runs."""
+                 on_note: Callable[[str], None] = lambda _line: None, strict: bool = False,
+                 ledger: Ledger | None = None) -> LadderSandbox:
+    """The sandbox for a build: the first of *ladder* that starts here, made when it first runs.
+
+    With the build's *ledger*, what a RUN starts (a runc container, the command's process group) is
+    recorded there, so that the next build ends it if this one is killed outright."""
     run = runner or SubprocessRunner()
     return LadderSandbox(ladder=list(ladder), on_note=on_note, facts=facts,
-                         make=lambda kind: sandbox_of(kind, work=work, facts=facts, runner=run, strict=strict))
+                         make=lambda kind: sandbox_of(kind, work=work, facts=facts, runner=run, strict=strict,
+                                                      ledger=ledger))
 
 
 @dataclass(slots=True, kw_only=True)
@@ -129,23 +140,24 @@ class LadderSandbox:
             return outcome
 
 
-def sandbox_of(kind: SandboxKind, *, work: Path, facts: SandboxFacts, runner: Runner, strict: bool = False) -> Sandbox:
+def sandbox_of(kind: SandboxKind, *, work: Path, facts: SandboxFacts, runner: Runner, strict: bool = False,
+               ledger: Ledger | None = None) -> Sandbox:
     """The one sandbox of *kind* (its module loads now)."""
     match kind:
         case SandboxKind.RUNC:
             from anybuild.builder.sandbox.runc import RuncSandbox  # loaded for a RUN only
 
-            return RuncSandbox(work=work, runtime=facts.runc or "runc", runner=runner, root=facts.root)
+            return RuncSandbox(work=work, runtime=facts.runc or "runc", runner=runner, root=facts.root, ledger=ledger)
         case SandboxKind.UNSHARE:
             from anybuild.builder.sandbox.namespace import UnshareSandbox
 
-            return UnshareSandbox(work=work, runner=runner, ownership=facts.ownership, strict=strict)
+            return UnshareSandbox(work=work, runner=runner, ownership=facts.ownership, strict=strict, ledger=ledger)
         case SandboxKind.CHROOT:
             from anybuild.builder.sandbox.namespace import ChrootSandbox
 
-            return ChrootSandbox(work=work, runner=runner, ownership=facts.ownership, strict=strict)
+            return ChrootSandbox(work=work, runner=runner, ownership=facts.ownership, strict=strict, ledger=ledger)
         case SandboxKind.PROOT:
             from anybuild.builder.sandbox.proot import ProotSandbox
 
             return ProotSandbox(work=work, proot=facts.proot or "proot", runner=runner, ownership=facts.ownership,
-                                strict=strict)
+                                strict=strict, ledger=ledger)

@@ -73,6 +73,10 @@ class SetupError(Exception):
     """The sandbox could not be made: nothing of the command ran."""
 
 
+class MountError(SetupError):
+    """One of the RUN's own mounts could not be made: the Dockerfile's doing, not the sandbox's."""
+
+
 def _load(name: str, path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"_anybuild_{name}", path)
     assert spec is not None and spec.loader is not None
@@ -163,7 +167,10 @@ def _make_mounts(spec: dict[str, Any], report: dict[str, Any]) -> list[str]:
                 case other:
                     raise ValueError(f"unknown mount kind {other!r}")
         except OSError as exc:
-            raise SetupError(str(exc) if exc.filename is None else f"{exc.strerror}: {exc.filename}") from exc
+            said = str(exc) if exc.filename is None else f"{exc.strerror}: {exc.filename}"
+            if mount.get("own"):
+                raise MountError(f"RUN --mount target {mount.get('guest') or target}: {said}") from exc
+            raise SetupError(said) from exc
         done.append(target)
     return done
 
@@ -242,8 +249,9 @@ def _child(spec: dict[str, Any], status: int, channel: socket.socket | None, rec
             _switch_ids(spec)
         _exec(spec["argv"], env)
     except SetupError as exc:
+        key = "mount_error" if isinstance(exc, MountError) else "setup_error"
         with contextlib.suppress(OSError):
-            os.write(status, (json.dumps({"setup_error": str(exc)}) + "\n").encode())
+            os.write(status, (json.dumps({"setup_error": str(exc), key: str(exc)}) + "\n").encode())
         os._exit(SETUP_FAILED)
     except BaseException as exc:  # a bug here must still end this process, and say why
         with contextlib.suppress(OSError):
@@ -341,6 +349,24 @@ def _end_leftovers(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def _record_group(ledger: str | None, pid: int) -> None:
+    """The command's process group goes into the build's ledger (anybuild.builder.ledger): if the build is
+    killed outright, the next one ends what the command left running."""
+    if not ledger:
+        return
+    try:
+        start = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[-1].split()[19])
+        fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except (OSError, ValueError, IndexError):
+        return
+    try:
+        os.write(fd, (json.dumps({"kind": "group", "pid": pid, "start": start}) + "\n").encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def main(argv: list[str]) -> int:
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # a builder killed outright takes its RUN along
     spec = json.loads(Path(argv[1]).read_text())
@@ -371,6 +397,7 @@ def main(argv: list[str]) -> int:
     os.close(status_w)
     if child_end is not None:
         child_end.close()
+    _record_group(spec.get("ledger"), pid)
     # Stopped from outside (Ctrl-C, a cancelled build): the command and everything it started go now. pid 1
     # of a namespace would ignore most signals, and the tracees of a killed proot would keep running.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

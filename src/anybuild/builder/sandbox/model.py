@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import Protocol
 
 from anybuild.builder.owners import Ownership
-from anybuild.errors import BackendError, EnvironmentUnsupported
+from anybuild.errors import BackendError, EnvironmentUnsupported, UsageError
 
 __all__ = [
     "SANDBOX_ENV",
     "USERNS_ENV",
     "Mount",
     "MountKind",
+    "MountPointError",
     "NetworkMode",
     "RunOutcome",
     "RunSpec",
@@ -109,6 +110,11 @@ class RunOutcome:
     ran_as: tuple[int, int] | None = None
     recorded: tuple[tuple[str, int, int], ...] = ()  # symlinks chowned by the command: (path, uid, gid)
     notes: tuple[str, ...] = ()  # what the sandbox could not give exactly (once per build is enough)
+
+
+class MountPointError(UsageError):
+    """A RUN's mount cannot be made because of what the Dockerfile asks (a target under a file, a source
+    that cannot be bound): the user's mistake, never the environment's (no other sandbox is tried)."""
 
 
 class SandboxUnavailable(BackendError):

@@ -24,14 +24,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anybuild.builder.owners import Ownership
 from anybuild.builder.sandbox.init import SETUP_FAILED
-from anybuild.builder.sandbox.model import NetworkMode, RunOutcome, RunSpec, SandboxKind, SandboxUnavailable
+from anybuild.builder.sandbox.model import (
+    MountPointError,
+    NetworkMode,
+    RunOutcome,
+    RunSpec,
+    SandboxKind,
+    SandboxUnavailable,
+)
 from anybuild.builder.sandbox.prepared import DEFAULT_HOST_FILES, Prepared, prepared
 from anybuild.errors import EnvironmentUnsupported
 from anybuild.process import Runner, SubprocessRunner
+
+if TYPE_CHECKING:
+    from anybuild.builder.ledger import Ledger
 
 __all__ = ["INIT_SCRIPT", "ChrootSandbox", "InitSandbox", "UnshareSandbox", "ids_exist"]
 
@@ -62,6 +72,7 @@ class InitSandbox:
     kind: SandboxKind = SandboxKind.UNSHARE
     mode: str = "namespaces"
     strict: bool = False  # refuse a RUN whose USER cannot be had here instead of recording it
+    ledger: Ledger | None = None  # the build's record of what it starts (anybuild.builder.ledger)
 
     def _mode_fields(self, spec: RunSpec, ready: Prepared, *, real: bool) -> dict[str, Any]:
         return {}
@@ -97,6 +108,7 @@ class InitSandbox:
                 "no_new_privs": not self.ownership.chown,  # without CAP_SYS_ADMIN here a filter needs it
                 "logical": {"uid": spec.uid, "groups": [spec.gid, *spec.groups]},
                 "result": str(result_file),
+                "ledger": str(self.ledger.path) if self.ledger is not None else None,
                 **self._mode_fields(spec, ready, real=real),
             }
             spec_file = ready.workdir / "init.json"
@@ -109,6 +121,9 @@ class InitSandbox:
             except (OSError, ValueError):
                 result = {"setup_error": f"the sandbox init ended without a result (exit {completed.returncode}): "
                           + " | ".join(tail[-3:])}
+        if completed.returncode == SETUP_FAILED and result.get("mount_error"):
+            raise MountPointError(f"{result['mount_error']}: it cannot be mounted in the {self.kind} sandbox",
+                                  hint="fix the mount's source or target in the Dockerfile")
         if completed.returncode == SETUP_FAILED and result.get("setup_error"):
             raise SandboxUnavailable(f"the {self.kind} sandbox cannot start here: {result['setup_error']}",
                                      kind=self.kind)

@@ -21,6 +21,7 @@ from pathlib import Path
 from anybuild.builder.inroot import RootDir
 from anybuild.builder.sandbox.model import MountKind, RunSpec
 from anybuild.builder.sandbox.stubs import make_stubs, remove_stubs, unmount_below
+from anybuild.cancellation import cleanup
 from anybuild.process import Runner
 
 __all__ = ["DEFAULT_HOST_FILES", "TAIL_LINES", "Prepared", "ResolvedMount", "prepared"]
@@ -41,10 +42,12 @@ class ResolvedMount:
     host_target: Path  # the same on the host
     source: Path | None = None
     readonly: bool = False
+    own: bool = False  # the RUN's own --mount (a failure to make it is the Dockerfile's, not the sandbox's)
 
     def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "target": str(self.host_target),
-                "source": str(self.source) if self.source else None, "readonly": self.readonly}
+                "source": str(self.source) if self.source else None, "readonly": self.readonly,
+                "own": self.own, "guest": self.target}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -92,16 +95,18 @@ def prepared(
     with RootDir.open(spec.rootfs) as root:
         stubs, resolved = make_stubs(root, [(target, _is_dir(kind, source)) for kind, target, source, _ in wanted])
         try:
+            first_own = len(wanted) - len(spec.mounts)
             mounts = [
                 ResolvedMount(kind=kind, target="/" + rel if rel != "." else "/", host_target=root.host_path(rel),
-                              source=source, readonly=readonly)
-                for (kind, _target, source, readonly), rel in zip(wanted, resolved, strict=True)
+                              source=source, readonly=readonly, own=index >= first_own)
+                for index, ((kind, _target, source, readonly), rel) in enumerate(zip(wanted, resolved, strict=True))
             ]
             yield Prepared(root=root, mounts=mounts, workdir=workdir, on_line=on_line)
         finally:
-            try:
-                unmount_below(spec.rootfs, runner=runner, include_root=False)
-                remove_stubs(root, stubs)
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
+            with cleanup():  # a stopped RUN is undone all the same
+                try:
+                    unmount_below(spec.rootfs, runner=runner, include_root=False)
+                    remove_stubs(root, stubs)
+                finally:
+                    shutil.rmtree(workdir, ignore_errors=True)
 

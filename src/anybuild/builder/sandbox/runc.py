@@ -16,11 +16,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from anybuild.builder.sandbox.model import NetworkMode, RunOutcome, RunSpec, SandboxKind, SandboxUnavailable
+from anybuild.builder.sandbox.model import (
+    MountPointError,
+    NetworkMode,
+    RunOutcome,
+    RunSpec,
+    SandboxKind,
+    SandboxUnavailable,
+)
 from anybuild.builder.sandbox.prepared import DEFAULT_HOST_FILES, ResolvedMount, prepared
+from anybuild.cancellation import cleanup
 from anybuild.process import Runner, SubprocessRunner
+
+if TYPE_CHECKING:
+    from anybuild.builder.ledger import Ledger
 
 __all__ = ["DEFAULT_CAPABILITIES", "RuncSandbox", "runtime_spec"]
 
@@ -106,6 +117,7 @@ class RuncSandbox:
     host_files: dict[str, Path] = field(default_factory=lambda: dict(DEFAULT_HOST_FILES))
     root: bool = field(default_factory=lambda: os.geteuid() == 0)
     kind: SandboxKind = SandboxKind.RUNC
+    ledger: Ledger | None = None  # the build's record of what it starts (anybuild.builder.ledger)
 
     def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> RunOutcome:
         started = time.monotonic()
@@ -120,17 +132,25 @@ class RuncSandbox:
                                   host_uid=os.geteuid(), host_gid=os.getegid())
             (bundle / "config.json").write_text(json.dumps(config, indent=1))
             base = [self.runtime, "--root", str(state)]
+            if self.ledger is not None:  # a build killed outright leaves it to the next one to delete
+                self.ledger.runc(self.runtime, state, container)
             try:
                 completed = self.runner.run([*base, "run", "--bundle", str(bundle), container], on_line=ready.line)
             finally:
                 if (state / container).exists():  # `runc run` removes the container it ran, unless stopped early
-                    self.runner.run([*base, "delete", "--force", container], timeout=30)
+                    with cleanup():
+                        self.runner.run([*base, "delete", "--force", container], timeout=30)
             tail = tuple(ready.tail)
+            own = [f'"{m.target}"' for m in ready.mounts if m.own] + [f'"{m.source}"' for m in ready.mounts
+                                                                       if m.own and m.source]
         code = completed.returncode
         failure = next((line for line in tail if "runc run failed" in line or "runc create failed" in line), None)
         if code != 0 and failure is not None:
             if "exec:" in failure or "executable file not found" in failure:
                 code = 127
+            elif "mount" in failure and any(name in failure for name in own):
+                raise MountPointError(f"a RUN --mount cannot be made: {failure.strip()}",
+                                      hint="fix the mount's source or target in the Dockerfile")
             else:
                 raise SandboxUnavailable(f"runc could not start the RUN sandbox: {failure.strip()}",
                                          kind=self.kind)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anybuild.builder.inroot import RootDir
+from anybuild.builder.sandbox.model import MountPointError
+from anybuild.cancellation import cleanup
 from anybuild.process import Runner
 
 __all__ = ["Stub", "make_stubs", "mount_points", "remove_stubs", "unmount_below"]
@@ -39,27 +41,37 @@ def make_stubs(root: RootDir, targets: Sequence[tuple[str, bool]]) -> tuple[list
     stubs: list[Stub] = []
     resolved: list[str] = []
     for target, is_dir in targets:
-        rel = root.resolve(target)
-        resolved.append(rel)
-        if rel == "." or root.lstat(rel) is not None:
-            continue
-        parts = rel.split("/")
-        top = next(
-            "/".join(parts[: i + 1]) for i in range(len(parts)) if root.lstat("/".join(parts[: i + 1])) is None
-        )
-        parent = posixpath.dirname(top) or "."
-        before = root.lstat(parent)
-        assert before is not None
-        if is_dir:
-            fd = root.open_dir(rel, create=True)
-            os.close(fd)
-        else:
-            os.close(root.open_file(rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        after = root.lstat(parent)
-        assert after is not None
-        stubs.append(Stub(path=top, parent_times=(before.st_atime_ns, before.st_mtime_ns),
-                          parent_mtime_after=after.st_mtime_ns))
+        try:
+            _make_stub(root, target, is_dir, stubs, resolved)
+        except OSError as exc:
+            remove_stubs(root, stubs)
+            raise MountPointError(f"RUN mount target {target}: cannot make it in the image: "
+                                  f"{exc.strerror or exc}",
+                                  hint="mount on a path whose parents are directories in the image") from exc
     return stubs, resolved
+
+
+def _make_stub(root: RootDir, target: str, is_dir: bool, stubs: list[Stub], resolved: list[str]) -> None:
+    rel = root.resolve(target)
+    resolved.append(rel)
+    if rel == "." or root.lstat(rel) is not None:
+        return
+    parts = rel.split("/")
+    top = next(
+        "/".join(parts[: i + 1]) for i in range(len(parts)) if root.lstat("/".join(parts[: i + 1])) is None
+    )
+    parent = posixpath.dirname(top) or "."
+    before = root.lstat(parent)
+    assert before is not None
+    if is_dir:
+        fd = root.open_dir(rel, create=True)
+        os.close(fd)
+    else:
+        os.close(root.open_file(rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    after = root.lstat(parent)
+    assert after is not None
+    stubs.append(Stub(path=top, parent_times=(before.st_atime_ns, before.st_mtime_ns),
+                      parent_mtime_after=after.st_mtime_ns))
 
 
 def remove_stubs(root: RootDir, stubs: Sequence[Stub]) -> None:
@@ -136,7 +148,8 @@ def unmount_below(
     below = [p for p in mount_points(read_mountinfo())
              if (include_root and p == base) or p.startswith(base + "/")]
     done = []
-    for point in sorted(set(below), key=lambda p: p.count("/"), reverse=True):
-        runner.run(["umount", "-l", point], timeout=30)
-        done.append(point)
+    with cleanup():  # after a cancellation too: it is what undoes a stopped RUN
+        for point in sorted(set(below), key=lambda p: p.count("/"), reverse=True):
+            runner.run(["umount", "-l", point], timeout=30)
+            done.append(point)
     return done
