@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
+import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,4 +233,79 @@ def test_pod_user_permission_checks_as_doctor_says(pod: Pod, registry: Any, base
         strict = pod.anybuild(*args, "--strict", cwd=context)
         assert strict.returncode == 3, strict.stderr[-3000:]
         assert "--strict: Dockerfile:3: RUN as USER 1000 cannot run as that user here" in strict.stdout
+    assert _left_behind(pod) == []
+
+
+def _interrupted_context(pod: Pod, mark: str) -> str:
+    context = f"{SOURCE}/interrupted"
+    host = pod.host_path(context)
+    host.mkdir()
+    (host / "Dockerfile").write_text(f"FROM busybox:1.36\nRUN echo started-{mark} && sleep {mark}\nRUN echo never\n")
+    _chown_tree(host, pod.variant.uid)
+    return context
+
+
+def _output(proc: subprocess.Popen[str]) -> tuple[list[str], threading.Thread]:
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        with proc.stdout:
+            for line in proc.stdout:
+                lines.append(line.rstrip("\n"))
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return lines, thread
+
+
+def _interrupt(pod: Pod, context: str, mark: str, signum: signal.Signals, args: list[str]) -> None:
+    """Start the build, wait for its RUN, send *signum* as a terminal would, and check what it leaves."""
+    proc = pod.spawn([sys.executable, "-m", "anybuild", *args], cwd=context)
+    lines, pump = _output(proc)
+    try:
+        deadline = time.monotonic() + 300
+        while not any(f"started-{mark}" in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "\n".join(lines[-40:])
+            time.sleep(0.2)
+        time.sleep(0.5)  # the RUN's sleep is running
+        builds = [pid for pid, cmd in pod.pids().items() if cmd.startswith(f"{sys.executable} -m anybuild build")]
+        assert len(builds) == 1, pod.processes()
+        group = os.getpgid(builds[0])
+        # Ctrl-C at a `kubectl exec -it` terminal signals the foreground process group; SIGTERM (the
+        # kubelet stopping the pod, `kill`) reaches the process alone
+        if signum == signal.SIGINT and group in pod.pids():
+            os.killpg(group, signum)
+        else:
+            os.kill(builds[0], signum)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    pump.join(timeout=30)
+    text = "\n".join(lines)
+    assert code == 128 + signum, text[-3000:]
+    assert f"interrupted by {signum.name}" in text, text[-3000:]
+    assert "Traceback" not in text and "never" not in [line.strip() for line in lines]
+    deadline = time.monotonic() + 15
+    while _left_behind(pod) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _left_behind(pod) == [], f"{signum.name}: " + "; ".join(_left_behind(pod))
+
+
+def test_pod_interrupted_build_leaves_nothing_and_the_next_one_builds(pod: Pod, registry: Any,
+                                                                      base_images: Any) -> None:
+    """Ctrl-C, then SIGTERM, during a RUN in the pod: exit 130 and 143, nothing left in the pod (no mount,
+    no process, no temporary directory), and the next build in the same data directory succeeds."""
+    mark = str(random.randrange(20_000, 60_000))
+    context = _interrupted_context(pod, mark)
+    args = ["build", ".", "--progress", "plain", "--registry-mirror", registry.host,
+            "--insecure-registry", registry.host]
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        _interrupt(pod, context, mark, signum, args)
+    (pod.host_path(context) / "Dockerfile").write_text("FROM busybox:1.36\nRUN echo done > /done\n")
+    done = pod.anybuild(*args, cwd=context)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "cleaned up after" not in done.stdout + done.stderr  # the interrupted builds cleaned up themselves
     assert _left_behind(pod) == []

@@ -244,6 +244,22 @@ class Pod:
         finally:
             Path(path).unlink(missing_ok=True)
 
+    def spawn(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+              cwd: str | None = None) -> subprocess.Popen[str]:
+        """Start *argv* in the pod as its user without waiting (``kubectl exec`` in another terminal);
+        its output (stdout and stderr merged) on the returned process's stdout."""
+        process = self._process(argv, self.env(env), cwd or self.variant.home)
+        fd, path = tempfile.mkstemp(prefix="process-", suffix=".json", dir=self.work)
+        with os.fdopen(fd, "w") as out:
+            json.dump(process, out)
+        return subprocess.Popen([self.runc, "--root", str(self.work / "state"), "exec", "--process", path,
+                                 self.container], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    def pids(self) -> dict[int, str]:
+        """The pod's processes other than its pid 1, by host pid, with their command lines."""
+        return {int(line.split(" ", 1)[0]): line.split(" ", 1)[1] for line in self.processes()}
+
     def anybuild(self, *args: str, env: Mapping[str, str] | None = None, cwd: str | None = None,
                  timeout: float = 900) -> subprocess.CompletedProcess[str]:
         """``anybuild ARGS`` in the pod: the project's own virtualenv, as installed on the host."""
