@@ -154,18 +154,25 @@ class _Chained(io.RawIOBase):
 
 
 def unpack_layer(stream: IO[bytes], root: RootDir, options: UnpackOptions, *,
-                 lowers: Sequence[Path] = ()) -> UnpackReport:
+                 lowers: Sequence[Path] = (), keep: Callable[[str], bool] | None = None,
+                 limit: int | None = None) -> UnpackReport:
     """Apply one layer (a tar stream, compressed or not) to *root*.
 
     With ``overlay_whiteouts`` *root* is the layer's own directory and *lowers* the directories of
     the layers below it, bottom first: a hard link to a file of a lower layer copies that file up into
     *root* first, as overlayfs does when containerd applies such a layer onto its mounted parents.
+
+    With *keep* only the entries whose relative path it accepts are applied, and no whiteout: the
+    caller has merged the layers already and names the entries that survive (builder.cache.sparse).
+    With *limit* only the first *limit* members are read.
     """
-    state = _State(root=root, options=options, lowers=tuple(lowers))
+    state = _State(root=root, options=options, lowers=tuple(lowers), keep=keep)
     try:
         with tarfile.open(fileobj=decompressed(stream), mode="r|") as archive:
             for member in archive:
                 state.apply(member, archive)
+                if limit is not None and state.count >= limit:
+                    break
     except _BAD_LAYER as exc:
         raise IntegrityError(
             f"layer is not a valid tar stream: {exc}",
@@ -186,6 +193,7 @@ class _State:
     dirs: list[tuple[str, tarfile.TarInfo]] = field(default_factory=list)
     recorded: dict[str, RecordedMeta] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    keep: Callable[[str], bool] | None = None
 
     def apply(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         self.count += 1
@@ -200,6 +208,8 @@ class _State:
         if rel == ".":
             return
         base = posixpath.basename(rel)
+        if self.keep is not None and (base.startswith(WHITEOUT_PREFIX) or not self.keep(rel)):
+            return
         try:
             if base == OPAQUE:
                 self._opaque(posixpath.dirname(rel) or ".")
@@ -421,7 +431,14 @@ class _State:
     def finish(self) -> None:
         """Directory modes and times, deepest first, once every child is written."""
         for rel, member in reversed(self.dirs):
-            with self.root.parent(rel) as (fd, name):
+            try:
+                fd = self.root.open_dir(posixpath.dirname(rel) or ".", follow=False)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    continue  # a directory above it was removed or replaced later in the same layer
+                raise
+            try:
+                name = posixpath.basename(rel)
                 info = _lstat_at(fd, name)
                 if info is None or not stat.S_ISDIR(info.st_mode):
                     continue  # replaced later in the same layer
@@ -432,6 +449,8 @@ class _State:
                     os.utime(dir_fd, ns=_times(member))
                 finally:
                     os.close(dir_fd)
+            finally:
+                os.close(fd)
 
 
 def _merged_lookup(layers: Sequence[Path], rel: str) -> Path | None:

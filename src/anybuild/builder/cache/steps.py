@@ -8,21 +8,26 @@ another stage reads this one's files (:meth:`StepCache.materialize`).
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from anybuild.backends.base import StepTiming
 from anybuild.builder.cache.hashes import ContextHashes
 from anybuild.builder.cache.key import base_key, hash_files, step_key, under
 from anybuild.builder.cache.registry import export_entries, import_entry
+from anybuild.builder.cache.sparse import LayerIndex, complete, unpack_chosen
 from anybuild.builder.cache.store import CacheEntry, StepStore
 from anybuild.builder.inroot import RootDir
-from anybuild.builder.instructions.metadata import env_map
+from anybuild.builder.instructions.metadata import env_map, workdir_path
 from anybuild.builder.rootfs import unpack_layer
+from anybuild.builder.snapshot import Kind
+from anybuild.builder.snapshotter import SnapshotterKind
 from anybuild.dockerfile.dockerignore import DockerIgnore, select_context_files, sources_for
 from anybuild.dockerfile.instructions import Add, Copy, Instruction, KeyValue, MountType, Run, Workdir
 from anybuild.errors import IntegrityError, RegistryError
@@ -36,6 +41,26 @@ if TYPE_CHECKING:
     from anybuild.builder.executor import Executor, _State
 
 __all__ = ["StepCache"]
+
+
+@dataclass(slots=True)
+class _Sparse:
+    """A stage whose cached *layers* are unpacked only for the paths in *applied*."""
+
+    layers: list[Descriptor]
+    index: LayerIndex
+    applied: set[str] = field(default_factory=set)
+
+
+def _links_as_indexed(state: _State, index: LayerIndex) -> bool:
+    """Whether every symlink in the stage's rootfs is one the index knows (a step made none): the
+    index resolves paths, so a new symlink could lead a step where the index does not look."""
+    for rel, entry in state.snapshot.entries.items():
+        if entry.kind is Kind.SYMLINK:
+            node = index.final.get(rel)
+            if node is None or node.kind != "symlink" or node.link != entry.link:
+                return False
+    return True
 
 
 @dataclass(slots=True, kw_only=True)
@@ -55,6 +80,7 @@ class StepCache:
     _files: list[str] | None = None
     _miss: tuple[str, int] | None = None
     _client: RegistryClient | None = None
+    sparse: dict[int, _Sparse] = field(default_factory=dict)  # stages unpacked only in part
 
     # -- keys -------------------------------------------------------------------------
 
@@ -139,8 +165,13 @@ class StepCache:
         index = state.stage.index
         entry = (self.store.get(key, self.layers) or self._remote(key, ex.on_line)) if self.use else None
         if entry is None:
-            if isinstance(instr, Run | Copy | Add | Workdir):
+            if isinstance(instr, Run):
                 self.materialize(ex, state)
+            elif isinstance(instr, Copy | Add | Workdir):
+                where = instr.path if isinstance(instr, Workdir) else instr.dest
+                # the step writes below its destination and reads the owners' names
+                self.materialize(ex, state, reach=(workdir_path(state.config.working_dir, where),
+                                                   "/etc/passwd", "/etc/group"))
             self._miss = (key, len(state.layers))
             return False
         if entry.layer is not None and entry.diff_id is not None:
@@ -179,17 +210,58 @@ class StepCache:
         self.current[state.stage.index] = key
         self.keys.append(key)
 
-    def materialize(self, ex: Executor, state: _State) -> None:
-        """Apply the cached layers not yet unpacked to the stage's rootfs, and rescan it."""
-        pending = self.pending.pop(state.stage.index, [])
-        if not pending:
+    def materialize(self, ex: Executor, state: _State, *, reach: Sequence[str] | None = None) -> None:
+        """Apply the cached layers not yet unpacked to the stage's rootfs, and rescan it.
+
+        With *reach* (the paths a COPY, ADD or WORKDIR can touch) and no stacker, only what those
+        paths reach is unpacked where the layers' index can vouch for it (builder.cache.sparse); the
+        rest follows when a step needs the whole rootfs.
+        """
+        index = state.stage.index
+        pending = self.pending.pop(index, [])
+        # the walk's snapshots tell which symlinks a step made; an overlay snapshotter's baseline is empty
+        if reach is not None and ex.stacker is None and ex.snapshotter.kind is SnapshotterKind.WALK \
+                and not ex.unpack.overlay_whiteouts and self._sparse_unpack(ex, state, pending, reach):
             return
+        sparse = self.sparse.pop(index, None)
         with RootDir.open(state.rootfs) as root:
+            if sparse is not None:
+                state.recorded.update(complete(self._openers(sparse), sparse.index, sparse.applied, root, ex.unpack))
             for layer in pending:
                 with self.layers.open_blob(layer.digest) as stream:
                     report = unpack_layer(stream, root, ex.unpack)
                 state.recorded.update(report.recorded)
+        if pending or sparse is not None:
+            state.snapshot = ex.snapshotter.baseline(state.rootfs)
+
+    def _sparse_unpack(self, ex: Executor, state: _State, pending: list[Descriptor], reach: Sequence[str]) -> bool:
+        """Unpack only what *reach* reaches; False (with *pending* put back) where that cannot be trusted."""
+        index = state.stage.index
+        sparse = self.sparse.get(index)
+        if sparse is None:
+            if not pending or any(os.scandir(state.rootfs)):  # whiteouts would have to act on what is there
+                self.pending[index] = pending
+                return False
+            layers = LayerIndex.read([functools.partial(self.layers.open_blob, d.digest) for d in pending])
+            sparse = _Sparse(layers=pending, index=layers)
+        elif pending or not _links_as_indexed(state, sparse.index):
+            self.pending[index] = pending  # hits after the sparse steps, or a step made a symlink: unpack all
+            return False
+        wanted = sparse.index.closure(reach)
+        if wanted is None:
+            self.pending[index] = pending
+            return False
+        more = wanted - sparse.applied
+        with RootDir.open(state.rootfs) as root:
+            state.recorded.update(unpack_chosen(self._openers(sparse), sparse.index, root, ex.unpack,
+                                                more.__contains__))
+        sparse.applied |= more
+        self.sparse[index] = sparse
         state.snapshot = ex.snapshotter.baseline(state.rootfs)
+        return True
+
+    def _openers(self, sparse: _Sparse) -> list[Callable[[], IO[bytes]]]:
+        return [functools.partial(self.layers.open_blob, layer.digest) for layer in sparse.layers]
 
     # -- after the build --------------------------------------------------------------
 
