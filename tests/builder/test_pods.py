@@ -19,6 +19,7 @@ times) is compared by name only, as two Docker builds differ there too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -236,12 +237,19 @@ def test_pod_user_permission_checks_as_doctor_says(pod: Pod, registry: Any, base
     assert _left_behind(pod) == []
 
 
+SECRET = "pod-s3cret-never-on-disk-7d1e"
+
+
 def _interrupted_context(pod: Pod, mark: str) -> str:
     context = f"{SOURCE}/interrupted"
     host = pod.host_path(context)
     host.mkdir()
-    (host / "Dockerfile").write_text(f"FROM busybox:1.36\nRUN echo started-{mark} && sleep {mark}\nRUN echo never\n")
+    (host / "Dockerfile").write_text(
+        f"FROM busybox:1.36\nRUN --mount=type=secret,id=token grep -q never-on-disk /run/secrets/token && "
+        f"echo started-{mark} && sleep {mark}\nRUN echo never\n")
+    (pod.host_path(SOURCE) / "token").write_text(SECRET + "\n")
     _chown_tree(host, pod.variant.uid)
+    _chown_tree(pod.host_path(SOURCE) / "token", pod.variant.uid)
     return context
 
 
@@ -259,6 +267,22 @@ def _output(proc: subprocess.Popen[str]) -> tuple[list[str], threading.Thread]:
     return lines, thread
 
 
+def _secret_on_disk(pod: Pod) -> list[str]:
+    """Files of the data directory holding the secret (it must live in memory only)."""
+    found = []
+    for top, _dirs, files in os.walk(pod.host_path(pod.data_dir)):
+        for name in files:
+            path = Path(top) / name
+            with contextlib.suppress(OSError):
+                if path.is_file() and not path.is_symlink() and SECRET.encode() in path.read_bytes():
+                    found.append(str(path))
+    return found
+
+
+def _shared_memory(pod: Pod) -> list[str]:
+    return [n for n in pod.exec(["/bin/ls", "-A", "/dev/shm"]).stdout.split() if n.startswith("anybuild-")]
+
+
 def _interrupt(pod: Pod, context: str, mark: str, signum: signal.Signals, args: list[str]) -> None:
     """Start the build, wait for its RUN, send *signum* as a terminal would, and check what it leaves."""
     proc = pod.spawn([sys.executable, "-m", "anybuild", *args], cwd=context)
@@ -269,11 +293,12 @@ def _interrupt(pod: Pod, context: str, mark: str, signum: signal.Signals, args: 
             assert proc.poll() is None and time.monotonic() < deadline, "\n".join(lines[-40:])
             time.sleep(0.2)
         time.sleep(0.5)  # the RUN's sleep is running
+        assert _secret_on_disk(pod) == []  # a tmpfs of its own, or the pod's /dev/shm
         builds = [pid for pid, cmd in pod.pids().items() if cmd.startswith(f"{sys.executable} -m anybuild build")]
         assert len(builds) == 1, pod.processes()
         group = os.getpgid(builds[0])
         # Ctrl-C at a `kubectl exec -it` terminal signals the foreground process group; SIGTERM (the
-        # kubelet stopping the pod, `kill`) reaches the process alone
+        # kubelet stopping the pod, `kill`) reaches the process alone; SIGKILL (the OOM killer) too
         if signum == signal.SIGINT and group in pod.pids():
             os.killpg(group, signum)
         else:
@@ -285,6 +310,9 @@ def _interrupt(pod: Pod, context: str, mark: str, signum: signal.Signals, args: 
             proc.wait()
     pump.join(timeout=30)
     text = "\n".join(lines)
+    if signum == signal.SIGKILL:
+        assert code == 128 + signum or code == -signum, text[-3000:]
+        return  # the next build undoes what it left
     assert code == 128 + signum, text[-3000:]
     assert f"interrupted by {signum.name}" in text, text[-3000:]
     assert "Traceback" not in text and "never" not in [line.strip() for line in lines]
@@ -292,20 +320,27 @@ def _interrupt(pod: Pod, context: str, mark: str, signum: signal.Signals, args: 
     while _left_behind(pod) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _left_behind(pod) == [], f"{signum.name}: " + "; ".join(_left_behind(pod))
+    assert _secret_on_disk(pod) == [] and _shared_memory(pod) == []
 
 
 def test_pod_interrupted_build_leaves_nothing_and_the_next_one_builds(pod: Pod, registry: Any,
                                                                       base_images: Any) -> None:
-    """Ctrl-C, then SIGTERM, during a RUN in the pod: exit 130 and 143, nothing left in the pod (no mount,
-    no process, no temporary directory), and the next build in the same data directory succeeds."""
+    """Ctrl-C, then SIGTERM, during a RUN with a secret in the pod: exit 130 and 143, nothing left in the pod
+    (no mount, process, temporary directory, secret file on disk or in /dev/shm); then SIGKILL, after which
+    the next build in the same data directory undoes what the killed one left, says so, and succeeds."""
     mark = str(random.randrange(20_000, 60_000))
     context = _interrupted_context(pod, mark)
     args = ["build", ".", "--progress", "plain", "--registry-mirror", registry.host,
-            "--insecure-registry", registry.host]
-    for signum in (signal.SIGINT, signal.SIGTERM):
+            "--insecure-registry", registry.host, "--secret", f"id=token,src={SOURCE}/token"]
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         _interrupt(pod, context, mark, signum, args)
     (pod.host_path(context) / "Dockerfile").write_text("FROM busybox:1.36\nRUN echo done > /done\n")
     done = pod.anybuild(*args, cwd=context)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "cleaned up after" not in done.stdout + done.stderr  # the interrupted builds cleaned up themselves
+    said = done.stdout + done.stderr
+    assert said.count("cleaned up after a build that was killed") == 1, said[-3000:]
+    deadline = time.monotonic() + 15
+    while _left_behind(pod) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert _left_behind(pod) == []
+    assert _secret_on_disk(pod) == [] and _shared_memory(pod) == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from anybuild.builder.cache.hashes import ContextHashes
 from anybuild.builder.executor import BuildInputs, BuiltImage, Executor
 from anybuild.builder.images import ImageSource
 from anybuild.builder.inroot import NO_SPACE
-from anybuild.builder.ledger import Ledger, recover_abandoned
+from anybuild.builder.ledger import MEMORY_SECRETS_PREFIX, SHARED_MEMORY, Ledger, recover_abandoned
 from anybuild.builder.overlay import (
     LibcMounter,
     SnapshotterChoice,
@@ -199,20 +200,46 @@ def _ran(sandbox: LadderSandbox | None, snapshots: SnapshotterChoice) -> str:
     return f"{sandbox.ran if sandbox is not None and sandbox.ran else 'none'}+{snapshots.kind}"
 
 
-def _secrets_dir(work: Path, secrets: Mapping[str, bytes], facts: SandboxFacts) -> Path | None:
-    """A private tmpfs for the build's secret files, where one can be mounted: nothing of them reaches a disk
-    (it goes with the build's scratch directory, or with the next build's recovery if this one is killed)."""
-    if not secrets or not facts.mount:
+def _secrets_dir(work: Path, secrets: Mapping[str, bytes], facts: SandboxFacts, ledger: Ledger, *,
+                 shared_memory: Path = SHARED_MEMORY) -> Path | None:
+    """Where the build's secret files go so that nothing of them reaches a disk: a private tmpfs where one
+    can be mounted (it goes with the build's scratch directory, or with the next build's recovery if this
+    one is killed); else a private directory in the pod's /dev/shm where that is a tmpfs (proot, chroot:
+    no mount), recorded in the ledger for the same recovery; None (the scratch directory) otherwise."""
+    if not secrets:
         return None
-    target = work / "secrets"
-    target.mkdir(mode=0o700)
-    size = 2 * sum(len(v) + 4096 for v in secrets.values()) + (1 << 20)  # each RUN writes its own copies
+    if facts.mount:
+        target = work / "secrets"
+        target.mkdir(mode=0o700)
+        size = 2 * sum(len(v) + 4096 for v in secrets.values()) + (1 << 20)  # each RUN writes its own copies
+        try:
+            LibcMounter().mount("tmpfs", target, "tmpfs", f"mode=0700,size={size},nr_inodes=4096")
+        except OSError:
+            target.rmdir()
+        else:
+            return target
+    if not is_tmpfs(shared_memory):
+        return None
     try:
-        LibcMounter().mount("tmpfs", target, "tmpfs", f"mode=0700,size={size},nr_inodes=4096")
+        made = Path(tempfile.mkdtemp(prefix=MEMORY_SECRETS_PREFIX, dir=shared_memory))
     except OSError:
-        target.rmdir()
         return None
-    return target
+    ledger.record("memory", path=str(made))
+    return made
+
+
+def is_tmpfs(path: Path) -> bool:
+    """Whether *path* is the mount point of a tmpfs this process can write to (from mountinfo)."""
+    try:
+        info = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return False
+    found = False
+    for line in info.splitlines():
+        fields = line.split(" ")
+        if len(fields) > 4 and fields[4] == str(path):
+            found = " - tmpfs " in line  # the last mount of a point is the one seen
+    return found and os.access(path, os.W_OK | os.X_OK)
 
 
 def _interruption(exc: Interrupted, *, at: str, done: list[str], push: bool) -> Interrupted:
@@ -282,6 +309,7 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     snapshot_store = LayerSnapshots(root / "snapshots")
     sandbox: LadderSandbox | None = None
     executor: Executor | None = None
+    secrets_dir: Path | None = None
     done: list[str] = []
     try:
         stacker = _stacker(snapshots, snapshot_store, store, work, env.runner, memory=memory, unpack=unpack)
@@ -301,13 +329,14 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
                           ignore=ignore, use=not request.no_cache, client_factory=client,
                           cache_from=tuple(Reference.parse(r).defaulted() for r in env.cache_from))
         cache_to = Reference.parse(env.cache_to).defaulted() if env.cache_to else None
+        secrets_dir = _secrets_dir(work, secrets, facts, ledger)
         executor = Executor(inputs=inputs, sandbox=sandbox, images=images, store=store, work=work, cache=cache,
                             cache_dir=root / "cache" / "mounts", runner=env.runner,
                             on_line=lambda line: sink.line(redactor(line)), clock=env.clock, redactor=redactor,
                             snapshotter=make_snapshotter(snapshots, scratch=work, records=not facts.ownership.full),
                             stacker=stacker,
                             unpack=unpack, strict=env.strict, ids_emulated=ladder[0].kind is SandboxKind.PROOT,
-                            cancel=cancel, secrets_dir=_secrets_dir(work, secrets, facts))
+                            cancel=cancel, secrets_dir=secrets_dir)
         with snapshot_store.in_use():  # no prune or sweep removes what this build reads or writes
             try:
                 image = executor.build()
@@ -342,6 +371,9 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
                           hint=f"free space there, e.g. anybuild cache prune --keep-storage 5GB, or set "
                                f"ANYBUILD_DATA_DIR to a bigger filesystem (the data directory is {root})") from exc
     finally:
+        if secrets_dir is not None and not secrets_dir.is_relative_to(work):
+            with cleanup():
+                shutil.rmtree(secrets_dir, ignore_errors=True)
         _remove_work(work, env.runner)
         ledger.close()
     return BuildResult(

@@ -1,7 +1,8 @@
 """What a build made that must not outlive it, recorded under a lock held for the build's lifetime.
 
 A build's scratch directory is ``DATA/tmp/build-XXXX/``: its stages' root filesystems and overlay
-mounts, the RUN sandboxes' bundles, state and stubs, the tmpfs of its secrets. Beside it,
+mounts, the RUN sandboxes' bundles, state and stubs, the tmpfs of its secrets (or their directory
+in /dev/shm where no tmpfs can be mounted, recorded as `memory`). Beside it,
 ``build-XXXX.ledger`` records it and what the build starts that lives elsewhere: runc containers
 (state root and id) and the process groups of RUN commands (leader pid and start time), appended
 by whoever starts them (the sandbox init writes its own line). The build holds an exclusive
@@ -40,6 +41,8 @@ from anybuild.process import Runner
 __all__ = ["LEDGER_SUFFIX", "Ledger", "Recovered", "process_start", "recover_abandoned"]
 
 LEDGER_SUFFIX = ".ledger"
+SHARED_MEMORY = Path("/dev/shm")
+MEMORY_SECRETS_PREFIX = "anybuild-secrets-"
 _PROC = Path("/proc")
 
 
@@ -192,6 +195,11 @@ def _undo(path: Path, entries: list[dict[str, Any]], *, runner: Runner, proc: Pa
                 containers += 1
     groups = {(int(e["pid"]), e.get("start")) for e in entries if e.get("kind") == "group" and e.get("pid")}
     killed = _kill_leftovers(work, groups, proc)
+    for entry in entries:  # secret files kept in /dev/shm where no tmpfs could be mounted (see builder.build)
+        memory = Path(str(entry.get("path") or ""))
+        if entry.get("kind") == "memory" and memory.parent == SHARED_MEMORY \
+                and memory.name.startswith(MEMORY_SECRETS_PREFIX) and not memory.is_symlink():
+            shutil.rmtree(memory, ignore_errors=True)
     mounts = _unmount_below(work, read_mountinfo, unmount)
     removed = False
     if work.exists() and not [p for p in mount_points(read_mountinfo()) if _below(p, work)]:
