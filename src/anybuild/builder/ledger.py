@@ -36,6 +36,7 @@ from typing import Any
 from anybuild.builder.sandbox.stubs import mount_points
 from anybuild.cancellation import cleanup
 from anybuild.errors import AnybuildError
+from anybuild.leftovers import process_start
 from anybuild.process import Runner
 
 __all__ = ["LEDGER_SUFFIX", "Ledger", "Recovered", "process_start", "recover_abandoned"]
@@ -44,19 +45,6 @@ LEDGER_SUFFIX = ".ledger"
 SHARED_MEMORY = Path("/dev/shm")
 MEMORY_SECRETS_PREFIX = "anybuild-secrets-"
 _PROC = Path("/proc")
-
-
-def process_start(pid: int, proc: Path = _PROC) -> int | None:
-    """The start time of *pid* in clock ticks since boot (field 22 of ``stat``), None if it is gone.
-
-    With the pid it names one process for good: a pid reused later starts later.
-    """
-    try:
-        text = (proc / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[-1].split()
-    return int(fields[19]) if len(fields) > 19 else None
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from anybuild.errors import IntegrityError
+from anybuild.leftovers import owner_tag, sweep_stale
 from anybuild.oci.descriptor import Descriptor, canonical_json, load_json_object
 from anybuild.oci.digest import CHUNK_SIZE, Digest, DigestAlgorithm, Hasher
 from anybuild.oci.manifest import Index, Manifest, parse_document
@@ -57,7 +58,8 @@ def _chunks(source: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
 def atomic_write(path: Path) -> Iterator[BinaryIO]:
     """Open a temp file beside *path*; rename it onto *path* only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_stale(path.parent, path.name, ".tmp")  # what a killed writer left (see anybuild.leftovers)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp", dir=path.parent)
     tmp_path = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as stream:

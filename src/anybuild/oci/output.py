@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from anybuild.errors import UsageError
+from anybuild.leftovers import owner_tag, sweep_stale
 from anybuild.oci.archive import write_docker_archive
 from anybuild.oci.descriptor import Descriptor
 from anybuild.oci.layout import LayoutStore
@@ -109,7 +110,9 @@ class Output:
             _copy_image(store, manifest, LayoutStore.create(self.path), names, check)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
+        sweep_stale(self.path.parent, self.path.name, ".partial")  # what a killed writer left
+        staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.{owner_tag()}.", suffix=".partial",
+                                        dir=self.path.parent))
         try:
             _copy_image(store, manifest, LayoutStore.create(staging), names, check)
             check()
