@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from anybuild.builder.build import data_dir, sweep_store
 from anybuild.builder.cache import PruneResult, StepStore, StoredEntry
@@ -14,6 +13,9 @@ from anybuild.builder.stack import LayerSnapshots, SnapshotUsage
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.oci.layout import LayoutStore, Swept
 from anybuild.sizes import parse_size
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["cache", "parse_size"]
 
@@ -63,6 +65,8 @@ def ls(session: Session) -> None:
 
 def _render_ls(console: Console, data: dict[str, object], entries: list[dict[str, object]],
                snapshots: SnapshotUsage) -> None:
+    from rich.table import Table
+
     table = Table(title=f"{len(entries)} cached step(s), {data['storage']} bytes in {data['directory']}",
                   title_justify="left")
     for column in ("key", "size", "last used", "step"):

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from anybuild.backends.catalog import availability_checks
 from anybuild.cli.options import config_option
@@ -19,6 +17,9 @@ from anybuild.environment.facts import Facts, FactValue
 from anybuild.environment.probe import collect_facts
 from anybuild.errors import ExitCode
 from anybuild.planner import Plan, plan_build, push_registries
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["doctor", "optional_config", "probe_here", "recommendation"]
 
@@ -132,6 +133,8 @@ def _render_cluster(console: Console, cluster: dict[str, Any]) -> None:
 
 
 def _render(console: Console, facts: Facts, plan: Plan, cluster: dict[str, Any] | None = None) -> None:
+    from rich.table import Table
+
     for topic, group in facts.by_topic().items():
         table = Table(title=str(topic), title_justify="left", show_edge=False, pad_edge=False)
         for column in ("fact", "value", "evidence"):
