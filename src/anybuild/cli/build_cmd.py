@@ -28,6 +28,7 @@ from anybuild.cancellation import Cancellation, handle_signals
 from anybuild.cli.options import config_option, resolve_config
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.config import DEFAULT_BACKENDS, BackendName, Config, ImageSpec, find_config, load_config
+from anybuild.environment.cache import ProbeCache
 from anybuild.environment.context import ProbeContext
 from anybuild.environment.export import diagnosis_facts
 from anybuild.environment.facts import Facts
@@ -300,7 +301,7 @@ def _probe_in_background(ctx: ProbeContext) -> Callable[[], Facts]:
 
     def run() -> None:
         try:
-            outcome.append(collect_facts(ctx))
+            outcome.append(collect_facts(ctx, cache=ProbeCache.for_context(ctx)))
         except BaseException as exc:  # re-raised in the caller's thread, with its traceback
             outcome.append(exc)
 

@@ -12,6 +12,7 @@ from anybuild.backends.catalog import availability_checks
 from anybuild.cli.options import config_option
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.config import DEFAULT_BACKENDS, Config, find_config, load_config
+from anybuild.environment.cache import TTL, ProbeCache
 from anybuild.environment.context import ProbeContext
 from anybuild.environment.facts import Facts, FactValue
 from anybuild.environment.probe import collect_facts
@@ -32,10 +33,12 @@ def optional_config(config_path: Path | None, cwd: Path) -> Config | None:
     return load_config(found) if found else None
 
 
-def probe_here(session: Session, config: Config | None, *, online: bool = False) -> Facts:
+def probe_here(session: Session, config: Config | None, *, online: bool = False, fresh: bool = False) -> Facts:
+    """The facts of this machine; the costly probes' answers of the last minutes are reused while
+    nothing they depend on changed (anybuild.environment.cache), unless *fresh*."""
     ctx = ProbeContext(env=session.env, cwd=session.cwd, online=online, registries=push_registries(config),
                        github=config.backend.github if config else None)
-    return collect_facts(ctx)
+    return collect_facts(ctx, cache=ProbeCache.for_context(ctx, fresh=fresh))
 
 
 def recommendation(plan: Plan) -> str:
@@ -55,16 +58,19 @@ Examples:
 """,
 )
 @click.option("--online", is_flag=True, help="Also check remote access (Kubernetes API, GitHub) over the network.")
+@click.option("--fresh", is_flag=True,
+              help=f"Try everything again, not reusing what was found in the last {TTL:.0f} s "
+                   "(reused only while nothing it depends on changed; also ANYBUILD_PROBE_CACHE=0).")
 @config_option
 @output_options
 @pass_session
-def doctor(session: Session, config_path: Path | None, online: bool) -> None:
+def doctor(session: Session, config_path: Path | None, online: bool, fresh: bool) -> None:
     """Show what this machine is, which backends can build here, and the fix for each one that cannot.
 
     Exits 0 when some local backend can build here, 3 when none can.
     """
     config = optional_config(config_path, session.cwd)
-    facts = probe_here(session, config, online=online)
+    facts = probe_here(session, config, online=online, fresh=fresh)
     order = config.build.backends if config else DEFAULT_BACKENDS
     plan = plan_build(facts, order=order, checks=availability_checks())
     data: dict[str, Any] = {
