@@ -104,6 +104,23 @@ class BuiltinBackend:
         return builtin_verdict(facts)
 
     def build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
+        """Build *request*; a rebuild + push with nothing changed is answered from its record
+        (:mod:`anybuild.backends.unchanged`) without loading the builder."""
+        from anybuild.backends import unchanged
+
+        settings = {"sandbox": self.sandbox, "cache_from": self.cache_from, "cache_to": self.cache_to,
+                    "strict": self.strict}
+        inputs = unchanged.inputs_of(request, env=self.env, settings=settings)
+        if inputs is not None and (record := unchanged.load(self.env, inputs.key)) is not None:
+            answered = unchanged.answer(record, request, sink, env=self.env, cancel=self.cancel)
+            if answered is not None:
+                return answered
+        result = self._build(request, sink)
+        if inputs is not None:
+            unchanged.save(self.env, inputs, result, request)
+        return result
+
+    def _build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
         from anybuild.builder.build import BuildEnvironment, build_image
         from anybuild.builder.host import BuildNamespace, choose_namespace
 
