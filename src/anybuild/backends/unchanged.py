@@ -121,10 +121,10 @@ def _walk(root: Path, digest: Any, newest: list[int], count: list[int]) -> bool:
             return False
         st = entry.stat(follow_symlinks=False)
         newest[0] = max(newest[0], st.st_mtime_ns, st.st_ctime_ns)
-        line: list[Any] = [entry.path, *_stamp(st)]
+        fields = [os.fsencode(entry.path), *(b"%d" % n for n in _stamp(st))]  # a path holds no NUL
         if stat.S_ISLNK(st.st_mode):
-            line.append(str(Path(entry.path).readlink()))
-        digest.update(json.dumps(line).encode() + b"\n")
+            fields.append(os.fsencode(Path(entry.path).readlink()))
+        digest.update(b"\0".join(fields) + b"\n")
         if stat.S_ISDIR(st.st_mode) and not _walk(Path(entry.path), digest, newest, count):
             return False
     return True
