@@ -5,7 +5,8 @@ against BuildKit (``docker build`` + ``docker push`` against a warm dockerd) in 
 
     W1        bench/builders.py's W1 (FROM debian, RUN creating 30,000 files, COPY of 2,000 sources)
     moltbook  examples/moltbook in a git repository tagged v1.2.3 (two images, four tags each):
-              anybuild ``build --all --push``; BuildKit one ``docker build`` per image with the
+              anybuild ``build --all --push --reproducible`` (without it the created label comes
+              from the clock: a new image every time); BuildKit one ``docker build`` per image with the
               same four tags, then ``docker push --all-tags`` per repository
 
 and anybuild's start-up commands alone: ``doctor`` (also with DOCKER_HOST on a socket that
@@ -153,7 +154,10 @@ def moltbook_workload(work: Path, registry: Registry) -> Workload:
     _git(repo, "commit", "-q", "-m", "moltbook")
     _git(repo, "tag", "v1.2.3")
     sha = _git(repo, "rev-parse", "--short=7", "HEAD")
-    anybuild = [[str(BINARY), "build", "--all", "--push", "--progress", "plain", "--backend", "builtin"]]
+    # --reproducible: the created label from the commit, not the clock (without it every build is a new image
+    # with a new created label: tags move, nothing is a no-op; BuildKit here sets no labels at all)
+    anybuild = [[str(BINARY), "build", "--all", "--push", "--progress", "plain", "--backend", "builtin",
+                 "--reproducible"]]
     buildkit: list[list[str]] = []
     pushes: list[list[str]] = []
     for name in ("api", "frontend"):
