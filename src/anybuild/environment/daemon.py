@@ -92,6 +92,10 @@ def probe_docker(ctx: ProbeContext) -> list[Fact]:
         _fact(FactKey.DOCKER_CONTEXT, endpoint.context, endpoint.evidence),
     ]
     local = endpoint.host.startswith("unix://")
+    # A build reads the daemon's data root only when there is a daemon to build with: without its
+    # socket, no overlay trial (a process of its own, ~50 ms) for a backend that is excluded anyway.
+    trial = ("" if ctx.thorough or not local or Path(endpoint.host.removeprefix("unix://")).exists()
+             else "no daemon socket: a build does not read it")
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Probe the configured data root while the daemon is asked (it may take the whole timeout).
         guessed_root, guessed_source = docker_data_root(ctx, None)
@@ -103,6 +107,7 @@ def probe_docker(ctx: ProbeContext) -> list[Fact]:
                 guessed_source,
                 FactKey.DOCKER_ROOT_FSTYPE,
                 FactKey.DOCKER_ROOT_OVERLAY,
+                trial=trial,
             )
             if local
             else None
@@ -133,7 +138,8 @@ def probe_docker(ctx: ProbeContext) -> list[Fact]:
     if local and data_root == guessed_root:
         facts += guessed_facts
     elif local:
-        facts += probe_data_dir(ctx, data_root, source, FactKey.DOCKER_ROOT_FSTYPE, FactKey.DOCKER_ROOT_OVERLAY)
+        facts += probe_data_dir(ctx, data_root, source, FactKey.DOCKER_ROOT_FSTYPE, FactKey.DOCKER_ROOT_OVERLAY,
+                                trial=trial)
     else:
         remote = f"{endpoint.host} is not a local socket: its data root is not on this machine"
         facts += [
