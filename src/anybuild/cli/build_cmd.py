@@ -35,8 +35,6 @@ from anybuild.environment.facts import Facts
 from anybuild.environment.probe import collect_facts
 from anybuild.epoch import source_date_epoch
 from anybuild.errors import ExitCode, UsageError
-from anybuild.oci.layout import atomic_write
-from anybuild.oci.output import Output
 from anybuild.planner import Plan, plan_build, push_registries
 from anybuild.process import SubprocessRunner
 from anybuild.project import ProjectOptions, ProjectSeams, build_project, run_request, select_images
@@ -262,6 +260,8 @@ def _render_failure(say: Callable[[str], None], image: ImageOutcome) -> None:
 
 def _write_metadata(path: Path, data: dict[str, Any]) -> None:
     """Write the result atomically: the next job never reads half a file."""
+    from anybuild.oci.layout import atomic_write
+
     with atomic_write(path.resolve()) as handle:
         handle.write((json.dumps(data, indent=2) + "\n").encode())
 
@@ -475,6 +475,8 @@ def _build(session: Session, cancellation: Cancellation, *, targets: tuple[str, 
         if push and not tags:
             raise UsageError("--push needs at least one -t REFERENCE", hint="add -t registry/repository:tag")
         if output:  # a mistake in it is said now, not after the build
+            from anybuild.oci.output import Output
+
             parsed = Output.parse(output, session.cwd)
             parsed.check()
             output = f"{parsed.kind}:{parsed.path}"
