@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from anybuild.backends.base import BuildRequest, BuildResult, LogSink, Verdict
 from anybuild.cancellation import Cancellation
@@ -108,8 +108,8 @@ class BuiltinBackend:
         (:mod:`anybuild.backends.unchanged`) without loading the builder."""
         from anybuild.backends import unchanged
 
-        settings = {"sandbox": self.sandbox, "cache_from": self.cache_from, "cache_to": self.cache_to,
-                    "strict": self.strict}
+        settings = {f.name: getattr(self, f.name) for f in fields(self)  # every setting, present and future
+                    if f.name not in ("runner", "env", "cancel", "_namespace")}
         inputs = unchanged.inputs_of(request, env=self.env, settings=settings)
         if inputs is not None and (record := unchanged.load(self.env, inputs.key)) is not None:
             answered = unchanged.answer(record, request, sink, env=self.env, cancel=self.cancel)

@@ -3,9 +3,9 @@
 After a built-in build that pushed, a record is kept under ``<data dir>/cache/unchanged/``, named
 by a digest of everything the image depends on:
 
-- the request: the Dockerfile's bytes and path, the context path, build arguments, labels,
-  target, platform, tags, registry mirrors and insecure hosts; the backend's sandbox override,
-  strictness and cache sources;
+- the request, every field of it (the Dockerfile's and the context's paths, build arguments,
+  labels, target, platform, tags, registry mirrors, insecure hosts...), the Dockerfile's bytes;
+  the backend's settings, every field but its runner, environment and cancellation;
 - every entry of the context, by its metadata (``lstat``: type, mode, size, inode, owner,
   mtime and ctime, a symlink's target), with no file read; the ``.dockerignore`` files beside
   the Dockerfile;
@@ -31,6 +31,7 @@ cannot be set back).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -152,6 +153,21 @@ def _identity() -> list[Any]:
             [line for line in status.splitlines() if line.startswith(("CapEff:", "CapBnd:", "NoNewPrivs:"))]]
 
 
+def _fields(request: BuildRequest) -> list[list[str]]:
+    """Every field of the request (a field added later is in the key without anyone remembering to)."""
+    found: list[list[str]] = []
+    for item in dataclasses.fields(request):
+        value = getattr(request, item.name)
+        if isinstance(value, Path):
+            shown = str(value.resolve())
+        elif isinstance(value, Mapping):
+            shown = repr(sorted((str(k), repr(v)) for k, v in value.items()))
+        else:
+            shown = repr(value)
+        found.append([item.name, shown])
+    return found
+
+
 def inputs_of(request: BuildRequest, *, env: Mapping[str, str], settings: Mapping[str, Any],
               clock: Callable[[], float] = time.time) -> Inputs | None:
     """The digest of everything the image of *request* depends on; None when this request is always built."""
@@ -169,11 +185,8 @@ def inputs_of(request: BuildRequest, *, env: Mapping[str, str], settings: Mappin
                    request.dockerfile.parent / ".dockerignore"]
         head = {
             "format": FORMAT,
-            "request": [str(request.context.resolve()), str(request.dockerfile.resolve()),
-                        hashlib.sha256(dockerfile).hexdigest(), sorted(request.build_args.items()),
-                        sorted(request.labels.items()), request.target, request.platform, list(request.tags),
-                        sorted(request.insecure_registries),
-                        sorted((k, list(v)) for k, v in request.registry_mirrors.items())],
+            "dockerfile": hashlib.sha256(dockerfile).hexdigest(),
+            "request": _fields(request),
             "settings": sorted((k, repr(v)) for k, v in settings.items()),
             "ignores": [[str(p), _stamp(p.stat()) if p.exists() else None] for p in ignores],
             "env": sorted((k, v) for k, v in env.items()
