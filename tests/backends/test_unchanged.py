@@ -111,8 +111,12 @@ def test_inputs_refused_where_the_builder_must_decide_and_keyed_by_everything(tm
                     replace(request, secrets=(SecretSpec(id="s", env="S"),))):
         assert inputs_of(refused, env=env, settings=settings) is None
     assert inputs_of(request, env=env, settings={**settings, "cache_to": "r.test/cache"}) is None
-    (context / "Dockerfile").write_text("FROM busybox:1.36\nADD https://example.com/x.tgz /x/\n")
-    assert inputs_of(request, env=env, settings=settings) is None
+    for remote in ("ADD https://example.com/x.tgz /x/\n", "ADD \\\n  https://example.com/x.tgz /x/\n",
+                   "ARG URL\nADD ${URL} /x/\n", "ADD git@github.com:acme/x.git /x/\n"):
+        (context / "Dockerfile").write_text(f"FROM busybox:1.36\n{remote}")
+        assert inputs_of(request, env=env, settings=settings) is None, remote
+    (context / "Dockerfile").write_text("FROM busybox:1.36\nADD app/ /app/\n")  # a local ADD: answered
+    assert inputs_of(request, env=env, settings=settings) is not None
     (context / "Dockerfile").write_text("FROM busybox:1.36\nCOPY app/ /app/\n")
     key = inputs_of(request, env=env, settings=settings)
     assert key is not None and key.key != got.key

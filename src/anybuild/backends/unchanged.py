@@ -21,7 +21,8 @@ pushed. Anything else (a moved base tag, a tag pushed over, an unreachable regis
 unreadable record) falls through to the real build, which decides.
 
 Not answered here (the builder decides each time): builds without ``--push``, with an output,
-``--load``, ``--no-cache``, secrets or ``--cache-to``; ``ADD`` of a URL or a git repository;
+``--load``, ``--no-cache``, secrets or ``--cache-to``; an ``ADD`` in a Dockerfile that names a URL, a git
+repository or a variable anywhere;
 contexts of more than :data:`MAX_ENTRIES` entries. A record is written only when every entry of
 the context is older than :data:`RACY_SECONDS` (a file changed within the filesystem's clock tick
 could keep its time), so an edit after the build always changes the digest of inputs (ctime
@@ -55,7 +56,8 @@ FORMAT = 1
 MAX_ENTRIES = 50_000
 RACY_SECONDS = 2.0
 _SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET", "AUTH", "CREDENTIAL")
-_REMOTE_ADD = re.compile(r"^\s*ADD\b[^\n]*?(?:https?://|git@|\.git\b)", re.IGNORECASE | re.MULTILINE)
+_ADD = re.compile(r"^\s*ADD\b", re.IGNORECASE | re.MULTILINE)
+_REMOTE = ("://", "git@", ".git", "$")  # a URL, a repository, or what a variable may make one
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
@@ -176,8 +178,10 @@ def inputs_of(request: BuildRequest, *, env: Mapping[str, str], settings: Mappin
         return None
     try:
         dockerfile = request.dockerfile.read_bytes()
-        if _REMOTE_ADD.search(dockerfile.decode(errors="replace")):
-            return None
+        text = dockerfile.decode(errors="replace")
+        if _ADD.search(text) and any(mark in part for part in (text, *request.build_args.values())
+                                     for mark in _REMOTE):
+            return None  # ADD may fetch something: the builder asks the network each time
         digest = hashlib.sha256()
         now_ns = int(clock() * 1e9)
         newest, count = [0], [0]
