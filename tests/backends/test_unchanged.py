@@ -10,7 +10,7 @@ from pathlib import Path
 
 from anybuild.backends.base import BuildRequest, ListSink, SecretSpec
 from anybuild.backends.builtin import BuiltinBackend
-from anybuild.backends.unchanged import RACY_SECONDS, inputs_of
+from anybuild.backends.unchanged import RACY_SECONDS, _keep_newest, forget, inputs_of
 from anybuild.oci import LayoutStore
 from anybuild.registry import Reference, RegistryClient
 from tests.harness.bases import BaseImages
@@ -132,3 +132,16 @@ def test_inputs_refused_where_the_builder_must_decide_and_keyed_by_everything(tm
     (context / "app" / "new.txt").write_text("new\n")
     added = inputs_of(request, env=env, settings=settings)
     assert added is not None and added.key != key.key
+
+
+def test_records_are_bounded_and_forgotten_by_prune(tmp_path: Path) -> None:
+    records = tmp_path / "data" / "cache" / "unchanged"
+    records.mkdir(parents=True)
+    for index in range(5):
+        (records / f"{index}.json").write_text("{}")
+        os.utime(records / f"{index}.json", ns=(index * 10**9, index * 10**9))
+    assert _keep_newest(records, 3) == 2
+    assert sorted(p.name for p in records.glob("*.json")) == ["2.json", "3.json", "4.json"]
+    assert forget({"ANYBUILD_DATA_DIR": str(tmp_path / "data")}) == 3
+    assert list(records.glob("*.json")) == []
+    assert forget({"ANYBUILD_DATA_DIR": str(tmp_path / "nowhere")}) == 0

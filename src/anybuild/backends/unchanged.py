@@ -50,10 +50,11 @@ from anybuild.cancellation import Cancellation
 from anybuild.config import BackendName
 from anybuild.errors import AnybuildError, Interrupted
 
-__all__ = ["MAX_ENTRIES", "RACY_SECONDS", "Inputs", "Record", "answer", "inputs_of", "load", "save"]
+__all__ = ["KEEP", "MAX_ENTRIES", "RACY_SECONDS", "Inputs", "Record", "answer", "forget", "inputs_of", "load", "save"]
 
 FORMAT = 1
 MAX_ENTRIES = 50_000
+KEEP = 500  # records kept (the newest): each is ~1 KB, one per distinct inputs that were pushed
 RACY_SECONDS = 2.0
 _SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET", "AUTH", "CREDENTIAL")
 _ADD = re.compile(r"^\s*ADD\b", re.IGNORECASE | re.MULTILINE)
@@ -234,6 +235,24 @@ def save(env: Mapping[str, str], inputs: Inputs, result: BuildResult, request: B
     except OSError:
         with contextlib.suppress(OSError):
             temporary.unlink()
+        return
+    _keep_newest(path.parent, KEEP)
+
+
+def _keep_newest(directory: Path, keep: int) -> int:
+    """Remove all but the *keep* newest records; how many were removed."""
+    with contextlib.suppress(OSError):
+        records = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in records[keep:]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+        return max(0, len(records) - keep)
+    return 0
+
+
+def forget(env: Mapping[str, str]) -> int:
+    """Remove every record (``cache prune``): the next build of each runs the builder again."""
+    return _keep_newest(data_dir(env) / "cache" / "unchanged", 0)
 
 
 def answer(record: Record, request: BuildRequest, sink: LogSink, *, env: Mapping[str, str],

@@ -110,7 +110,11 @@ def prune(session: Session, keep_storage: str | None, everything: bool) -> None:
     snapshots = _snapshots(session)
     unpacked = snapshots.prune(keep_storage=limit, everything=everything)
     swept = _sweep(session, snapshots, everything=everything)
+    from anybuild.backends.unchanged import forget
+
+    records = forget(session.env)  # the records of unchanged builds (backends.unchanged) go too
     data: dict[str, object] = {"entries": result.entries, "blobs": result.blobs, "freed": result.freed,
+                               "records": records,
                                "snapshots": None if unpacked is None else unpacked.count,
                                "snapshots_freed": None if unpacked is None else unpacked.size,
                                "store_blobs": None if swept is None else swept.blobs,
