@@ -49,9 +49,11 @@ def main() -> int:
     try:
         with running_registry(work / "registry") as registry:
             print(f"== offline base images, served by a registry on {registry.host} as a docker.io mirror")
+            print("   making busybox:1.36 and node:20-bookworm-slim (debootstrap: minutes on the first run, "
+                  "then cached) ...", flush=True)
             bases = BaseImages(mirror_host=registry.host, work=work / "bases", cache=cache_dir())
-            print(f"   {bases.busybox}")
-            print(f"   {bases.node()}   (debootstrap on first run, then cached)")
+            print(f"   {bases.busybox}", flush=True)
+            print(f"   {bases.node()}", flush=True)
             repo = Path(shutil.copytree(ROOT / "examples" / "moltbook", work / "moltbook"))
             config = repo / "anybuild.toml"
             config.write_text(config.read_text().replace("ghcr.io/acme/", f"{registry.host}/acme/"))

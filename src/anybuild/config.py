@@ -36,9 +36,7 @@ dotted key, the bad value and the fix. Nothing here reads the environment.
 
 from __future__ import annotations
 
-import difflib
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -257,6 +255,8 @@ def load_config(path: Path) -> Config:
         raise ConfigError(
             f"cannot read {path}: {exc}", file=path, hint="check the file's permissions and encoding"
         ) from exc
+    import tomllib  # ~10 ms with its regular expressions: only with a file to read
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -329,6 +329,8 @@ def _type_name(value: object) -> str:
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(word, options, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -153,7 +153,7 @@ def test_probe_in_background_gives_the_build_scoped_facts(tmp_path: Path) -> Non
 def test_probe_in_background_runs_beside_the_caller_and_reraises(monkeypatch: pytest.MonkeyPatch) -> None:
     started, release = threading.Event(), threading.Event()
 
-    def probe(_ctx: ProbeContext) -> Facts:
+    def probe(_ctx: ProbeContext, **_options: object) -> Facts:  # cache=: the probe cache (issue 23)
         started.set()
         release.wait(5)
         raise RuntimeError("probe bug")

@@ -365,5 +365,5 @@ def test_client_upload_401_on_stream_retried_with_fresh_token(tmp_path: Path) ->
     with RegistryClient(transport=SocketLike(), sleep=Sleeps(), notify=notes.append) as client:
         client.push_image(store, descriptor, REF, workers=1)
     assert state["upload_401"] == 0
-    assert state["tokens"] == 3  # pull, the push upgrade, and the fresh one after the 401
+    assert state["tokens"] == 2  # pull,push (asked before the manifest HEAD), and the fresh one after the 401
     assert any("→ 401" in note and "retrying" in note for note in notes), notes

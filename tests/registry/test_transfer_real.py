@@ -92,8 +92,9 @@ def test_push_again_uploads_zero_blob_bytes(registry: Registry, tmp_path: Path) 
         assert client.stats.bytes_uploaded == 0
     assert result.blobs == {"existing": 4}
     assert _blob_puts(registry, before) == []
-    heads = [r for r in registry.requests()[before:] if r.method == "HEAD"]
-    assert len(heads) == 4
+    heads = [r.path for r in registry.requests()[before:] if r.method == "HEAD"]
+    assert heads[0] == "/v2/anybuild/again/manifests/2"  # a new tag: not there yet, so the blobs are checked
+    assert len([h for h in heads if "/blobs/" in h]) == 4
 
 
 def test_copy_within_registry_mounts_instead_of_uploading(registry: Registry, tmp_path: Path) -> None:
@@ -234,3 +235,26 @@ def test_credential_resolver_docker_config_against_auth_registry(auth_registry: 
         client.ping(auth_registry.host)
         absent = Digest.of_bytes(b"nothing here")
         assert client.blob_exists(Reference.parse(f"{auth_registry.host}/anybuild/none"), absent) is False
+
+
+def test_push_unchanged_is_one_manifest_head_changed_pushes_again(auth_registry: Registry, tmp_path: Path) -> None:
+    """Issue 23: a push of what the tag already names is one HEAD of the manifest; another image
+    under the same tag is pushed in full (its new blobs uploaded, the tag moved)."""
+    store, descriptor = _image(tmp_path, layers=2)
+    ref = Reference.parse(f"{auth_registry.host}/noop/app:1")
+    with _client(auth_registry) as client:
+        client.push_image(store, descriptor, ref)
+    since = len(auth_registry.requests())
+    with _client(auth_registry) as client:
+        result = client.push_image(store, descriptor, ref)
+    again = [(r.method, r.path, r.status) for r in auth_registry.requests()[since:] if r.status != 401]
+    assert again == [("HEAD", "/v2/noop/app/manifests/1", 200)]
+    assert result.descriptor == descriptor
+
+    other_store, other = _image(tmp_path, name="other", layers=1)
+    since = len(auth_registry.requests())
+    with _client(auth_registry) as client:
+        client.push_image(other_store, other, ref)
+    assert len(_blob_puts(auth_registry, since)) == 2  # its layer and its config
+    with _client(auth_registry) as client:
+        assert client.head_manifest(ref) == other.digest

@@ -85,6 +85,8 @@ class BuildResult:
     warnings: tuple[str, ...] = ()  # what could not be had exactly (builtin: fidelity notes of the sandbox)
     started: float = 0.0  # time.time() stamps
     finished: float = 0.0
+    # builtin: each base image pulled from a registry: (the repository that served it, the digest served)
+    bases: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from anybuild.backends.base import BuildRequest, BuildResult, LogSink, Verdict
 from anybuild.cancellation import Cancellation
@@ -104,6 +104,23 @@ class BuiltinBackend:
         return builtin_verdict(facts)
 
     def build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
+        """Build *request*; a rebuild + push with nothing changed is answered from its record
+        (:mod:`anybuild.backends.unchanged`) without loading the builder."""
+        from anybuild.backends import unchanged
+
+        settings = {f.name: getattr(self, f.name) for f in fields(self)  # every setting, present and future
+                    if f.name not in ("runner", "env", "cancel", "_namespace")}
+        inputs = unchanged.inputs_of(request, env=self.env, settings=settings)
+        if inputs is not None and (record := unchanged.load(self.env, inputs.key)) is not None:
+            answered = unchanged.answer(record, request, sink, env=self.env, cancel=self.cancel)
+            if answered is not None:
+                return answered
+        result = self._build(request, sink)
+        if inputs is not None:
+            unchanged.save(self.env, inputs, result, request)
+        return result
+
+    def _build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
         from anybuild.builder.build import BuildEnvironment, build_image
         from anybuild.builder.host import BuildNamespace, choose_namespace
 

@@ -12,8 +12,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from anybuild.backends.base import Backend, Verdict
-from anybuild.backends.buildah import BuildahBackend, buildah_verdict
-from anybuild.backends.docker import DockerBackend, docker_verdict
 from anybuild.config import BackendName
 from anybuild.environment.facts import FactKey, Facts
 from anybuild.process import Runner
@@ -57,6 +55,20 @@ def _lazy_check(name: BackendName) -> AvailabilityCheck:
     return check
 
 
+def docker_verdict(facts: Facts) -> Verdict:
+    """:func:`anybuild.backends.docker.docker_verdict`, its module loaded when a plan asks (not for --help)."""
+    from anybuild.backends.docker import docker_verdict as verdict
+
+    return verdict(facts)
+
+
+def buildah_verdict(facts: Facts, *, tool: BackendName = BackendName.BUILDAH) -> Verdict:
+    """:func:`anybuild.backends.buildah.buildah_verdict`, its module loaded when a plan asks."""
+    from anybuild.backends.buildah import buildah_verdict as verdict
+
+    return verdict(facts, tool=tool)
+
+
 def _podman_verdict(facts: Facts) -> Verdict:
     """podman builds only where buildah is missing (they share storage and isolation code)."""
     if facts.text(FactKey.TOOL_BUILDAH) and facts.text(FactKey.TOOL_PODMAN):
@@ -84,8 +96,12 @@ def create_backend(name: BackendName, facts: Facts, *, runner: Runner, env: Mapp
     """A backend instance configured from the facts."""
     match name:
         case BackendName.DOCKER:
+            from anybuild.backends.docker import DockerBackend
+
             return DockerBackend.from_facts(facts, runner=runner, env=env)
         case BackendName.BUILDAH | BackendName.PODMAN:
+            from anybuild.backends.buildah import BuildahBackend
+
             return BuildahBackend.from_facts(facts, runner=runner, env=env, tool=name)
         case _:
             found = backend_class(name)

@@ -380,5 +380,5 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
         backend=BackendName.BUILTIN, digest=str(image.manifest.digest), references=references, size=image.size,
         layers=len(image.layers), steps=image.steps, sandbox=_ran(sandbox, snapshots),
         started=started, warnings=image.warnings,
-        finished=env.clock(), cache_hits=cache.hits,
+        finished=env.clock(), cache_hits=cache.hits, bases=tuple(images.resolved.values()),
     )

@@ -63,6 +63,8 @@ class ImageSource:
     # layer digest -> the repository it was pulled from (BuildKit's "distribution source"): a push
     # to the same registry mounts these layers from there instead of uploading them
     sources: dict[str, Reference] = field(default_factory=dict)
+    # FROM reference -> (the repository that served it, the digest it served): a rebuild asks again
+    resolved: dict[str, tuple[str, str]] = field(default_factory=dict)
     _cache: dict[str, BaseImage] = field(default_factory=dict)
 
     def get(self, name: str) -> BaseImage:
@@ -110,6 +112,7 @@ class ImageSource:
                                 mirrors=self.mirrors.get(ref.domain, ()))
         image = self._finish(name, self.store, result.descriptor, str(ref))
         origin = ref.in_domain(result.served_by)
+        self.resolved[str(ref)] = (str(origin), str(result.descriptor.digest))
         for layer in image.layers:
             self.sources.setdefault(str(layer.digest), origin)
         return image

@@ -17,12 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 from anybuild.backends.base import Backend, BuildRequest, LogSink, SecretSpec
 from anybuild.backends.catalog import availability_checks, backend_class, create_backend
@@ -31,20 +28,24 @@ from anybuild.cancellation import Cancellation, handle_signals
 from anybuild.cli.options import config_option, resolve_config
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.config import DEFAULT_BACKENDS, BackendName, Config, ImageSpec, find_config, load_config
+from anybuild.environment.cache import ProbeCache
 from anybuild.environment.context import ProbeContext
 from anybuild.environment.export import diagnosis_facts
 from anybuild.environment.facts import Facts
 from anybuild.environment.probe import collect_facts
 from anybuild.epoch import source_date_epoch
 from anybuild.errors import ExitCode, UsageError
-from anybuild.oci.layout import atomic_write
-from anybuild.oci.output import Output
 from anybuild.planner import Plan, plan_build, push_registries
 from anybuild.process import SubprocessRunner
 from anybuild.project import ProjectOptions, ProjectSeams, build_project, run_request, select_images
 from anybuild.redaction import Redactor
 from anybuild.registry.reference import Reference
 from anybuild.result import ImageOutcome, RunResult
+
+if TYPE_CHECKING:  # rich loads only for a live view or a summary on a terminal
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
 
 __all__ = ["build", "parse_build_args", "parse_mirrors", "parse_secret"]
 
@@ -114,8 +115,10 @@ class Progress:
     def __init__(self, session: Session, mode: str, names: Sequence[str]) -> None:
         self.session = session
         self.names = list(names)
-        interactive = session.err.is_terminal and not session.json
-        self.mode = ("live" if interactive else "plain") if mode == "auto" else mode
+        if mode == "auto":
+            self.mode = "live" if not session.json and session.is_terminal(err=True) else "plain"
+        else:
+            self.mode = mode
         if session.quiet:
             self.mode = "quiet"
         self.prefix = len(self.names) > 1
@@ -126,6 +129,8 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.mode == "live":
+            from rich.live import Live
+
             self._live = Live(self._table(), console=self.session.err, refresh_per_second=4, transient=True,
                               get_renderable=self._table)
             self._live.__enter__()
@@ -152,6 +157,8 @@ class Progress:
                 self.session.echo(f"[{name}] {text}" if self.prefix else text, err=True)
 
     def _table(self) -> Table:
+        from rich.table import Table
+
         table = Table(show_header=False, box=None, pad_edge=False)
         table.add_column("image", style="bold")
         table.add_column("time", justify="right")
@@ -174,26 +181,61 @@ class _ImageSink:
         self.progress.line(self.name, text)
 
 
-def _render_summary(console: Console, result: RunResult, redactor: Redactor) -> None:
-    table = Table(title=f"{sum(i.ok for i in result.images)}/{len(result.images)} image(s) built "
-                        f"in {result.finished - result.started:.1f}s", title_justify="left")
-    for column in ("image", "backend", "digest", "references", "time", "cached", "result"):
-        table.add_column(column, overflow="fold")
+_SUMMARY_COLUMNS = ("image", "backend", "digest", "references", "time", "cached", "result")
+
+
+def _summary(result: RunResult) -> tuple[str, list[tuple[str, ...]]]:
+    """The summary's title and rows (a row's references are one per line)."""
+    title = (f"{sum(i.ok for i in result.images)}/{len(result.images)} image(s) built "
+             f"in {result.finished - result.started:.1f}s")
+    rows: list[tuple[str, ...]] = []
     for image in result.images:
         seconds = image.seconds
         refs = "\n".join(r.split("@", 1)[0] for r in image.references)
         outcome = "ok" if image.ok else _failure_text(image)
         steps = len(image.steps)
-        table.add_row(image.name, image.backend or "-", (image.digest or "-")[:19], refs or "-",
-                      f"{seconds:.1f}s" if seconds is not None else "-",
-                      f"{image.cache_hits}/{steps}" if steps else "-", outcome)
+        rows.append((image.name, image.backend or "-", (image.digest or "-")[:19], refs or "-",
+                     f"{seconds:.1f}s" if seconds is not None else "-",
+                     f"{image.cache_hits}/{steps}" if steps else "-", outcome))
+    return title, rows
+
+
+def _render_summary(console: Console, result: RunResult, redactor: Redactor) -> None:
+    """The summary as a table, on a terminal."""
+    from rich.table import Table
+
+    title, rows = _summary(result)
+    table = Table(title=title, title_justify="left")
+    for column in _SUMMARY_COLUMNS:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
+    _render_notes(lambda text: console.print(redactor(text), markup=False, highlight=False), result)
+
+
+def _plain_summary(say: Callable[[str], None], result: RunResult) -> None:
+    """The summary as aligned columns of plain text (a log, a pipe), one line per reference."""
+    title, rows = _summary(result)
+    lines: list[tuple[str, ...]] = [_SUMMARY_COLUMNS]
+    for row in rows:
+        refs = row[3].split("\n")
+        lines.append((*row[:3], refs[0], *row[4:]))
+        lines += [("", "", "", ref, "", "", "") for ref in refs[1:]]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(_SUMMARY_COLUMNS))]
+    say(title)
+    for line in lines:
+        say("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+    _render_notes(say, result)
+
+
+def _render_notes(say: Callable[[str], None], result: RunResult) -> None:
     for image in result.images:
         if image.ok:
             if image.backend_reason:
-                console.print(f"{image.name}: built with {image.backend}: {image.backend_reason}", markup=False)
+                say(f"{image.name}: built with {image.backend}: {image.backend_reason}")
             continue
-        _render_failure(console, image, redactor)
+        _render_failure(say, image)
 
 
 def _failure_text(image: ImageOutcome) -> str:
@@ -202,12 +244,9 @@ def _failure_text(image: ImageOutcome) -> str:
     return "failed" if not image.error else f"failed ({image.error.get('kind')})"
 
 
-def _render_failure(console: Console, image: ImageOutcome, redactor: Redactor) -> None:
+def _render_failure(say: Callable[[str], None], image: ImageOutcome) -> None:
+    """A failed image's error, root cause, evidence and hint (*say* redacts)."""
     error = image.error or {}
-
-    def say(text: str) -> None:
-        console.print(redactor(text), markup=False, highlight=False)
-
     say(f"{image.name}: error: {error.get('message', 'failed')}")
     diagnosis = image.diagnosis or {}
     if diagnosis:
@@ -221,6 +260,8 @@ def _render_failure(console: Console, image: ImageOutcome, redactor: Redactor) -
 
 def _write_metadata(path: Path, data: dict[str, Any]) -> None:
     """Write the result atomically: the next job never reads half a file."""
+    from anybuild.oci.layout import atomic_write
+
     with atomic_write(path.resolve()) as handle:
         handle.write((json.dumps(data, indent=2) + "\n").encode())
 
@@ -260,7 +301,7 @@ def _probe_in_background(ctx: ProbeContext) -> Callable[[], Facts]:
 
     def run() -> None:
         try:
-            outcome.append(collect_facts(ctx))
+            outcome.append(collect_facts(ctx, cache=ProbeCache.for_context(ctx)))
         except BaseException as exc:  # re-raised in the caller's thread, with its traceback
             outcome.append(exc)
 
@@ -434,6 +475,8 @@ def _build(session: Session, cancellation: Cancellation, *, targets: tuple[str, 
         if push and not tags:
             raise UsageError("--push needs at least one -t REFERENCE", hint="add -t registry/repository:tag")
         if output:  # a mistake in it is said now, not after the build
+            from anybuild.oci.output import Output
+
             parsed = Output.parse(output, session.cwd)
             parsed.check()
             output = f"{parsed.kind}:{parsed.path}"
@@ -501,7 +544,10 @@ def _build(session: Session, cancellation: Cancellation, *, targets: tuple[str, 
     if metadata_file is not None:
         _write_metadata(metadata_file if metadata_file.is_absolute() else session.cwd / metadata_file,
                         result.to_dict())
-    session.emit(result.to_dict(), lambda console: _render_summary(console, result, session.redactor))
+    if session.json or session.is_terminal(err=False):
+        session.emit(result.to_dict(), lambda console: _render_summary(console, result, session.redactor))
+    else:
+        _plain_summary(session.echo, result)
     if cancellation.is_set():  # whatever else failed: the run was stopped, and says so, and by its status
         signum = cancellation.signum or signal.SIGINT
         if not session.json:

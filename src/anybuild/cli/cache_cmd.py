@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from anybuild.builder.build import data_dir, sweep_store
 from anybuild.builder.cache import PruneResult, StepStore, StoredEntry
@@ -14,6 +13,9 @@ from anybuild.builder.stack import LayerSnapshots, SnapshotUsage
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.oci.layout import LayoutStore, Swept
 from anybuild.sizes import parse_size
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["cache", "parse_size"]
 
@@ -63,6 +65,8 @@ def ls(session: Session) -> None:
 
 def _render_ls(console: Console, data: dict[str, object], entries: list[dict[str, object]],
                snapshots: SnapshotUsage) -> None:
+    from rich.table import Table
+
     table = Table(title=f"{len(entries)} cached step(s), {data['storage']} bytes in {data['directory']}",
                   title_justify="left")
     for column in ("key", "size", "last used", "step"):
@@ -106,7 +110,11 @@ def prune(session: Session, keep_storage: str | None, everything: bool) -> None:
     snapshots = _snapshots(session)
     unpacked = snapshots.prune(keep_storage=limit, everything=everything)
     swept = _sweep(session, snapshots, everything=everything)
+    from anybuild.backends.unchanged import forget
+
+    records = forget(session.env)  # the records of unchanged builds (backends.unchanged) go too
     data: dict[str, object] = {"entries": result.entries, "blobs": result.blobs, "freed": result.freed,
+                               "records": records,
                                "snapshots": None if unpacked is None else unpacked.count,
                                "snapshots_freed": None if unpacked is None else unpacked.size,
                                "store_blobs": None if swept is None else swept.blobs,

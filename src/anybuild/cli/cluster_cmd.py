@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
 from anybuild.cli.doctor_cmd import optional_config
 from anybuild.cli.options import config_option
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["cluster", "parse_duration"]
 

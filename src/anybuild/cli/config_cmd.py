@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from anybuild.cli.options import config_option, resolve_config
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.config import Config
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["config"]
 
@@ -39,6 +41,8 @@ def show(session: Session, config_path: Path | None) -> None:
 
 
 def _render(console: Console, cfg: Config) -> None:
+    from rich.table import Table
+
     console.print(f"configuration: {cfg.file}", markup=False)
     console.print(f"backends (preferred first): {', '.join(cfg.build.backends)}", markup=False)
     if cfg.build.platforms:

@@ -6,14 +6,16 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
-from rich.console import Console
 
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.diagnose import Diagnosis, Report, Role, diagnose_stream
 from anybuild.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["diagnose", "render_report"]
 

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from anybuild.backends.catalog import availability_checks
 from anybuild.cli.options import config_option
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.config import DEFAULT_BACKENDS, Config, find_config, load_config
+from anybuild.environment.cache import TTL, ProbeCache
 from anybuild.environment.context import ProbeContext
 from anybuild.environment.facts import Facts, FactValue
 from anybuild.environment.probe import collect_facts
 from anybuild.errors import ExitCode
 from anybuild.planner import Plan, plan_build, push_registries
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["doctor", "optional_config", "probe_here", "recommendation"]
 
@@ -31,10 +33,12 @@ def optional_config(config_path: Path | None, cwd: Path) -> Config | None:
     return load_config(found) if found else None
 
 
-def probe_here(session: Session, config: Config | None, *, online: bool = False) -> Facts:
+def probe_here(session: Session, config: Config | None, *, online: bool = False, fresh: bool = False) -> Facts:
+    """The facts of this machine; the costly probes' answers of the last minutes are reused while
+    nothing they depend on changed (anybuild.environment.cache), unless *fresh*."""
     ctx = ProbeContext(env=session.env, cwd=session.cwd, online=online, registries=push_registries(config),
                        github=config.backend.github if config else None)
-    return collect_facts(ctx)
+    return collect_facts(ctx, cache=ProbeCache.for_context(ctx, fresh=fresh))
 
 
 def recommendation(plan: Plan) -> str:
@@ -54,16 +58,19 @@ Examples:
 """,
 )
 @click.option("--online", is_flag=True, help="Also check remote access (Kubernetes API, GitHub) over the network.")
+@click.option("--fresh", is_flag=True,
+              help=f"Try everything again, not reusing what was found in the last {TTL:.0f} s "
+                   "(reused only while nothing it depends on changed; also ANYBUILD_PROBE_CACHE=0).")
 @config_option
 @output_options
 @pass_session
-def doctor(session: Session, config_path: Path | None, online: bool) -> None:
+def doctor(session: Session, config_path: Path | None, online: bool, fresh: bool) -> None:
     """Show what this machine is, which backends can build here, and the fix for each one that cannot.
 
     Exits 0 when some local backend can build here, 3 when none can.
     """
     config = optional_config(config_path, session.cwd)
-    facts = probe_here(session, config, online=online)
+    facts = probe_here(session, config, online=online, fresh=fresh)
     order = config.build.backends if config else DEFAULT_BACKENDS
     plan = plan_build(facts, order=order, checks=availability_checks())
     data: dict[str, Any] = {
@@ -132,6 +139,8 @@ def _render_cluster(console: Console, cluster: dict[str, Any]) -> None:
 
 
 def _render(console: Console, facts: Facts, plan: Plan, cluster: dict[str, Any] | None = None) -> None:
+    from rich.table import Table
+
     for topic, group in facts.by_topic().items():
         table = Table(title=str(topic), title_justify="left", show_edge=False, pad_edge=False)
         for column in ("fact", "value", "evidence"):

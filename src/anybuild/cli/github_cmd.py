@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
 from anybuild.cli.options import config_option, resolve_config
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.errors import AnybuildError, ExitCode
 from anybuild.process import SubprocessRunner
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["github"]
 

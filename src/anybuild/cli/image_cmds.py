@@ -19,11 +19,9 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.config import RegistrySettings, find_config, load_config
@@ -41,6 +39,9 @@ from anybuild.oci import (
 )
 from anybuild.oci.output import Output
 from anybuild.registry import CredentialResolver, Reference, RegistryClient, RegistryTimeouts
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["copy", "inspect", "pull", "push"]
 
@@ -75,6 +76,8 @@ class _Bars:
     """Transfer progress as rich bars on stderr (thread-safe: rich Progress locks itself)."""
 
     def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                   TransferSpeedColumn(), console=console, transient=True)
         self._tasks: dict[Digest, Any] = {}

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
 from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.dockerfile.dockerignore import DockerIgnore, find_ignore_file
 from anybuild.dockerfile.lint import ContextFacts, LintReport, lint_dockerfile
 from anybuild.dockerfile.parser import read_dockerfile
 from anybuild.errors import ContextError, ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["lint"]
 
@@ -82,6 +84,8 @@ def _context_facts(context: Path, dockerfile: Path) -> ContextFacts:
 
 
 def _render(console: Console, report: LintReport) -> None:
+    from rich.markup import escape
+
     for f in report.findings:
         style = _STYLE[f.severity.value]
         console.print(f"{escape(str(report.file))}:{f.line}:{f.column}: [{style}]{f.severity}[/{style}] "

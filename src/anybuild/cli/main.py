@@ -15,14 +15,13 @@ import os
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import click
 
 from anybuild.cancellation import handle_signals, signum_of
-from anybuild.cli.commands import COMMANDS
+from anybuild.cli.commands import COMMANDS, SUMMARIES
 from anybuild.cli.session import Session
 from anybuild.errors import AnybuildError, ExitCode, Interrupted, UsageError
 
@@ -54,6 +53,17 @@ class LazyGroup(click.Group):
         if not isinstance(command, click.Command):
             raise TypeError(f"{target} is not a click command")
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands and their summaries, as click lists them, without importing any command."""
+        names = [name for name in self.list_commands(ctx) if name in SUMMARIES]
+        if len(names) < len(self.list_commands(ctx)):  # a command without a summary: click's own way
+            super().format_commands(ctx, formatter)
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [(name, click.Command(name, help=SUMMARIES[name]).get_short_help_str(limit)) for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -118,6 +128,8 @@ def _signal_word(signum: int) -> str:
 
 
 def _traceback_text(exc: BaseException) -> str:
+    import traceback
+
     return "".join(traceback.format_exception(exc)).rstrip()
 
 

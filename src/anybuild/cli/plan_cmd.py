@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from anybuild.backends.catalog import availability_checks
 from anybuild.cli.doctor_cmd import optional_config, probe_here
@@ -16,6 +15,9 @@ from anybuild.cli.session import Session, output_options, pass_session
 from anybuild.config import DEFAULT_BACKENDS, BackendName, Config
 from anybuild.errors import UsageError
 from anybuild.planner import Plan, plan_build
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["plan"]
 

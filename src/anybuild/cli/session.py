@@ -15,17 +15,21 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
-from rich.console import Console
 
 from anybuild.cancellation import Cancellation
 from anybuild.redaction import Redactor, secrets_from_env
 
+if TYPE_CHECKING:  # rich costs ~35 ms to import: only what renders to a terminal (or a table) loads it
+    from rich.console import Console
+
 __all__ = ["Session", "output_options", "pass_session"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_FORCING = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")  # what makes rich treat a pipe as a terminal
 
 
 @dataclass(slots=True)
@@ -72,6 +76,15 @@ class Session:
             self._err = _console(stderr=True)
         return self._err
 
+    def is_terminal(self, *, err: bool) -> bool:
+        """Whether stderr (*err*) or stdout is a terminal, as rich sees it (FORCE_COLOR, TTY_COMPATIBLE
+        make it one); answered without loading rich when the stream is plainly not one."""
+        stream = sys.stderr if err else sys.stdout
+        isatty = getattr(stream, "isatty", None)
+        if not (callable(isatty) and isatty()) and not any(self.env.get(v) for v in _FORCING):
+            return False
+        return (self.err if err else self.out).is_terminal
+
     @property
     def quiet(self) -> bool:
         return self.verbosity < 0
@@ -86,9 +99,18 @@ class Session:
             human(self.out)
 
     def echo(self, text: str = "", *, err: bool = False) -> None:
-        """Plain text line, redacted; no rich markup interpretation."""
-        console = self.err if err else self.out
-        console.print(self.redactor(text), markup=False, highlight=False)
+        """Plain text line, redacted; no rich markup interpretation.
+
+        Written straight to the stream unless that stream's console is in use (a live view
+        redraws around the lines it is given), so that plain output never loads rich.
+        """
+        console = self._err if err else self._out
+        if console is not None:
+            console.print(self.redactor(text), markup=False, highlight=False)
+            return
+        stream = sys.stderr if err else sys.stdout
+        stream.write(self.redactor(text) + "\n")
+        stream.flush()
 
     def info(self, text: str) -> None:
         """A progress or status line on stderr, hidden by -q and in --json mode."""
@@ -101,6 +123,8 @@ class Session:
 
 
 def _console(*, stderr: bool) -> Console:
+    from rich.console import Console
+
     console = Console(stderr=stderr, highlight=False, soft_wrap=True)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         # Logs and pipes have no width: don't truncate tables to 80 columns.

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from anybuild.cli.options import config_option, resolve_config
 from anybuild.cli.session import Session, output_options, pass_session
@@ -17,6 +16,9 @@ from anybuild.gitstate import GitState, read_git_state
 from anybuild.process import SubprocessRunner
 from anybuild.tags import Metadata, Outcome, compute_image_metadata
 from anybuild.tags.evaluate import DEFAULT_SHORT_SHA_LENGTH
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["tags"]
 

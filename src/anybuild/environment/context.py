@@ -8,19 +8,23 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from anybuild.config import GithubSettings
 from anybuild.process import Runner, SubprocessRunner
 
+if TYPE_CHECKING:  # httpx costs ~40 ms to import: only a probe that talks HTTP loads it
+    import httpx
+
 __all__ = ["ProbeContext", "TransportFactory", "default_transport"]
 
-TransportFactory = Callable[[str], httpx.BaseTransport]
+TransportFactory = Callable[[str], "httpx.BaseTransport"]
 
 
 def default_transport(socket_path: str) -> httpx.BaseTransport:
     """An httpx transport speaking HTTP over the unix socket at *socket_path*."""
+    import httpx
+
     return httpx.HTTPTransport(uds=socket_path)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from anybuild.environment.access import probe_access
 from anybuild.environment.builder import probe_builder
+from anybuild.environment.cache import CACHED, ProbeCache
 from anybuild.environment.context import ProbeContext
 from anybuild.environment.daemon import probe_docker
 from anybuild.environment.facts import Fact, Facts, Topic
@@ -36,16 +37,23 @@ PROBES: tuple[tuple[str, Topic, Probe], ...] = (
 _LONGER = {"builder": 60.0}
 
 
-def collect_facts(ctx: ProbeContext, *, budget: float | None = None) -> Facts:
+def collect_facts(ctx: ProbeContext, *, budget: float | None = None, cache: ProbeCache | None = None) -> Facts:
     """All facts about this machine, within *budget* seconds (1.5 s; 6 s with ``ctx.online``).
 
     Each probe runs in its own daemon thread; a probe still running when the
     budget is spent becomes a ``probe.<name>`` fact saying so, instead of a hang.
-    The builder's trials have a budget of their own (see ``_LONGER``).
+    The builder's trials have a budget of their own (see ``_LONGER``). With a
+    *cache*, the costly probes' recent facts are reused while nothing they depend on
+    changed, and what those probes find is kept for the next run.
     """
     budget = budget if budget is not None else (6.0 if ctx.online else 1.5)
     results: dict[str, list[Fact]] = {}
     errors: dict[str, str] = {}
+    if cache is not None:
+        for name in CACHED:
+            if (cached := cache.get(name)) is not None:
+                results[name] = cached
+    reused = set(results)
 
     def run(name: str, probe: Probe) -> None:
         try:
@@ -53,15 +61,16 @@ def collect_facts(ctx: ProbeContext, *, budget: float | None = None) -> Facts:
         except Exception as exc:  # a probe bug must not take doctor down; keep it as evidence
             errors[name] = f"{type(exc).__name__}: {exc}"
 
-    threads = [
-        threading.Thread(target=run, args=(name, probe), name=f"probe-{name}", daemon=True) for name, _, probe in PROBES
-    ]
+    threads = [(name, threading.Thread(target=run, args=(name, probe), name=f"probe-{name}", daemon=True))
+               for name, _, probe in PROBES if name not in reused]
     started = time.monotonic()
-    for thread in threads:
+    for _, thread in threads:
         thread.start()
-    for thread, (name, _, _) in zip(threads, PROBES, strict=True):
+    for name, thread in threads:
         limit = max(budget, _LONGER.get(name, 0.0)) if ctx.trials else budget
         thread.join(max(0.0, started + limit - time.monotonic()))
+    if cache is not None:
+        cache.put({name: results[name] for name in CACHED if name in results and name not in reused})
     facts: list[Fact] = []
     for name, topic, _ in PROBES:
         if name in results:

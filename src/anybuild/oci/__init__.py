@@ -4,14 +4,21 @@ and the two on-disk forms (OCI image layout, ``docker save`` archive).
 Everything here is a value or a small store; nothing talks to a network.
 """
 
-from anybuild.oci.archive import ArchiveImage, read_docker_archive, write_docker_archive
-from anybuild.oci.config import ContainerConfig, History, ImageConfig
-from anybuild.oci.descriptor import Descriptor, canonical_json
-from anybuild.oci.digest import CHUNK_SIZE, Digest, DigestAlgorithm, Hasher
-from anybuild.oci.layout import REF_NAME, BlobStore, LayoutStore, atomic_write
-from anybuild.oci.manifest import Index, Manifest, parse_document
-from anybuild.oci.mediatype import MANIFEST_ACCEPT, MediaType
-from anybuild.oci.platform import Platform
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from anybuild.oci.archive import ArchiveImage, read_docker_archive, write_docker_archive
+    from anybuild.oci.config import ContainerConfig, History, ImageConfig
+    from anybuild.oci.descriptor import Descriptor, canonical_json
+    from anybuild.oci.digest import CHUNK_SIZE, Digest, DigestAlgorithm, Hasher
+    from anybuild.oci.layout import REF_NAME, BlobStore, LayoutStore, atomic_write
+    from anybuild.oci.manifest import Index, Manifest, parse_document
+    from anybuild.oci.mediatype import MANIFEST_ACCEPT, MediaType
+    from anybuild.oci.platform import Platform
+
 
 __all__ = [
     "CHUNK_SIZE",
@@ -37,3 +44,39 @@ __all__ = [
     "read_docker_archive",
     "write_docker_archive",
 ]
+
+# name -> the submodule defining it, loaded on first use (a digest or a manifest
+# does not load tarfile and the archive code)
+_WHERE: dict[str, str] = {
+    "ArchiveImage": "archive",
+    "read_docker_archive": "archive",
+    "write_docker_archive": "archive",
+    "ContainerConfig": "config",
+    "History": "config",
+    "ImageConfig": "config",
+    "Descriptor": "descriptor",
+    "canonical_json": "descriptor",
+    "CHUNK_SIZE": "digest",
+    "Digest": "digest",
+    "DigestAlgorithm": "digest",
+    "Hasher": "digest",
+    "REF_NAME": "layout",
+    "BlobStore": "layout",
+    "LayoutStore": "layout",
+    "atomic_write": "layout",
+    "Index": "manifest",
+    "Manifest": "manifest",
+    "parse_document": "manifest",
+    "MANIFEST_ACCEPT": "mediatype",
+    "MediaType": "mediatype",
+    "Platform": "platform",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'anybuild.oci' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"anybuild.oci.{module}"), name)
+    globals()[name] = value
+    return value

@@ -8,12 +8,19 @@
     client.push_image(store, store.resolve("latest"), Reference.parse("ghcr.io/acme/api:1"))
 """
 
-from anybuild.registry.auth import Challenge, RegistryAuth, Scope, parse_challenges
-from anybuild.registry.client import FetchedManifest, NoProgress, Progress, RegistryClient, TransferStats
-from anybuild.registry.credentials import CredentialResolver, Credentials
-from anybuild.registry.http import RegistryTimeouts, RetryPolicy, is_loopback
-from anybuild.registry.reference import DOCKER_HUB, Reference
-from anybuild.registry.transfer import PullResult, PushResult, copy_image, pull_image, push_image
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from anybuild.registry.auth import Challenge, RegistryAuth, Scope, parse_challenges
+    from anybuild.registry.client import FetchedManifest, NoProgress, Progress, RegistryClient, TransferStats
+    from anybuild.registry.credentials import CredentialResolver, Credentials
+    from anybuild.registry.http import RegistryTimeouts, RetryPolicy, is_loopback
+    from anybuild.registry.reference import DOCKER_HUB, Reference
+    from anybuild.registry.transfer import PullResult, PushResult, copy_image, pull_image, push_image
+
 
 __all__ = [
     "DOCKER_HUB",
@@ -38,3 +45,38 @@ __all__ = [
     "pull_image",
     "push_image",
 ]
+
+# name -> the submodule defining it, loaded on first use (a HEAD of a manifest
+# does not load the transfer code)
+_WHERE: dict[str, str] = {
+    "Challenge": "auth",
+    "RegistryAuth": "auth",
+    "Scope": "auth",
+    "parse_challenges": "auth",
+    "FetchedManifest": "client",
+    "NoProgress": "client",
+    "Progress": "client",
+    "RegistryClient": "client",
+    "TransferStats": "client",
+    "CredentialResolver": "credentials",
+    "Credentials": "credentials",
+    "RegistryTimeouts": "http",
+    "RetryPolicy": "http",
+    "is_loopback": "http",
+    "DOCKER_HUB": "reference",
+    "Reference": "reference",
+    "PullResult": "transfer",
+    "PushResult": "transfer",
+    "copy_image": "transfer",
+    "pull_image": "transfer",
+    "push_image": "transfer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'anybuild.registry' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"anybuild.registry.{module}"), name)
+    globals()[name] = value
+    return value

@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from anybuild.errors import BackendError
 from anybuild.process import Runner
 
@@ -63,6 +61,10 @@ def resolve_token(host: str, *, env: Mapping[str, str], runner: Runner, gh: str 
         if done is not None and done.ok and done.stdout.strip():
             return Token(done.stdout.strip(), f"gh auth token --hostname {host}")
     hosts = gh_hosts_file(env)
+    if not hosts.is_file():
+        return None
+    import yaml  # ~30 ms: only when gh's hosts file is there to read
+
     try:
         data = yaml.safe_load(hosts.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
