@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from anybuild.leftovers import owner_tag, process_start, sweep_stale
 from anybuild.oci.layout import atomic_write
 
@@ -38,7 +40,7 @@ def test_the_next_write_removes_what_a_killed_writer_left_and_keeps_a_live_ones(
     assert (tmp_path / "image.tar").read_bytes() == b"whole"
     assert not left.exists() and live.exists() and other.exists()
     assert staged.exists()  # another output's staging: only its own writer's sweep removes it
-    assert sweep_stale(tmp_path, "out", ".partial") == [staged] and not staged.exists()
+    assert sweep_stale(tmp_path, ".out.", ".partial") == [staged] and not staged.exists()
 
 
 def test_a_pid_reused_by_another_process_is_not_the_writer(tmp_path: Path) -> None:
@@ -47,4 +49,18 @@ def test_a_pid_reused_by_another_process_is_not_the_writer(tmp_path: Path) -> No
     assert start is not None
     reused = tmp_path / f".out.{pid}-{start - 1}.x.partial"  # same pid, started earlier: another process
     reused.mkdir()
-    assert sweep_stale(tmp_path, "out", ".partial") == [reused]
+    assert sweep_stale(tmp_path, ".out.", ".partial") == [reused]
+
+
+def test_a_kubernetes_build_removes_the_context_scratch_a_killed_one_left(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from anybuild.backends.kubernetes.upload import scratch_dir
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    left = tmp_path / f"anybuild-kube-{_killed_writer_tag()}.q1w2"
+    left.mkdir()
+    (left / "context.tar").write_bytes(b"a context")
+    with scratch_dir() as scratch:
+        assert Path(scratch).parent == tmp_path and Path(scratch).name.startswith(f"anybuild-kube-{owner_tag()}.")
+        assert not left.exists()
+    assert sorted(tmp_path.iterdir()) == []

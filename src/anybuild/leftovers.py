@@ -1,10 +1,11 @@
 """Temporary files beside a user's output, named after the process writing them.
 
-``--output oci:DIR`` is staged in ``.DIR.<pid>-<start>.XXXX.partial`` and an archive or a config
-file is written to ``.NAME.<pid>-<start>.XXXX.tmp`` before the rename that publishes it. A
-process killed outright (SIGKILL, the OOM killer) cannot remove them, and no ledger records them
-(they live beside the output, not in the data directory): the next writer of the same path removes
-the ones whose process is gone — a pid with another start time is another process.
+``--output oci:DIR`` is staged in ``.DIR.<pid>-<start>.XXXX.partial``, an archive or a config
+file is written to ``.NAME.<pid>-<start>.XXXX.tmp`` before the rename that publishes it, and the
+kubernetes backend packs a context in ``$TMPDIR/anybuild-kube-<pid>-<start>.XXXX``. A process
+killed outright (SIGKILL, the OOM killer) cannot remove them, and no ledger records them (they do
+not live in the data directory): the next writer of the same kind removes the ones whose process is
+gone — a pid with another start time is another process.
 """
 
 from __future__ import annotations
@@ -37,9 +38,8 @@ def owner_tag() -> str:
     return f"{pid}-{process_start(pid) or 0}"
 
 
-def sweep_stale(parent: Path, name: str, suffix: str, *, proc: Path = _PROC) -> list[Path]:
-    """Remove ``.NAME.<pid>-<start>.*SUFFIX`` entries of *parent* whose process is gone; return them."""
-    prefix = f".{name}."
+def sweep_stale(parent: Path, prefix: str, suffix: str = "", *, proc: Path = _PROC) -> list[Path]:
+    """Remove the entries of *parent* named ``PREFIX<pid>-<start>.*SUFFIX`` whose process is gone; return them."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(parent))

@@ -58,7 +58,7 @@ def _chunks(source: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
 def atomic_write(path: Path) -> Iterator[BinaryIO]:
     """Open a temp file beside *path*; rename it onto *path* only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(path.parent, path.name, ".tmp")  # what a killed writer left (see anybuild.leftovers)
+    sweep_stale(path.parent, f".{path.name}.", ".tmp")  # what a killed writer left (see anybuild.leftovers)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp", dir=path.parent)
     tmp_path = Path(tmp)
     try:

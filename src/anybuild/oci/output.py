@@ -110,7 +110,7 @@ class Output:
             _copy_image(store, manifest, LayoutStore.create(self.path), names, check)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        sweep_stale(self.path.parent, self.path.name, ".partial")  # what a killed writer left
+        sweep_stale(self.path.parent, f".{self.path.name}.", ".partial")  # what a killed writer left
         staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.{owner_tag()}.", suffix=".partial",
                                         dir=self.path.parent))
         try:

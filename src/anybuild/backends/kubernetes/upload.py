@@ -155,4 +155,10 @@ class _BytesFile:
 
 
 def scratch_dir() -> tempfile.TemporaryDirectory[str]:
-    return tempfile.TemporaryDirectory(prefix="anybuild-kube-", dir=os.environ.get("TMPDIR"))
+    """Where the context is packed: named after this process, so that the next build removes what a killed
+    one left (see anybuild.leftovers)."""
+    from anybuild.leftovers import owner_tag, sweep_stale
+
+    parent = Path(os.environ.get("TMPDIR") or tempfile.gettempdir())
+    sweep_stale(parent, "anybuild-kube-")
+    return tempfile.TemporaryDirectory(prefix=f"anybuild-kube-{owner_tag()}.", dir=parent)
