@@ -6,12 +6,19 @@ mounts (``/proc``, ``/dev``, ``/sys``, the host's ``/etc/resolv.conf`` and
 rootfs and creates the missing ones as stubs. On exit, whatever happened
 (failure, Ctrl-C), it unmounts anything left under the rootfs, removes the stubs
 and the run's temporary directory.
+
+The mount points of the container runtime itself (``/proc``, ``/dev``, ``/sys``) stay when
+the image had none, empty directories owned by root, as Docker's do: runc makes them,
+and BuildKit's stub cleaner removes only /etc/hosts, /etc/resolv.conf and the RUN's own
+mount targets. BuildKit keeps them on purpose (moby/buildkit#7039 even makes them again
+where a rootless runtime did not, so that the same Dockerfile gives the same layer).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -26,6 +33,7 @@ from anybuild.process import Runner
 __all__ = ["DEFAULT_HOST_FILES", "TAIL_LINES", "Prepared", "ResolvedMount", "prepared"]
 
 TAIL_LINES = 40
+RUNTIME_MOUNTS = frozenset({"proc", "dev", "sys"})  # kinds whose mount points stay in the layer (made 0755)
 DEFAULT_HOST_FILES: Mapping[str, Path] = {
     "/etc/resolv.conf": Path("/etc/resolv.conf"),
     "/etc/hosts": Path("/etc/hosts"),
@@ -91,6 +99,12 @@ def prepared(
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     with RootDir.open(spec.rootfs) as root:
         stubs, resolved = make_stubs(root, [(target, _is_dir(kind, source)) for kind, target, source, _ in wanted])
+        runtime = {rel for (kind, *_), rel in zip(wanted, resolved, strict=True) if kind in RUNTIME_MOUNTS}
+        for stub in stubs:
+            if stub.path in runtime:  # whatever the umask: runc makes them 0755
+                with root.parent(stub.path) as (fd, name):
+                    os.chmod(name, 0o755, dir_fd=fd)  # noqa: S103 - runc's mode
+        stubs = [stub for stub in stubs if stub.path not in runtime]
         try:
             mounts = [
                 ResolvedMount(kind=kind, target="/" + rel if rel != "." else "/", host_target=root.host_path(rel),
