@@ -185,10 +185,22 @@ def test_scope_run_env_includes_undeclared_proxy_args_only() -> None:
     assert env == {"HTTP_PROXY": "http://p", "A": "1"}
 
 
+@pytest.mark.parametrize("text", ["FROM a\nCOPY --from=$S /x /y\n", "FROM a\nCOPY --from=${S:-b} /x /y\n",
+                                  "FROM a\nRUN --mount=from=$S,target=/m true\n"])
+def test_stage_references_refuse_variables_as_buildkit_does(text: str) -> None:
+    # BuildKit: "variable expansion is not supported for --from, define a new stage with FROM using ARG
+    # from global scope as a workaround" (and "'from' doesn't support variable expansion" for mounts).
+    [_, instr] = parse_instructions(parse_dockerfile(text))
+    with pytest.raises(DockerfileError) as info:
+        expand_instruction(instr, {"S": "b"})
+    assert "variable expansion is not supported" in info.value.message
+    assert "FROM" in (info.value.hint or "")
+
+
 def test_expand_instruction_expands_only_buildkit_fields() -> None:
     env = {"V": "1.0", "D": "/app", "U": "node", "P": "8080", "S": "build"}
     df = parse_dockerfile(
-        "FROM img:$V\nENV K=$V\nCOPY --from=$S --chown=$U a-$V $D/\nEXPOSE $P 9000\n"
+        "FROM img:$V\nENV K=$V\nCOPY --from=stage --chown=$U a-$V $D/\nEXPOSE $P 9000\n"
         "WORKDIR $D\nRUN --mount=type=cache,target=$D/cache echo $V\n"
         "COPY <<F <<'G' /x\n$V\nF\n$V\nG\n"
     )
@@ -197,7 +209,7 @@ def test_expand_instruction_expands_only_buildkit_fields() -> None:
     assert isinstance(frm, From) and frm.image == "img:1.0"
     assert isinstance(envi, Env) and envi.pairs == (KeyValue(key="K", value="1.0"),)
     assert isinstance(copy, Copy)
-    assert (copy.from_, copy.chown, copy.sources[0].path, copy.dest) == ("build", "node", "a-1.0", "/app/")
+    assert (copy.from_, copy.chown, copy.sources[0].path, copy.dest) == ("stage", "node", "a-1.0", "/app/")
     assert isinstance(expose, Expose) and expose.ports == ("8080", "9000")
     assert isinstance(workdir, Workdir) and workdir.path == "/app"
     assert isinstance(run, Run)

@@ -245,7 +245,8 @@ def expand_instruction(
             new = dataclasses.replace(
                 instr, sources=tuple(_expand_source(s, env, instr, w, file) for s in instr.sources),
                 dest=w(instr.dest), chown=opt(instr.chown), chmod=opt(instr.chmod),
-                excludes=tuple(w(e) for e in instr.excludes), from_=opt(instr.from_),
+                excludes=tuple(w(e) for e in instr.excludes),
+                from_=_unexpanded(instr.from_, "--from", instr, escape, file),
             )
         case Add():
             new = dataclasses.replace(
@@ -267,11 +268,26 @@ def expand_instruction(
         case Stopsignal():
             new = dataclasses.replace(instr, signal=w(instr.signal))
         case Run():
+            for mount in instr.mounts:
+                _unexpanded(mount.from_, "--mount from", instr, escape, file)
             new = dataclasses.replace(instr, mounts=tuple(_expand_mount(m, opt) for m in instr.mounts))
         case _:
             new = instr
     assert isinstance(new, type(instr))
     return new
+
+
+def _unexpanded(word: str | None, what: str, instr: Instruction, escape: str, file: str | None) -> str | None:
+    """*word* as written: BuildKit refuses variables (and quotes) in a stage reference, whose value
+    must be known before any stage's scope is (the stage graph depends on it)."""
+    if word is None or expand_word(word, {}, escape=escape, instr=instr, file=file) == word:
+        return word
+    raise DockerfileError(
+        f"variable expansion is not supported for {what}: {word}", file=file, line=instr.start_line, column=1,
+        text=instr.original,
+        hint="define a stage with FROM using an ARG from the global scope (ARG IMAGE=... before the first FROM, "
+             "then FROM $IMAGE AS name) and name that stage here",
+    )
 
 
 def _expand_source(src: SourceFile, env: Mapping[str, str], instr: Instruction,
@@ -287,7 +303,7 @@ def _expand_source(src: SourceFile, env: Mapping[str, str], instr: Instruction,
 
 def _expand_mount(mount: Mount, opt: Callable[[str | None], str | None]) -> Mount:
     return dataclasses.replace(
-        mount, target=opt(mount.target), source=opt(mount.source), from_=opt(mount.from_),
+        mount, target=opt(mount.target), source=opt(mount.source),
         id=opt(mount.id), uid=opt(mount.uid), gid=opt(mount.gid), mode=opt(mount.mode),
         env=opt(mount.env), size=opt(mount.size),
     )
