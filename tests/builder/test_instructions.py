@@ -11,6 +11,7 @@ from anybuild.builder.instructions.metadata import apply_metadata, with_env, wor
 from anybuild.builder.instructions.run import run_argv
 from anybuild.builder.users import parse_group, parse_passwd, resolve_chown, resolve_user
 from anybuild.dockerfile.convert import parse_instructions
+from anybuild.dockerfile.dockerignore import DockerIgnore
 from anybuild.dockerfile.instructions import Run
 from anybuild.dockerfile.parser import parse_dockerfile
 from anybuild.errors import BuildFailed
@@ -284,3 +285,48 @@ def test_copy_into_dangling_symlink_kept(trees) -> None:
     os.symlink("/nowhere", src.path / "dir" / "dangling")
     copy_into(dst, expand_sources(src, "dir", ignored=lambda _r: False, what="COPY"), plan("/d"))
     assert os.readlink(dest_path / "d/dangling") == "/nowhere"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("dir/[^a].txt", set()),  # Go's negated class; dir/a.txt is the only .txt there
+        ("dir/[!a].txt", {"x/a.txt"}),  # "!" is no negation in Go: the class holds "!" and "a"
+        ("*/[a].txt", {"x/a.txt"}),
+        ("**/sub/*.txt", {"x/b.txt"}),  # "**" is "*" in a COPY source (one component)
+        ("link/sub/*", {"x/b.txt"}),  # through a symlinked directory
+        ("nomatch*", set()),  # a wildcard that matches nothing copies nothing, and makes no /x
+    ],
+    ids=["negated-class", "bang-is-literal", "class", "double-star", "symlinked-dir", "empty-wildcard"],
+)
+def test_expand_sources_matches_as_go_filepath_match(trees, pattern: str, expected: set[str]) -> None:
+    src, dst, dest_path = trees
+    (src.path / "link").symlink_to("dir")
+    copy_into(dst, expand_sources(src, pattern, ignored=lambda _r: False, what="COPY"), plan("/x/"))
+    assert names(dest_path) - {"etc", "lib"} == (expected | {"x"} if expected else set())
+
+
+def test_expand_sources_escaped_wildcard_is_a_plain_path(trees) -> None:
+    from anybuild.errors import ContextError
+
+    src, _, _ = trees
+    (src.path / "a*b").write_text("star")
+    with pytest.raises(ContextError, match="not found"):  # BuildKit looks for the name "a\*b"
+        expand_sources(src, "a\\*b", ignored=lambda _r: False, what="COPY")
+
+
+def test_copy_reincluded_file_brings_its_excluded_parent(trees) -> None:
+    # .dockerignore "*" then "!dir/sub/b.txt": Docker's client sends dir and dir/sub (as they are) with b.txt
+    src, dst, dest_path = trees
+    (src.path / "dir").chmod(0o700)
+    ignore = DockerIgnore(["*", "!dir/sub/b.txt"])
+    copy_into(dst, expand_sources(src, ".", ignored=ignore.excluded, what="COPY"),
+              plan("/", ignored=ignore.excluded))
+    assert names(dest_path) - {"etc", "lib"} == {"dir", "dir/sub", "dir/sub/b.txt"}
+    assert (dest_path / "dir").stat().st_mode & 0o777 == 0o700
+    for named in ("dir", "dir/sub", "d*"):  # named as a source: present, though excluded itself
+        assert expand_sources(src, named, ignored=ignore.excluded, what="COPY")
+    from anybuild.errors import ContextError
+
+    with pytest.raises(ContextError, match="not found"):
+        expand_sources(src, "one.md", ignored=ignore.excluded, what="COPY")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from anybuild.builder.inroot import RootDir, clean_relative, removals, remove_at, write_all
 from anybuild.builder.owners import Ownership
 from anybuild.builder.rootfs import RecordedMeta
+from anybuild.dockerfile.dockerignore import glob_regex
 from anybuild.errors import BuildFailed, ContextError
 
 __all__ = ["CopyPlan", "Source", "copy_into", "expand_sources", "is_wildcard", "parse_chmod", "write_inline"]
@@ -56,7 +57,39 @@ class CopyPlan:
 
 
 def is_wildcard(path: str) -> bool:
-    return any(c in path for c in "*?[")
+    """BuildKit's containsWildcards: ``*``, ``?`` or ``[`` not escaped with a backslash."""
+    i = 0
+    while i < len(path):
+        if path[i] == "\\":
+            i += 2
+            continue
+        if path[i] in "*?[":
+            return True
+        i += 1
+    return False
+
+
+def _matcher(part: str) -> Callable[[str], bool]:
+    """Go's filepath.Match for one path component (``[^a]`` negates, ``\\`` escapes, ``**`` is ``*``)."""
+    if not is_wildcard(part):
+        return part.__eq__
+    try:
+        regex = glob_regex(part)
+    except ValueError:
+        raise ContextError(f"syntax error in pattern {part!r}",
+                           hint="fix the wildcard (Go filepath.Match syntax: * ? [a-z] [^a-z] \\x)") from None
+    return lambda name: regex.match(name) is not None
+
+
+def _present(root: RootDir, rel: str, ignored: Callable[[str], bool]) -> bool:
+    """Whether *rel* is in the context Docker's client sends: not excluded by .dockerignore, or a
+    directory that holds something an exception (``!dir/file``) re-includes (sent with it)."""
+    if not ignored(rel):
+        return True
+    info = root.lstat(root.resolve(rel))
+    if info is None or not stat.S_ISDIR(info.st_mode):
+        return False
+    return any(_present(root, f"{rel}/{name}", ignored) for name in _entries(root, root.resolve(rel)))
 
 
 def parse_chmod(value: str | None) -> int | None:
@@ -76,30 +109,34 @@ def _entries(root: RootDir, rel: str) -> list[str]:
 
 
 def expand_sources(root: RootDir, pattern: str, *, ignored: Callable[[str], bool], what: str) -> list[Source]:
-    """The sources *pattern* names in *root* (wildcards matched per path component)."""
+    """The sources *pattern* names in *root* (wildcards matched per path component, as Go's
+    filepath.Match, through symlinked directories). A wildcard that matches nothing names nothing
+    (BuildKit's AllowEmptyWildcard); a missing plain path is an error."""
     clean = clean_relative(pattern)
     if clean is None:
         raise ContextError(f"{what}: {pattern!r} is outside the build context",
                            hint="sources must be inside the context directory")
     if not is_wildcard(clean):
         resolved = root.resolve(clean)
-        if root.lstat(resolved) is None or (clean != "." and ignored(clean)):
+        if root.lstat(resolved) is None or (clean != "." and not _present(root, clean, ignored)):
             raise ContextError(f"{what}: {pattern!r} not found in the build context",
                                hint="check the path and .dockerignore")
         name = posixpath.basename(clean) if clean != "." else ""
         return [Source(root=root, rel=resolved, name=name)]
     matches: list[str] = ["."]
     for part in clean.split("/"):
+        match = _matcher(part)
         nxt: list[str] = []
         for base in matches:
-            info = root.lstat(base)
+            info = root.lstat(root.resolve(base))
             if info is None or not stat.S_ISDIR(info.st_mode):
                 continue
-            for name in _entries(root, base):
-                if fnmatch.fnmatchcase(name, part) if is_wildcard(part) else name == part:
+            for name in _entries(root, root.resolve(base)):
+                if match(name):
                     nxt.append(name if base == "." else f"{base}/{name}")
         matches = nxt
-    return [Source(root=root, rel=root.resolve(m), name=posixpath.basename(m)) for m in matches if not ignored(m)]
+    return [Source(root=root, rel=root.resolve(m), name=posixpath.basename(m))
+            for m in matches if _present(root, m, ignored)]
 
 
 def _excluded(rel: str, excludes: Sequence[str]) -> bool:
@@ -132,6 +169,18 @@ def _walk(root: RootDir, rel: str) -> Iterator[tuple[str, os.stat_result]]:
         yield child, info
         if stat.S_ISDIR(info.st_mode):
             yield from _walk(root, child)
+
+
+def _kept(entries: list[tuple[str, os.stat_result]], ignored: Callable[[str], bool]) -> set[str]:
+    """The walked entries in the context Docker sends: those not excluded by .dockerignore, and the
+    excluded directories above a re-included one (Docker's client sends those parents, as they are)."""
+    kept: set[str] = set()
+    holding: set[str] = set()  # directories with something kept below
+    for rel, info in reversed(entries):  # children before their parents
+        if not ignored(rel) or (stat.S_ISDIR(info.st_mode) and rel in holding):
+            kept.add(rel)
+            holding.add(posixpath.dirname(rel))
+    return kept
 
 
 @dataclass(slots=True)
@@ -297,9 +346,11 @@ def copy_into(dest_root: RootDir, sources: Sequence[Source], plan: CopyPlan) -> 
         if stat.S_ISDIR(info.st_mode):
             if dest != ".":
                 writer.ensure_dir(dest)  # created 0755 like BuildKit; the source directory's mode is not copied
-            for rel, child in _walk(src.root, src.rel):
+            entries = list(_walk(src.root, src.rel))
+            kept = _kept(entries, plan.ignored) if plan.ignored else None
+            for rel, child in entries:
                 inner = rel if src.rel == "." else rel[len(src.rel) + 1 :]
-                if (plan.excludes and _excluded(inner, plan.excludes)) or (plan.ignored and plan.ignored(rel)):
+                if (plan.excludes and _excluded(inner, plan.excludes)) or (kept is not None and rel not in kept):
                     continue
                 writer.put(src, rel, child, inner if dest == "." else f"{dest}/{inner}")
             continue

@@ -32,7 +32,7 @@ from anybuild.builder.instructions.metadata import workdir_path
 from anybuild.builder.rootfs import RecordedMeta, UnpackOptions, unpack_layer
 from anybuild.builder.users import resolve_chown
 from anybuild.dockerfile.instructions import Add, Copy
-from anybuild.errors import BuildFailed, ContextError, IntegrityError
+from anybuild.errors import BuildFailed, IntegrityError
 from anybuild.oci.config import ContainerConfig
 
 __all__ = ["TransferContext", "transfer_step"]
@@ -177,10 +177,7 @@ def transfer_step(instr: Copy | Add, config: ContainerConfig, rootfs: Path, ctx:
                         sources.append(item)
             else:
                 sources.extend(matched)
-        if not sources and not archives and not written:
-            patterns = " ".join(s.path for s in instr.sources)
-            raise ContextError(f"{what}: no source files were specified by {patterns!r}",
-                               hint="check the paths, the wildcards and .dockerignore")
+        # Wildcards that matched nothing copy nothing and make no destination (BuildKit's AllowEmptyWildcard).
         plan = CopyPlan(dest=dest, dest_is_dir=dest_is_dir, owner=owner, keep_owner=from_name is not None,
                         chmod=chmod, excludes=instr.excludes, ignored=None if from_name else ctx.ignored,
                         ownership=ctx.unpack.ownership, recorded=ctx.recorded)
