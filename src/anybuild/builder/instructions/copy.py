@@ -112,10 +112,8 @@ def expand_sources(root: RootDir, pattern: str, *, ignored: Callable[[str], bool
     """The sources *pattern* names in *root* (wildcards matched per path component, as Go's
     filepath.Match, through symlinked directories). A wildcard that matches nothing names nothing
     (BuildKit's AllowEmptyWildcard); a missing plain path is an error."""
-    clean = clean_relative(pattern)
-    if clean is None:
-        raise ContextError(f"{what}: {pattern!r} is outside the build context",
-                           hint="sources must be inside the context directory")
+    # BuildKit joins a source to the root ("/" + src) and cleans it: ".." stops at the root.
+    clean = posixpath.normpath("/" + pattern).lstrip("/") or "."
     if not is_wildcard(clean):
         resolved = root.resolve(clean)
         if root.lstat(resolved) is None or (clean != "." and not _present(root, clean, ignored)):
