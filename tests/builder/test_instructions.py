@@ -131,9 +131,13 @@ def test_resolve_user_ids_from_image_files(etc_root: RootDir, spec: str, uid: in
 
 
 @pytest.mark.parametrize(("spec", "expected"),
-                         [("app", (1000, 1001)), ("55", (55, 55)), ("app:extra", (1000, 2000)), ("1:2", (1, 2))],
-                         ids=["name-primary-group", "uid-same-gid", "names", "numbers"])
+                         [("app", (1000, 1001)), ("55", (55, 55)), ("app:extra", (1000, 2000)), ("1:2", (1, 2)),
+                          ("1000", (1000, 1000)), ("ghost", (0, 0)), ("ghost:grp", (0, 1001)),
+                          ("4242:nogroup", (4242, 4242)), ("app:nogroup", (1000, 1001))],
+                         ids=["name-primary-group", "uid-same-gid", "names", "numbers", "uid-known-same-gid",
+                              "unknown-user-root", "unknown-user-known-group", "uid-unknown-group", "unknown-group"])
 def test_resolve_chown_docker_rules(etc_root: RootDir, spec: str, expected: tuple[int, int]) -> None:
+    # BuildKit's readUser: an unknown user is uid 0 (gid 0), an unknown group leaves the gid as it was
     assert resolve_chown(spec, etc_root) == expected
 
 
@@ -335,3 +339,15 @@ def test_copy_reincluded_file_brings_its_excluded_parent(trees) -> None:
 
     with pytest.raises(ContextError, match="not found"):
         expand_sources(src, "one.md", ignored=ignore.excluded, what="COPY")
+
+
+@pytest.mark.parametrize(("current", "path", "expected"),
+                         [("/", "/tmp/", "/tmp/"), ("/a", "b/", "/a/b"), ("/tmp/", "x", "/tmp/x"),
+                          ("", "rel", "/rel"), ("/a", "/b/../c", "/b/../c")],
+                         ids=["absolute-keeps-slash", "relative-cleaned", "after-slash", "from-root", "absolute-verbatim"])
+def test_workdir_value_as_buildkit_normalize_workdir(current: str, path: str, expected: str) -> None:
+    # BuildKit's system.NormalizeWorkdir: an absolute path is kept as written (moby TestBuildBuildTimeArgExpansion
+    # checks Config.WorkingDir == "/tmp/"), a relative one is joined and cleaned
+    from anybuild.builder.instructions.metadata import workdir_value
+
+    assert workdir_value(current, path) == expected

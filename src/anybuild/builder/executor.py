@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 import shutil
 import stat
 import tempfile
@@ -415,7 +416,7 @@ def _make_workdir(rootfs: Path, path: str, user: str, *, ownership: Ownership,
     with RootDir.open(rootfs) as root:
         uid, gid = resolve_chown(user, root) if user else (0, 0)  # a bare uid gives gid = uid here
         current = ""
-        for part in (p for p in path.split("/") if p):
+        for part in (p for p in posixpath.normpath("/" + path).split("/") if p):
             current = root.resolve(f"{current}/{part}" if current else part)
             if root.lstat(current) is not None:
                 continue

@@ -98,16 +98,21 @@ def resolve_user(spec: str, root: RootDir) -> Identity:
 
 
 def resolve_chown(spec: str, root: RootDir) -> tuple[int, int]:
-    """``--chown`` value -> (uid, gid).
+    """The owner BuildKit's file operations give for ``--chown=SPEC`` or a ``WORKDIR`` made under ``USER SPEC``.
 
-    Without a group, a numeric uid gives the same gid and a name gives the user's
-    primary group (what BuildKit does).
+    As BuildKit's readUser (solver/llbsolver/file/user_linux.go): a numeric user gives that uid and the
+    same gid, a name found in the image's /etc/passwd its uid and primary gid, and a name not found
+    uid 0 and gid 0 (no error: ``USER docker`` then ``WORKDIR /app`` builds, /app owned by root); then a
+    numeric group gives that gid, a name found in /etc/group its gid, and a name not found changes nothing.
     """
     user, _, group = spec.partition(":")
-    users = parse_passwd(_read(root, "etc/passwd"))
-    uid, primary = _lookup_user(user, users, f"--chown={spec}")
-    if group:
-        return uid, _lookup_group(group, parse_group(_read(root, "etc/group")), f"--chown={spec}")
-    if user.isdigit() or primary is None:
-        return uid, uid
-    return uid, primary
+    uid = gid = 0
+    if user.isdigit():
+        uid = gid = int(user)
+    elif user:
+        uid, gid = parse_passwd(_read(root, "etc/passwd")).get(user, (0, 0))
+    if group.isdigit():
+        gid = int(group)
+    elif group:
+        gid = parse_group(_read(root, "etc/group")).get(group, (gid, ()))[0]
+    return uid, gid
