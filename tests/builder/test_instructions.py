@@ -344,7 +344,8 @@ def test_copy_reincluded_file_brings_its_excluded_parent(trees) -> None:
 @pytest.mark.parametrize(("current", "path", "expected"),
                          [("/", "/tmp/", "/tmp/"), ("/a", "b/", "/a/b"), ("/tmp/", "x", "/tmp/x"),
                           ("", "rel", "/rel"), ("/a", "/b/../c", "/b/../c")],
-                         ids=["absolute-keeps-slash", "relative-cleaned", "after-slash", "from-root", "absolute-verbatim"])
+                         ids=["absolute-keeps-slash", "relative-cleaned", "after-slash", "from-root",
+                              "absolute-verbatim"])
 def test_workdir_value_as_buildkit_normalize_workdir(current: str, path: str, expected: str) -> None:
     # BuildKit's system.NormalizeWorkdir: an absolute path is kept as written (moby TestBuildBuildTimeArgExpansion
     # checks Config.WorkingDir == "/tmp/"), a relative one is joined and cleaned

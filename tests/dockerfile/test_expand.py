@@ -253,3 +253,10 @@ def test_scope_declare_substitutes_default_once() -> None:
     scope = Scope().declare([ArgDef(name="A", default="x")], meta={}, build_args={})
     scope = scope.declare([ArgDef(name="B", default="'$A'")], meta={}, build_args={})
     assert scope.lookup()["B"] == "$A"
+
+
+def test_volume_expanded_to_nothing_refused_as_buildkit_does() -> None:
+    # moby TestBuildEmptyStringVolume: ENV foo="" then VOLUME $foo fails
+    [_, instr] = parse_instructions(parse_dockerfile('FROM a\nVOLUME $foo\n'))
+    with pytest.raises(DockerfileError, match="can not be an empty string"):
+        expand_instruction(instr, {"foo": ""})

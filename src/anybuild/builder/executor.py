@@ -215,9 +215,10 @@ class Executor:
         self.on_line(f"#{label} {self.redactor(text)}")
         if isinstance(instr, Arg):
             lookup = state.scope.lookup()
+            # the defaults as written: Scope.declare substitutes them, once (ARG foo2="''" is '', not empty)
             defs = tuple(dataclasses.replace(d, name=expand_word(d.name, lookup, escape=escape, instr=instr,
                                                                  file=self.file))
-                         for d in expand_instruction(instr, lookup, escape=escape, file=self.file).args)
+                         for d in instr.args)
             inherited = dict(state.scope.args)
             scope = state.scope.declare(defs, meta=meta, build_args=self.inputs.build_args,
                                         escape=escape, instr=instr, file=self.file)

@@ -261,6 +261,9 @@ def expand_instruction(
             new = dataclasses.replace(instr, ports=tuple(ports))
         case Volume():
             new = dataclasses.replace(instr, paths=tuple(w(p) for p in instr.paths))
+            if any(not p for p in new.paths):  # BuildKit's dispatchVolume checks the expanded paths
+                raise DockerfileError("VOLUME specified can not be an empty string", file=file, line=instr.start_line,
+                                      column=1, text=instr.original, hint="give VOLUME a path (is a variable unset?)")
         case User():
             new = dataclasses.replace(instr, user=w(instr.user))
         case Workdir():
