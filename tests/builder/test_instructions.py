@@ -121,8 +121,8 @@ def test_parse_passwd_group_malformed_lines_skipped() -> None:
 
 
 @pytest.mark.parametrize(("spec", "uid", "gid", "groups"),
-                         [("app", 1000, 1001, (2000,)), ("1000", 1000, 1001, (2000,)), ("app:0", 1000, 0, ()),
-                          ("4242", 4242, 0, ()), ("", 0, 0, ())],
+                         [("app", 1000, 1001, (1001, 2000)), ("1000", 1000, 1001, (1001, 2000)),
+                          ("app:0", 1000, 0, (0,)), ("4242", 4242, 0, (0,)), ("", 0, 0, (0,))],
                          ids=["name", "uid-known", "name-group", "uid-unknown", "empty"])
 def test_resolve_user_ids_from_image_files(etc_root: RootDir, spec: str, uid: int, gid: int,
                                            groups: tuple[int, ...]) -> None:

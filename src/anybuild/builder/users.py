@@ -20,7 +20,7 @@ __all__ = ["Identity", "parse_group", "parse_passwd", "resolve_chown", "resolve_
 class Identity:
     uid: int
     gid: int
-    groups: tuple[int, ...] = ()
+    groups: tuple[int, ...] = ()  # additional gids: the primary one first, then the supplementary ones
 
 
 def parse_passwd(text: str) -> dict[str, tuple[int, int]]:
@@ -90,11 +90,14 @@ def resolve_user(spec: str, root: RootDir) -> Identity:
     groups = parse_group(_read(root, "etc/group"))
     uid, primary = _lookup_user(user, users, f"USER {spec}")
     if group:
-        return Identity(uid=uid, gid=_lookup_group(group, groups, f"USER {spec}"))
+        gid = _lookup_group(group, groups, f"USER {spec}")
+        return Identity(uid=uid, gid=gid, groups=(gid,))
     gid = primary if primary is not None else 0
     name = next((n for n, (u, _) in users.items() if u == uid), user)
     extra = tuple(sorted({g for g, members in groups.values() if name in members and g != gid}))
-    return Identity(uid=uid, gid=gid, groups=extra)
+    # the primary group leads the additional ones, as in BuildKit since the fix of CVE-2023-25173
+    # (moby/buildkit testUserAdditionalGids: root runs with groups=0(root),10(wheel))
+    return Identity(uid=uid, gid=gid, groups=(gid, *extra))
 
 
 def resolve_chown(spec: str, root: RootDir) -> tuple[int, int]:

@@ -174,8 +174,8 @@ def _switch_ids(spec: dict[str, Any]) -> None:
                 os.setgroups(spec["groups"])
             except PermissionError:
                 # a user namespace that maps one id denies setgroups(2): the overflow group the
-                # builder's user brought along stays, harmless, for a RUN as root
-                if spec["groups"]:
+                # builder's user brought along stays, harmless, when no group but the primary one is wanted
+                if set(spec["groups"]) - {spec["gid"]}:
                     raise
         if os.getgid() != spec["gid"]:
             os.setgid(spec["gid"])
