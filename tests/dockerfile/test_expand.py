@@ -260,3 +260,18 @@ def test_volume_expanded_to_nothing_refused_as_buildkit_does() -> None:
     [_, instr] = parse_instructions(parse_dockerfile('FROM a\nVOLUME $foo\n'))
     with pytest.raises(DockerfileError, match="can not be an empty string"):
         expand_instruction(instr, {"foo": ""})
+
+
+def test_mount_values_expanded_before_they_are_read_as_buildkit_does() -> None:
+    # Dockerfile 1.3 (moby/buildkit#2089): testMountArg uses type=$MNT_TYPE; uid and mode may be variables too
+    from anybuild.dockerfile.instructions import MountType
+
+    [_, run] = parse_instructions(parse_dockerfile("FROM a\nRUN --mount=type=$T,target=$D/c,uid=$U,mode=$M true\n"))
+    assert isinstance(run, Run) and run.mounts[0].deferred
+    expanded = expand_instruction(run, {"T": "cache", "D": "/x", "U": "1001", "M": "0751"})
+    assert isinstance(expanded, Run)
+    [mount] = expanded.mounts
+    assert (mount.type, mount.target, mount.uid, mount.mode, mount.readonly) == (MountType.CACHE, "/x/c", "1001",
+                                                                                   "0751", False)
+    with pytest.raises(DockerfileError, match="unsupported mount type 'tmp'"):
+        expand_instruction(run, {"T": "tmp", "D": "/x", "U": "1", "M": "7"})

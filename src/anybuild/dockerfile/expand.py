@@ -17,12 +17,15 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
+from anybuild.dockerfile.flags import FlagError, mount_fields, parse_mount
 from anybuild.dockerfile.instructions import (
     Add,
     Arg,
@@ -55,6 +58,7 @@ __all__ = [
     "expand_words",
     "meta_scope",
     "platform_args",
+    "stage_reference",
 ]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -221,9 +225,11 @@ def meta_scope(
 
 
 def expand_instruction(
-    instr: InstrT, env: Mapping[str, str], *, escape: str = "\\", file: str | None = None
+    instr: InstrT, env: Mapping[str, str], *, escape: str = "\\", file: str | None = None,
+    strict_mounts: bool = True,
 ) -> InstrT:
-    """A copy of *instr* with the fields BuildKit substitutes substituted."""
+    """A copy of *instr* with the fields BuildKit substitutes substituted (see _reparse_mount for
+    *strict_mounts*)."""
 
     def w(word: str) -> str:
         return expand_word(word, env, escape=escape, instr=instr, file=file)
@@ -246,7 +252,7 @@ def expand_instruction(
                 instr, sources=tuple(_expand_source(s, env, instr, w, file) for s in instr.sources),
                 dest=w(instr.dest), chown=opt(instr.chown), chmod=opt(instr.chmod),
                 excludes=tuple(w(e) for e in instr.excludes),
-                from_=_unexpanded(instr.from_, "--from", instr, escape, file),
+                from_=stage_reference(instr.from_, "--from", instr, escape, file),
             )
         case Add():
             new = dataclasses.replace(
@@ -271,16 +277,42 @@ def expand_instruction(
         case Stopsignal():
             new = dataclasses.replace(instr, signal=w(instr.signal))
         case Run():
-            for mount in instr.mounts:
-                _unexpanded(mount.from_, "--mount from", instr, escape, file)
-            new = dataclasses.replace(instr, mounts=tuple(_expand_mount(m, opt) for m in instr.mounts))
+            mounts = tuple(_reparse_mount(m, w, instr, escape, file, strict=strict_mounts) if m.deferred else m
+                           for m in instr.mounts)
+            for mount in mounts:
+                stage_reference(mount.from_, "--mount from", instr, escape, file)
+            new = dataclasses.replace(instr, mounts=tuple(_expand_mount(m, opt) for m in mounts))
         case _:
             new = instr
     assert isinstance(new, type(instr))
     return new
 
 
-def _unexpanded(word: str | None, what: str, instr: Instruction, escape: str, file: str | None) -> str | None:
+def _reparse_mount(mount: Mount, w: Callable[[str], str], instr: Instruction, escape: str,
+                   file: str | None, *, strict: bool = True) -> Mount:
+    """A ``--mount`` whose values hold variables, parsed with them expanded (``from`` excepted).
+
+    Not *strict*, a value that does not parse yet leaves the mount waiting (the stage graph reads a
+    stage before the ENV of the stage it is built FROM is known; the build expands it again)."""
+    try:
+        fields = []
+        for field in mount_fields(mount.raw):
+            key, has_value, value = field.partition("=")
+            if has_value and key.lower() == "from":
+                stage_reference(value, "--mount from", instr, escape, file)
+            fields.append(f"{key}={w(value)}" if has_value and key.lower() != "from" else field)
+        out = io.StringIO()
+        csv.writer(out, lineterminator="").writerow(fields)
+        return dataclasses.replace(parse_mount(out.getvalue(), expanded=True), raw=mount.raw)
+    except FlagError as exc:
+        if not strict:
+            return mount
+        raise DockerfileError(exc.message, file=file, line=instr.start_line, column=1, text=instr.original,
+                              hint=exc.hint) from None
+
+
+def stage_reference(word: str | None, what: str, instr: Instruction, escape: str = "\\",
+                    file: str | None = None) -> str | None:
     """*word* as written: BuildKit refuses variables (and quotes) in a stage reference, whose value
     must be known before any stage's scope is (the stage graph depends on it)."""
     if word is None or expand_word(word, {}, escape=escape, instr=instr, file=file) == word:

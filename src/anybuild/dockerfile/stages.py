@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from anybuild.dockerfile.expand import Scope, expand_instruction, expand_word, meta_scope
+from anybuild.dockerfile.flags import mount_fields
 from anybuild.dockerfile.instructions import Arg, Copy, Env, From, Instruction, MountType, Run
 from anybuild.errors import DockerfileError
 
@@ -196,6 +197,12 @@ def build_stage_graph(
                                        line=instr.start_line, via="copy"))
             elif isinstance(instr, Run):
                 for mount in instr.mounts:
+                    if mount.deferred and mount.target is None:  # waiting: its from= is read as written
+                        fields = {k.lower(): v for k, _, v in (f.partition("=") for f in mount_fields(mount.raw))}
+                        if fields.get("from") and fields.get("type", "bind").lower() in ("bind", "cache"):
+                            deps.append(Dependency(ref=fields["from"], stage=lookup(fields["from"], index),
+                                                   line=instr.start_line, via="mount"))
+                        continue
                     if mount.from_ and mount.type in (MountType.BIND, MountType.CACHE):
                         deps.append(Dependency(ref=mount.from_, stage=lookup(mount.from_, index),
                                                line=instr.start_line, via="mount"))
@@ -231,7 +238,8 @@ def expand_stage(
                                       scope=scope, after=new_scope)
             scope = new_scope
             continue
-        expanded = expand_instruction(instr, lookup, escape=escape, file=file)
+        # a RUN --mount may use the ENV of the stage this one is built FROM, not known here: it waits
+        expanded = expand_instruction(instr, lookup, escape=escape, file=file, strict_mounts=False)
         new_scope = scope.with_env(expanded.pairs) if isinstance(expanded, Env) else scope
         yield ResolvedInstruction(instruction=expanded, scope=scope, after=new_scope)
         scope = new_scope
