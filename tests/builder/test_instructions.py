@@ -352,3 +352,22 @@ def test_workdir_value_as_buildkit_normalize_workdir(current: str, path: str, ex
     from anybuild.builder.instructions.metadata import workdir_value
 
     assert workdir_value(current, path) == expected
+
+
+def test_cache_mount_directories_as_buildkit_keys_and_makes_them(tmp_path: Path) -> None:
+    # BuildKit keys a cache by its id, and by the directory made for uid/gid/mode when any is given
+    # (mounts.getRefCacheDir: id + ":" + base ref): a RUN without the options sees another cache.
+    from anybuild.builder.instructions.run import RunContext, _cache_dir
+
+    ctx = RunContext(sandbox=None, secrets={}, cache_dir=tmp_path, scratch=tmp_path, context=tmp_path,  # type: ignore[arg-type]
+                     stage_roots=lambda _name: tmp_path, network=None, redactor=None,  # type: ignore[arg-type]
+                     on_line=lambda _line: None)
+    plain = _cache_dir("/c", None, None, None, ctx)
+    owned = _cache_dir("/c", "1001", "1002", "0751", ctx)
+    assert plain != owned and _cache_dir("/c", "1001", "1002", "0751", ctx) == owned
+    assert _cache_dir("/c", "0", None, None, ctx) not in (plain, owned)  # uid=0 given is a base too
+    info = owned.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o7777) == (1001, 1002, 0o751)
+    assert plain.stat().st_mode & 0o7777 == 0o755
+    assert _cache_dir("/d", None, None, "0777", ctx).stat().st_mode & 0o7777 == 0o755  # the daemon's umask 022
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".new-")) == []

@@ -283,7 +283,7 @@ class Executor:
         ctx = RunContext(
             sandbox=self.sandbox, secrets=self.inputs.secrets, cache_dir=self.cache_dir, scratch=self.work,
             context=self.inputs.context, stage_roots=self._from_root, network=self.inputs.network,
-            redactor=self.redactor, on_line=self.on_line, file=self.file,
+            redactor=self.redactor, on_line=self.on_line, file=self.file, ownership=self.unpack.ownership,
         )
         outcome = run_step(instr, state.config, state.scope.run_env(self.inputs.build_args), state.rootfs, ctx)
         for path, uid, gid in outcome.recorded:  # symlinks the command chowned

@@ -16,11 +16,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from anybuild.builder.inroot import RootDir
 from anybuild.builder.instructions.metadata import shell_of
+from anybuild.builder.owners import Ownership
 from anybuild.builder.sandbox import Mount, MountKind, NetworkMode, RunOutcome, RunSpec, Sandbox
 from anybuild.builder.users import resolve_user
 from anybuild.dockerfile.instructions import MountType, Run
@@ -69,6 +70,7 @@ class RunContext:
     redactor: Redactor
     on_line: Callable[[str], None]
     file: str = "Dockerfile"
+    ownership: Ownership = field(default_factory=Ownership.real_root)  # how cache directories get their owner
 
 
 def _mounts(instr: Run, ctx: RunContext, workdir: Path) -> list[Mount]:
@@ -90,11 +92,7 @@ def _mounts(instr: Run, ctx: RunContext, workdir: Path) -> list[Mount]:
                 mounts.append(Mount(kind=MountKind.BIND, target=target, source=path, readonly=True))
             case MountType.CACHE:
                 target = spec.target or ""
-                key = spec.id or target
-                cache = ctx.cache_dir / hashlib.sha256(key.encode()).hexdigest()[:24]
-                if not cache.exists():
-                    cache.mkdir(parents=True, mode=int(spec.mode, 8) if spec.mode else 0o755)
-                    os.chown(cache, int(spec.uid or 0), int(spec.gid or 0))
+                cache = _cache_dir(spec.id or target, spec.uid, spec.gid, spec.mode, ctx)
                 mounts.append(Mount(kind=MountKind.BIND, target=target, source=cache, readonly=bool(spec.readonly)))
             case MountType.TMPFS:
                 mounts.append(Mount(kind=MountKind.TMPFS, target=spec.target or "/tmp"))
@@ -111,6 +109,31 @@ def _mounts(instr: Run, ctx: RunContext, workdir: Path) -> list[Mount]:
                 raise BuildFailed(f"{ctx.file}:{instr.start_line}: RUN --mount=type={spec.type} is not supported "
                                   "by the builtin builder", hint="use the docker backend for ssh mounts")
     return mounts
+
+
+def _cache_dir(cache_id: str, uid: str | None, gid: str | None, mode: str | None, ctx: RunContext) -> Path:
+    """The persistent directory of a cache mount, made on first use, as BuildKit makes it.
+
+    Without uid, gid or mode BuildKit mounts an empty directory kept under the mount's id. With any
+    of them it mounts a directory made by a file operation (mkdir /cache, mode, uid:gid; defaults 0755,
+    0, 0) and keys the cache by the id *and* that directory (mounts.getRefCacheDir: id + ":" + base
+    ref), so RUNs that share an id but not the options do not share files. The mkdir is subject to
+    the daemon's umask (022): mode=0777 gives 0755 in Docker's image, as here.
+    """
+    settings = None if uid is None and gid is None and mode is None else \
+        (int(uid or 0), int(gid or 0), (int(mode, 8) if mode else 0o755) & 0o7777 & ~0o022)
+    key = cache_id if settings is None else f"{cache_id}:{settings[0]}:{settings[1]}:{settings[2]:o}"
+    cache = ctx.cache_dir / hashlib.sha256(key.encode()).hexdigest()[:24]
+    if not cache.exists():
+        made = Path(tempfile.mkdtemp(prefix=".new-", dir=ctx.cache_dir))  # whole or not at all
+        owner, perms = (settings[:2], settings[2]) if settings else ((0, 0), 0o755)
+        ctx.ownership.give(str(made), *owner)
+        made.chmod(perms)
+        try:
+            made.rename(cache)
+        except OSError:  # made meanwhile by a build beside this one
+            shutil.rmtree(made, ignore_errors=True)
+    return cache
 
 
 def _scratch_copy(source: Path, copy: Path) -> Path:
