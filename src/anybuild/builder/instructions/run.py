@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -95,7 +96,8 @@ def _mounts(instr: Run, ctx: RunContext, workdir: Path) -> list[Mount]:
                 cache = _cache_dir(spec.id or target, spec.uid, spec.gid, spec.mode, ctx)
                 mounts.append(Mount(kind=MountKind.BIND, target=target, source=cache, readonly=bool(spec.readonly)))
             case MountType.TMPFS:
-                mounts.append(Mount(kind=MountKind.TMPFS, target=spec.target or "/tmp"))
+                size = ram_in_bytes(spec.size, f"{ctx.file}:{instr.start_line}") if spec.size else None
+                mounts.append(Mount(kind=MountKind.TMPFS, target=spec.target or "/tmp", size=size))
             case MountType.BIND:
                 base = ctx.stage_roots(spec.from_) if spec.from_ else ctx.context
                 with RootDir.open(base) as root:
@@ -109,6 +111,18 @@ def _mounts(instr: Run, ctx: RunContext, workdir: Path) -> list[Mount]:
                 raise BuildFailed(f"{ctx.file}:{instr.start_line}: RUN --mount=type={spec.type} is not supported "
                                   "by the builtin builder", hint="use the docker backend for ssh mounts")
     return mounts
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$", re.IGNORECASE)
+
+
+def ram_in_bytes(text: str, where: str) -> int:
+    """A size as docker/go-units RAMInBytes reads it (``128m``, ``1g``, ``512kb``: powers of 1024)."""
+    found = _SIZE.match(text.strip())
+    if found is None:
+        raise BuildFailed(f"{where}: invalid size {text!r} for a tmpfs mount", hint="write e.g. size=128m")
+    unit = found.group(2).lower()
+    return int(float(found.group(1)) * 1024 ** ("kmgtp".index(unit) + 1 if unit else 0))
 
 
 def _cache_dir(cache_id: str, uid: str | None, gid: str | None, mode: str | None, ctx: RunContext) -> Path:

@@ -156,7 +156,8 @@ def _make_mounts(spec: dict[str, Any], report: dict[str, Any]) -> list[str]:
                 case "dev":
                     _setup_dev(target)
                 case "tmpfs":
-                    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+                    size = f",size={mount['size']}" if mount.get("size") else ""
+                    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777{size}")
                 case "bind":
                     _bind(mount["source"], target, bool(mount.get("readonly")))
                 case other:

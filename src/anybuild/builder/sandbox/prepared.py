@@ -49,10 +49,11 @@ class ResolvedMount:
     host_target: Path  # the same on the host
     source: Path | None = None
     readonly: bool = False
+    size: int | None = None  # bytes, for a tmpfs
 
     def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "target": str(self.host_target),
-                "source": str(self.source) if self.source else None, "readonly": self.readonly}
+                "source": str(self.source) if self.source else None, "readonly": self.readonly, "size": self.size}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -82,6 +83,12 @@ def standard_mounts(spec: RunSpec, host_files: Mapping[str, Path]) -> list[tuple
     return mounts
 
 
+def _sizes(spec: RunSpec, wanted: int) -> list[int | None]:
+    """The tmpfs size of each of the *wanted* mounts (the RUN's own come last)."""
+    own = [m.size for m in spec.mounts]
+    return [None] * (wanted - len(own)) + own
+
+
 def _is_dir(kind: str, source: Path | None) -> bool:
     return kind in ("proc", "dev", "sys", "tmpfs") or (source is not None and source.is_dir())
 
@@ -108,8 +115,9 @@ def prepared(
         try:
             mounts = [
                 ResolvedMount(kind=kind, target="/" + rel if rel != "." else "/", host_target=root.host_path(rel),
-                              source=source, readonly=readonly)
-                for (kind, _target, source, readonly), rel in zip(wanted, resolved, strict=True)
+                              source=source, readonly=readonly, size=size)
+                for (kind, _target, source, readonly), rel, size in zip(wanted, resolved, _sizes(spec, len(wanted)),
+                                                                         strict=True)
             ]
             yield Prepared(root=root, mounts=mounts, workdir=workdir, on_line=on_line)
         finally:
