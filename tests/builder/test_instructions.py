@@ -371,3 +371,13 @@ def test_cache_mount_directories_as_buildkit_keys_and_makes_them(tmp_path: Path)
     assert plain.stat().st_mode & 0o7777 == 0o755
     assert _cache_dir("/d", None, None, "0777", ctx).stat().st_mode & 0o7777 == 0o755  # the daemon's umask 022
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".new-")) == []
+
+
+@pytest.mark.parametrize(("text", "size"), [("128m", 134217728), ("1g", 1 << 30), ("512kb", 524288), ("1000", 1000),
+                                            ("64MiB", 64 << 20)])
+def test_tmpfs_size_read_as_go_units_ram_in_bytes(text: str, size: int) -> None:
+    from anybuild.builder.instructions.run import ram_in_bytes
+
+    assert ram_in_bytes(text, "Dockerfile:2") == size
+    with pytest.raises(BuildFailed, match="invalid size"):
+        ram_in_bytes("lots", "Dockerfile:2")
