@@ -181,8 +181,8 @@ def test_scope_env_overrides_arg_of_same_name() -> None:
 
 def test_scope_run_env_includes_undeclared_proxy_args_only() -> None:
     scope = Scope().declare([ArgDef(name="A", default="1")], meta={}, build_args={})
-    env = scope.run_env({"HTTP_PROXY": "http://p", "SECRET": "x"})
-    assert env == {"HTTP_PROXY": "http://p", "A": "1"}
+    env = scope.run_env({"HTTP_PROXY": "http://p", "SECRET": "x", "no_proxy": "n"})
+    assert env == {"HTTP_PROXY": "http://p", "http_proxy": "http://p", "NO_PROXY": "n", "no_proxy": "n", "A": "1"}
 
 
 @pytest.mark.parametrize("text", ["FROM a\nCOPY --from=$S /x /y\n", "FROM a\nCOPY --from=${S:-b} /x /y\n",

@@ -202,8 +202,15 @@ class Scope:
         return values
 
     def run_env(self, build_args: Mapping[str, str]) -> dict[str, str]:
-        """The environment of a RUN: proxy build args, then the ARG/ENV values."""
-        proxies = {k: v for k, v in build_args.items() if k in PROXY_ARGS}
+        """The environment of a RUN: proxy build args, then the ARG/ENV values.
+
+        A proxy build arg, in either case, gives the RUN both spellings (BuildKit's ProxyEnv:
+        --build-arg http_proxy=X sets HTTP_PROXY and http_proxy, moby/buildkit testBuiltinArgs).
+        """
+        proxies: dict[str, str] = {}
+        for name in sorted(build_args, key=lambda k: k.isupper()):  # the upper-case spelling wins
+            if name in PROXY_ARGS:
+                proxies[name.upper()] = proxies[name.lower()] = build_args[name]
         return {**proxies, **self.lookup()}
 
 

@@ -10,13 +10,14 @@ first. :func:`expand_stage` walks a stage's instructions with their scopes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from anybuild.dockerfile.expand import Scope, expand_instruction, expand_word, meta_scope
 from anybuild.dockerfile.flags import mount_fields
-from anybuild.dockerfile.instructions import Arg, Copy, Env, From, Instruction, MountType, Run
+from anybuild.dockerfile.instructions import Arg, ArgDef, Copy, Env, From, Instruction, MountType, Run
 from anybuild.errors import DockerfileError
 
 __all__ = ["Dependency", "ResolvedInstruction", "Stage", "StageGraph", "build_stage_graph", "expand_stage"]
@@ -234,8 +235,12 @@ def expand_stage(
         if isinstance(instr, Arg):
             new_scope = scope.declare(instr.args, meta=meta, build_args=build_args, escape=escape,
                                       instr=instr, file=file)
-            yield ResolvedInstruction(instruction=expand_instruction(instr, lookup, escape=escape, file=file),
-                                      scope=scope, after=new_scope)
+            # a default is substituted only when no --build-arg overrides it (BuildKit: ARG BAR=${FOO:?}
+            # builds with --build-arg BAR=1, moby/buildkit testArgDefaultExpansion): the values it declared
+            declared = tuple(ArgDef(name=d.name, default=None if d.default is None else new_scope.args.get(d.name))
+                             for d in instr.args)
+            yield ResolvedInstruction(instruction=dataclasses.replace(instr, args=declared), scope=scope,
+                                      after=new_scope)
             scope = new_scope
             continue
         # a RUN --mount may use the ENV of the stage this one is built FROM, not known here: it waits
