@@ -381,3 +381,11 @@ def test_tmpfs_size_read_as_go_units_ram_in_bytes(text: str, size: int) -> None:
     assert ram_in_bytes(text, "Dockerfile:2") == size
     with pytest.raises(BuildFailed, match="invalid size"):
         ram_in_bytes("lots", "Dockerfile:2")
+
+
+@pytest.mark.parametrize(("spec", "home"), [("", "/root"), ("app", "/home/app"), ("1000", "/home/app"),
+                                            ("app:0", "/home/app"), ("ghost", "/"), ("4242", "/")])
+def test_home_of_as_runc_sets_it(etc_root: RootDir, spec: str, home: str) -> None:
+    from anybuild.builder.users import home_of
+
+    assert home_of(spec, etc_root) == home

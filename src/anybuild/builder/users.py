@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from anybuild.builder.inroot import RootDir
 from anybuild.errors import BuildFailed
 
-__all__ = ["Identity", "parse_group", "parse_passwd", "resolve_chown", "resolve_user"]
+__all__ = ["Identity", "home_of", "parse_group", "parse_passwd", "resolve_chown", "resolve_user"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +79,17 @@ def _lookup_group(name: str, groups: dict[str, tuple[int, tuple[str, ...]]], wha
             hint="create the group in an earlier RUN (groupadd/addgroup) or use a numeric gid",
         )
     return groups[name][0]
+
+
+def home_of(spec: str, root: RootDir) -> str:
+    """The HOME runc gives a process of ``USER spec`` that has none: the home field of its /etc/passwd
+    entry (by name, or the first with its uid), else ``/`` (libcontainer's GetExecUser defaults)."""
+    user = (spec or "0").partition(":")[0]
+    for line in _read(root, "etc/passwd").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and (fields[0] == user or (user.isdigit() and fields[2] == user)):
+            return fields[5] or "/"
+    return "/"
 
 
 def resolve_user(spec: str, root: RootDir) -> Identity:

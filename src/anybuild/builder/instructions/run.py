@@ -24,7 +24,7 @@ from anybuild.builder.inroot import RootDir
 from anybuild.builder.instructions.metadata import shell_of
 from anybuild.builder.owners import Ownership
 from anybuild.builder.sandbox import Mount, MountKind, NetworkMode, RunOutcome, RunSpec, Sandbox
-from anybuild.builder.users import resolve_user
+from anybuild.builder.users import home_of, resolve_user
 from anybuild.dockerfile.instructions import MountType, Run
 from anybuild.errors import BuildFailed
 from anybuild.oci.config import ContainerConfig
@@ -166,6 +166,8 @@ def run_step(instr: Run, config: ContainerConfig, env: Mapping[str, str], rootfs
     environment.setdefault("PATH", DEFAULT_PATH)
     with RootDir.open(rootfs) as root:
         ident = resolve_user(config.user, root)
+        if "HOME" not in environment:  # runc sets it after the rest, from /etc/passwd: every sandbox does
+            environment["HOME"] = home_of(config.user, root)
         cwd = config.working_dir or "/"
         if root.lstat(root.resolve(cwd)) is None:
             os.close(root.open_dir(root.resolve(cwd), create=True))
