@@ -70,6 +70,8 @@ class UnpackOptions:
     # instead of applying them: the directory becomes an overlay lower layer (anybuild.builder.stack)
     overlay_whiteouts: bool = False
     opaque_xattr: str = OVERLAY_OPAQUE_XATTR  # ``user.overlay.opaque`` for an overlay mounted in a user namespace
+    # ADD --chown of a local archive: every entry gets this owner (BuildKit >= 0.23, moby/buildkit#5987)
+    chown: tuple[int, int] | None = None
 
     @classmethod
     def for_current_process(cls) -> UnpackOptions:
@@ -178,6 +180,8 @@ class _State:
 
     def apply(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         self.count += 1
+        if self.options.chown is not None:
+            member.uid, member.gid = self.options.chown
         rel = clean_relative(member.name)
         if rel is None:
             raise IntegrityError(

@@ -364,6 +364,15 @@ def copy_into(dest_root: RootDir, sources: Sequence[Source], plan: CopyPlan) -> 
     return written
 
 
+def make_dest_dir(dest_root: RootDir, dest: str, plan: CopyPlan) -> list[str]:
+    """Create the directory *dest* and its missing parents as a copy does (0755, the --chown owner)."""
+    written: list[str] = []
+    rel = clean_relative(dest) or "."
+    if rel != ".":
+        _Writer(dest_root=dest_root, plan=plan, written=written, dir_times=[]).ensure_dir(rel)
+    return written
+
+
 def write_inline(dest_root: RootDir, dest: str, content: bytes, *, mode: int, owner: tuple[int, int],
                  mtime_ns: int, ownership: Ownership) -> str:
     """A heredoc source (``COPY <<EOF /path``) written as one file."""
