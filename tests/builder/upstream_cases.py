@@ -72,6 +72,7 @@ class UpstreamCase:
     docker: str | None = None  # a Docker 20.10 bug: it does the opposite (refuses it, or builds what it should refuse)
     newer: str | None = None  # a feature newer than Docker 20.10's frontend: it does the opposite, anybuild checks
     skip: str | None = None  # why it is not run at all
+    docker_panics: bool = False  # Docker 20.10 panics on it and dockerd dies: it is not asked (a `newer` case)
     docker_differs: DockerDiffers | None = None
     mount_stubs: frozenset[str] = frozenset()  # RUN --mount stubs Docker 20.10 leaves (normalized, as test_conformance)
     dockerfile: str = "Dockerfile"
@@ -127,7 +128,7 @@ def _case(directory: Path, options: Mapping[str, Any], variant: str | None = Non
         docker=extra.get("docker", options.get("docker")) or None,
         newer=extra.get("newer", options.get("newer")) or None,
         mount_stubs=frozenset(extra.get("mount_stubs", options.get("mount_stubs", ()))),
-        skip=options.get("skip"), dockerfile=dockerfile,
+        skip=options.get("skip"), dockerfile=dockerfile, docker_panics=bool(options.get("docker_panics", False)),
         docker_differs=DockerDiffers(paths=frozenset(known["paths"]), reason=known["reason"],
                                kinds=frozenset(known.get("kinds", ()))) if known else None,
     )

@@ -61,7 +61,7 @@ HUB_PASSWD = (
     "www-data:x:33:33:www-data:/var/www:/bin/false\noperator:x:37:37:Operator:/var:/bin/false\n"
     "nobody:x:65534:65534:nobody:/home:/bin/false\n"
 )
-HUB_GROUP = "".join(f"{name}:x:{gid}:\n" for name, gid in (
+HUB_GROUP = "".join(f"{name}:x:{gid}:{'root' if name == 'wheel' else ''}\n" for name, gid in (
     ("root", 0), ("daemon", 1), ("bin", 2), ("sys", 3), ("adm", 4), ("tty", 5), ("disk", 6), ("lp", 7), ("mail", 8),
     ("kmem", 9), ("wheel", 10), ("cdrom", 11), ("dialout", 18), ("floppy", 19), ("video", 28), ("audio", 29),
     ("tape", 32), ("www-data", 33), ("operator", 37), ("utmp", 43), ("plugdev", 46), ("staff", 50), ("lock", 54),
