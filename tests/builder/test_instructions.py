@@ -296,6 +296,21 @@ def test_copy_into_dangling_symlink_kept(trees) -> None:
     assert os.readlink(dest_path / "d/dangling") == "/nowhere"
 
 
+def test_copy_into_keeps_hard_links_within_a_source(trees) -> None:
+    # BuildKit's copier links a file whose inode it has already copied (tonistiigi/fsutil copy
+    # getLinkSource); buildah's conformance case stage-container-as-source-plus-hardlinks
+    src, dst, dest_path = trees
+    os.link(src.path / "dir/a.txt", src.path / "dir/sub/a-link")
+    os.link(src.path / "one.md", src.path / "dir/one-link")
+    copy_into(dst, expand_sources(src, "dir", ignored=lambda _r: False, what="COPY"), plan("/d"))
+    assert os.stat(dest_path / "d/a.txt").st_ino == os.stat(dest_path / "d/sub/a-link").st_ino
+    assert os.stat(dest_path / "d/a.txt").st_nlink == 2
+    assert os.stat(dest_path / "d/one-link").st_nlink == 1  # its other name was not copied
+    copy_into(dst, expand_sources(src, "one.md", ignored=lambda _r: False, what="COPY")
+              + expand_sources(src, "dir/one-link", ignored=lambda _r: False, what="COPY"), plan("/e/"))
+    assert os.stat(dest_path / "e/one.md").st_ino != os.stat(dest_path / "e/one-link").st_ino  # two sources
+
+
 @pytest.mark.parametrize(
     ("pattern", "expected"),
     [

@@ -190,6 +190,9 @@ class _Writer:
     # resolved destination directories; a removal or a symlink written here can change them
     _resolved: dict[str, str] = field(default_factory=dict)
     _removals: int = -1
+    # the first copy of each multiply-linked source file, by (device, inode): the others become hard
+    # links to it, as BuildKit's copier does within one source (tonistiigi/fsutil copy getLinkSource)
+    links: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def resolve_dir(self, rel: str) -> str:
         """``dest_root.resolve(rel)``, remembered while nothing is removed and no symlink is written."""
@@ -248,8 +251,15 @@ class _Writer:
             mode = self.plan.chmod & 0o777  # BuildKit keeps only the permission bits of --chmod
         times = (info.st_atime_ns, info.st_mtime_ns)
         if stat.S_ISREG(info.st_mode):  # the common case, in the fewest system calls
+            key = (info.st_dev, info.st_ino)
+            first = self.links.get(key) if info.st_nlink > 1 else None
+            if first is not None and self._link(first, target):
+                self.written.append(target)
+                return
             parent = self.dest_root.borrow_dir(resolved, create=True)
             self._file(src, src_rel, parent, name, meta=(uid, gid, mode), times=times, rel=target)
+            if info.st_nlink > 1:
+                self.links[key] = target
             self.written.append(target)
             return
         with self.dest_root.parent(target, create=True) as (fd, name):
@@ -291,6 +301,20 @@ class _Writer:
                     return
                 os.utime(name, ns=times, dir_fd=fd, follow_symlinks=False)
         self.written.append(target)
+
+    def _link(self, first: str, target: str) -> bool:
+        """Make *target* a hard link to *first* (copied earlier in this source); False when *first* is gone."""
+        with self.dest_root.parent(first) as (ffd, fname):
+            existing = _lstat_at(ffd, fname)
+            if existing is None or not stat.S_ISREG(existing.st_mode):
+                return False
+            with self.dest_root.parent(target, create=True) as (fd, name):
+                if _lstat_at(fd, name) is not None:
+                    remove_at(fd, name)
+                os.link(fname, name, src_dir_fd=ffd, dst_dir_fd=fd, follow_symlinks=False)
+        if self.plan.recorded is not None and first in self.plan.recorded:
+            self.plan.recorded[target] = self.plan.recorded[first]
+        return True
 
     def finish(self) -> None:
         """Directory times last (writing children changes them), deepest first."""
@@ -337,6 +361,7 @@ def copy_into(dest_root: RootDir, sources: Sequence[Source], plan: CopyPlan) -> 
     dest_info = dest_root.lstat(dest_root.resolve(dest)) if dest != "." else dest_root.lstat(".")
     into_dir = plan.dest_is_dir or dest == "." or (dest_info is not None and stat.S_ISDIR(dest_info.st_mode))
     for src in sources:
+        writer.links.clear()  # BuildKit copies each source on its own: links between sources are not kept
         info = src.root.lstat(src.rel) if src.rel != "." else src.root.lstat(".")
         if info is None:
             raise ContextError(f"{src.rel!r} disappeared while copying",
