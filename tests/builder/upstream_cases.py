@@ -42,7 +42,7 @@ CASES_DIR = Path(__file__).parent / "upstream"
 BASE_TAGS: Mapping[str, str] = {"full": "busybox:full", "bare": "busybox:bare"}
 NO_BASE = "none"  # the kind of a case that uses no base image (scratch and its own stages only)
 _IMAGE = re.compile(r"^(docker\.io/)?(library/)?(busybox|alpine)(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$")
-_SOURCE = re.compile(r"^#\s*Source:\s*(moby/buildkit|moby/moby)\s+(\S+)\s+(.+)$", re.MULTILINE)
+_SOURCE = re.compile(r"^#\s*Source:\s*(moby/buildkit|moby/moby|containers/buildah)\s+(\S+)\s+(.+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,7 +58,7 @@ class DockerDiffers:
 class UpstreamCase:
     name: str  # directory name, plus "@variant" for a variant's build
     directory: Path
-    repo: str  # moby/buildkit | moby/moby
+    repo: str  # moby/buildkit | moby/moby | containers/buildah
     path: str  # the upstream test file
     test: str  # the upstream test function (and any note)
     build_args: Mapping[str, str] = field(default_factory=dict)
@@ -113,7 +113,7 @@ def _case(directory: Path, options: Mapping[str, Any], variant: str | None = Non
     text = (directory / dockerfile).read_text()
     source = _SOURCE.search(text)
     if source is None:
-        raise ValueError(f"{directory.name}: {dockerfile} has no '# Source: moby/... FILE TEST' line")
+        raise ValueError(f"{directory.name}: {dockerfile} has no '# Source: OWNER/REPO FILE TEST' line")
     known = extra.get("docker_differs", options.get("docker_differs"))
     args = {**options.get("args", {}), **extra.get("args", {})}
     return UpstreamCase(
