@@ -65,19 +65,19 @@ def variants(case: UpstreamCase, kind: str) -> list[tuple[SandboxKind, str]]:
     """(sandbox, snapshotter) builds of a case on a kind of base.
 
     The first build is what anybuild picks by itself (the first sandbox allowed, the "auto"
-    snapshotter). A case with a RUN is also built on the bare base by every other sandbox, with
-    the portable walk snapshotter: there each sandbox has to make the mount points itself, and so
-    every sandbox and both snapshotters run every RUN case; on the full base the sandboxes have
-    nothing of their own to differ on, and the suite stays fast. Without a RUN the sandbox plays
-    no part: the two snapshotters.
+    snapshotter). Off the full base a case is built again with the portable walk snapshotter:
+    a case with a RUN by every other sandbox (on the bare base each sandbox has to make the mount
+    points itself), so that every sandbox and both snapshotters run every RUN case; one without
+    a RUN, where the sandbox plays no part, by the first sandbox. On the full base the sandboxes
+    and snapshotters have nothing of their own to differ on, and the suite stays fast.
     """
     first = SANDBOXES[0] if SANDBOXES else SandboxKind.RUNC
     builds = [(first, "auto")]
+    if kind == "full":
+        return builds
     if not case.runs:
-        builds.append((first, "walk"))
-    elif kind != "full":
-        builds += [(sandbox, "walk") for sandbox in SANDBOXES if sandbox != first]
-    return builds
+        return [*builds, (first, "walk")]
+    return [*builds, *((sandbox, "walk") for sandbox in SANDBOXES if sandbox != first)]
 
 
 def matrix() -> Iterator[Any]:
