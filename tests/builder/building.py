@@ -32,12 +32,14 @@ class Built:
     config: dict[str, Any]
     layers: int
     log: list[str]
+    ran: str = ""  # anybuild: the RUN sandbox and snapshotter that ran (BuildResult.sandbox)
 
 
-def _read(archive: Path, work: Path, log: list[str]) -> Built:
+def _read(archive: Path, work: Path, log: list[str], ran: str = "") -> Built:
     store, manifest, config = archive_image(archive, work / "store")
     unpack_to(store, manifest, work / "root")
-    return Built(archive=archive, tree=file_tree(work / "root"), config=config, layers=len(manifest.layers), log=log)
+    return Built(archive=archive, tree=file_tree(work / "root"), config=config, layers=len(manifest.layers), log=log,
+                 ran=ran)
 
 
 def docker_build(case: Case, dockerd: Any, work: Path) -> Built:
@@ -77,5 +79,5 @@ def anybuild_build(case: Case, sandbox: SandboxKind, mirror: str, work: Path, da
     env = dict(os.environ, ANYBUILD_DATA_DIR=str(data))
     if snapshotter is not None:
         env["ANYBUILD_SNAPSHOTTER"] = snapshotter
-    build_image(request, sink, BuildEnvironment(env=env, sandbox=str(sandbox)))
-    return _read(archive, work, sink.lines)
+    result = build_image(request, sink, BuildEnvironment(env=env, sandbox=str(sandbox)))
+    return _read(archive, work, sink.lines, result.sandbox or "")

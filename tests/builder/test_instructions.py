@@ -11,6 +11,7 @@ from anybuild.builder.instructions.metadata import apply_metadata, with_env, wor
 from anybuild.builder.instructions.run import run_argv
 from anybuild.builder.users import parse_group, parse_passwd, resolve_chown, resolve_user
 from anybuild.dockerfile.convert import parse_instructions
+from anybuild.dockerfile.dockerignore import DockerIgnore
 from anybuild.dockerfile.instructions import Run
 from anybuild.dockerfile.parser import parse_dockerfile
 from anybuild.errors import BuildFailed
@@ -120,8 +121,8 @@ def test_parse_passwd_group_malformed_lines_skipped() -> None:
 
 
 @pytest.mark.parametrize(("spec", "uid", "gid", "groups"),
-                         [("app", 1000, 1001, (2000,)), ("1000", 1000, 1001, (2000,)), ("app:0", 1000, 0, ()),
-                          ("4242", 4242, 0, ()), ("", 0, 0, ())],
+                         [("app", 1000, 1001, (1001, 2000)), ("1000", 1000, 1001, (1001, 2000)),
+                          ("app:0", 1000, 0, (0,)), ("4242", 4242, 0, (0,)), ("", 0, 0, (0,))],
                          ids=["name", "uid-known", "name-group", "uid-unknown", "empty"])
 def test_resolve_user_ids_from_image_files(etc_root: RootDir, spec: str, uid: int, gid: int,
                                            groups: tuple[int, ...]) -> None:
@@ -130,9 +131,13 @@ def test_resolve_user_ids_from_image_files(etc_root: RootDir, spec: str, uid: in
 
 
 @pytest.mark.parametrize(("spec", "expected"),
-                         [("app", (1000, 1001)), ("55", (55, 55)), ("app:extra", (1000, 2000)), ("1:2", (1, 2))],
-                         ids=["name-primary-group", "uid-same-gid", "names", "numbers"])
+                         [("app", (1000, 1001)), ("55", (55, 55)), ("app:extra", (1000, 2000)), ("1:2", (1, 2)),
+                          ("1000", (1000, 1000)), ("ghost", (0, 0)), ("ghost:grp", (0, 1001)),
+                          ("4242:nogroup", (4242, 4242)), ("app:nogroup", (1000, 1001))],
+                         ids=["name-primary-group", "uid-same-gid", "names", "numbers", "uid-known-same-gid",
+                              "unknown-user-root", "unknown-user-known-group", "uid-unknown-group", "unknown-group"])
 def test_resolve_chown_docker_rules(etc_root: RootDir, spec: str, expected: tuple[int, int]) -> None:
+    # BuildKit's readUser: an unknown user is uid 0 (gid 0), an unknown group leaves the gid as it was
     assert resolve_chown(spec, etc_root) == expected
 
 
@@ -253,12 +258,17 @@ def test_copy_into_chmod_and_owner_applied(trees) -> None:
     assert (dest_path / "d").stat().st_mode & 0o777 == 0o755
 
 
-def test_expand_sources_outside_context_refused(trees) -> None:
+def test_expand_sources_never_climb_above_the_context(trees) -> None:
+    # BuildKit cleans "/" + source: ".." stops at the context root (moby TestBuildForbiddenContextPath)
     from anybuild.errors import ContextError
 
     src, _, _ = trees
-    with pytest.raises(ContextError, match="outside the build context"):
+    with pytest.raises(ContextError, match="not found"):
         expand_sources(src, "../etc/passwd", ignored=lambda _r: False, what="COPY")
+    [one] = expand_sources(src, "../../one.md", ignored=lambda _r: False, what="COPY")
+    assert (one.rel, one.name) == ("one.md", "one.md")
+    [root] = expand_sources(src, "../../", ignored=lambda _r: False, what="COPY")
+    assert root.rel == "."
 
 
 def test_expand_sources_ignored_file_not_found(trees) -> None:
@@ -284,3 +294,113 @@ def test_copy_into_dangling_symlink_kept(trees) -> None:
     os.symlink("/nowhere", src.path / "dir" / "dangling")
     copy_into(dst, expand_sources(src, "dir", ignored=lambda _r: False, what="COPY"), plan("/d"))
     assert os.readlink(dest_path / "d/dangling") == "/nowhere"
+
+
+def test_copy_into_keeps_hard_links_within_a_source(trees) -> None:
+    # BuildKit's copier links a file whose inode it has already copied (tonistiigi/fsutil copy
+    # getLinkSource); buildah's conformance case stage-container-as-source-plus-hardlinks
+    src, dst, dest_path = trees
+    os.link(src.path / "dir/a.txt", src.path / "dir/sub/a-link")
+    os.link(src.path / "one.md", src.path / "dir/one-link")
+    copy_into(dst, expand_sources(src, "dir", ignored=lambda _r: False, what="COPY"), plan("/d"))
+    assert os.stat(dest_path / "d/a.txt").st_ino == os.stat(dest_path / "d/sub/a-link").st_ino
+    assert os.stat(dest_path / "d/a.txt").st_nlink == 2
+    assert os.stat(dest_path / "d/one-link").st_nlink == 1  # its other name was not copied
+    copy_into(dst, expand_sources(src, "one.md", ignored=lambda _r: False, what="COPY")
+              + expand_sources(src, "dir/one-link", ignored=lambda _r: False, what="COPY"), plan("/e/"))
+    assert os.stat(dest_path / "e/one.md").st_ino != os.stat(dest_path / "e/one-link").st_ino  # two sources
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("dir/[^a].txt", set()),  # Go's negated class; dir/a.txt is the only .txt there
+        ("dir/[!a].txt", {"x/a.txt"}),  # "!" is no negation in Go: the class holds "!" and "a"
+        ("*/[a].txt", {"x/a.txt"}),
+        ("**/sub/*.txt", {"x/b.txt"}),  # "**" is "*" in a COPY source (one component)
+        ("link/sub/*", {"x/b.txt"}),  # through a symlinked directory
+        ("nomatch*", set()),  # a wildcard that matches nothing copies nothing, and makes no /x
+    ],
+    ids=["negated-class", "bang-is-literal", "class", "double-star", "symlinked-dir", "empty-wildcard"],
+)
+def test_expand_sources_matches_as_go_filepath_match(trees, pattern: str, expected: set[str]) -> None:
+    src, dst, dest_path = trees
+    (src.path / "link").symlink_to("dir")
+    copy_into(dst, expand_sources(src, pattern, ignored=lambda _r: False, what="COPY"), plan("/x/"))
+    assert names(dest_path) - {"etc", "lib"} == (expected | {"x"} if expected else set())
+
+
+def test_expand_sources_escaped_wildcard_is_a_plain_path(trees) -> None:
+    from anybuild.errors import ContextError
+
+    src, _, _ = trees
+    (src.path / "a*b").write_text("star")
+    with pytest.raises(ContextError, match="not found"):  # BuildKit looks for the name "a\*b"
+        expand_sources(src, "a\\*b", ignored=lambda _r: False, what="COPY")
+
+
+def test_copy_reincluded_file_brings_its_excluded_parent(trees) -> None:
+    # .dockerignore "*" then "!dir/sub/b.txt": Docker's client sends dir and dir/sub (as they are) with b.txt
+    src, dst, dest_path = trees
+    (src.path / "dir").chmod(0o700)
+    ignore = DockerIgnore(["*", "!dir/sub/b.txt"])
+    copy_into(dst, expand_sources(src, ".", ignored=ignore.excluded, what="COPY"),
+              plan("/", ignored=ignore.excluded))
+    assert names(dest_path) - {"etc", "lib"} == {"dir", "dir/sub", "dir/sub/b.txt"}
+    assert (dest_path / "dir").stat().st_mode & 0o777 == 0o700
+    for named in ("dir", "dir/sub", "d*"):  # named as a source: present, though excluded itself
+        assert expand_sources(src, named, ignored=ignore.excluded, what="COPY")
+    from anybuild.errors import ContextError
+
+    with pytest.raises(ContextError, match="not found"):
+        expand_sources(src, "one.md", ignored=ignore.excluded, what="COPY")
+
+
+@pytest.mark.parametrize(("current", "path", "expected"),
+                         [("/", "/tmp/", "/tmp/"), ("/a", "b/", "/a/b"), ("/tmp/", "x", "/tmp/x"),
+                          ("", "rel", "/rel"), ("/a", "/b/../c", "/b/../c")],
+                         ids=["absolute-keeps-slash", "relative-cleaned", "after-slash", "from-root",
+                              "absolute-verbatim"])
+def test_workdir_value_as_buildkit_normalize_workdir(current: str, path: str, expected: str) -> None:
+    # BuildKit's system.NormalizeWorkdir: an absolute path is kept as written (moby TestBuildBuildTimeArgExpansion
+    # checks Config.WorkingDir == "/tmp/"), a relative one is joined and cleaned
+    from anybuild.builder.instructions.metadata import workdir_value
+
+    assert workdir_value(current, path) == expected
+
+
+def test_cache_mount_directories_as_buildkit_keys_and_makes_them(tmp_path: Path) -> None:
+    # BuildKit keys a cache by its id, and by the directory made for uid/gid/mode when any is given
+    # (mounts.getRefCacheDir: id + ":" + base ref): a RUN without the options sees another cache.
+    from anybuild.builder.instructions.run import RunContext, _cache_dir
+
+    ctx = RunContext(sandbox=None, secrets={}, cache_dir=tmp_path, scratch=tmp_path, context=tmp_path,  # type: ignore[arg-type]
+                     stage_roots=lambda _name: tmp_path, network=None, redactor=None,  # type: ignore[arg-type]
+                     on_line=lambda _line: None)
+    plain = _cache_dir("/c", None, None, None, ctx)
+    owned = _cache_dir("/c", "1001", "1002", "0751", ctx)
+    assert plain != owned and _cache_dir("/c", "1001", "1002", "0751", ctx) == owned
+    assert _cache_dir("/c", "0", None, None, ctx) not in (plain, owned)  # uid=0 given is a base too
+    info = owned.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o7777) == (1001, 1002, 0o751)
+    assert plain.stat().st_mode & 0o7777 == 0o755
+    assert _cache_dir("/d", None, None, "0777", ctx).stat().st_mode & 0o7777 == 0o755  # the daemon's umask 022
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".new-")) == []
+
+
+@pytest.mark.parametrize(("text", "size"), [("128m", 134217728), ("1g", 1 << 30), ("512kb", 524288), ("1000", 1000),
+                                            ("64MiB", 64 << 20)])
+def test_tmpfs_size_read_as_go_units_ram_in_bytes(text: str, size: int) -> None:
+    from anybuild.builder.instructions.run import ram_in_bytes
+
+    assert ram_in_bytes(text, "Dockerfile:2") == size
+    with pytest.raises(BuildFailed, match="invalid size"):
+        ram_in_bytes("lots", "Dockerfile:2")
+
+
+@pytest.mark.parametrize(("spec", "home"), [("", "/root"), ("app", "/home/app"), ("1000", "/home/app"),
+                                            ("app:0", "/home/app"), ("ghost", "/"), ("4242", "/")])
+def test_home_of_as_runc_sets_it(etc_root: RootDir, spec: str, home: str) -> None:
+    from anybuild.builder.users import home_of
+
+    assert home_of(spec, etc_root) == home

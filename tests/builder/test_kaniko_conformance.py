@@ -49,6 +49,15 @@ DOCKER_REFUSES: dict[str, str] = {
     "Dockerfile_test_issue_519": "stage name with capitals (BUG_stage): BuildKit 0.8 refuses, "
     "later BuildKit lower-cases it",
 }
+# Dockerfiles where Docker 20.10's image differs from current BuildKit's, which anybuild follows:
+# "config:Key" and anybuild's value (checked to differ from Docker's), with the reason.
+DOCKER_DIFFERS: dict[str, tuple[dict[str, object], str]] = {
+    "Dockerfile_test_cmd": (
+        {"config:Entrypoint": ["/bin/sh", "-c", '["myentrypoint"] # This should clear out CMD in the config metadata']},
+        "text after a JSON array makes it shell form: BuildKit parses exec forms with json.Unmarshal since "
+        "moby/buildkit#5107 (frontend/dockerfile/parser/line_parsers.go parseJSON); Docker 20.10 (BuildKit 0.8) "
+        "decoded the array and dropped the rest"),
+}
 SKIP: dict[str, str] = {
     "Dockerfile_test_cache": "kaniko layer-cache behaviour (--cache), not a Dockerfile semantic",
     "Dockerfile_test_cache_oci": "kaniko layer-cache behaviour (--cache), not a Dockerfile semantic",
@@ -155,4 +164,4 @@ def test_kaniko_case_matches_docker(name: str, dockerfile: Path, context: Path, 
         lines = [line for line in str(exc).splitlines() if "ERROR" in line or "error" in line]
         pytest.skip(f"dockerd cannot build it offline either: {(lines or ['?'])[-1].strip()[:160]}")
     ours = anybuild_build(case, SandboxKind.RUNC, base_images.mirror_host, tmp_path / "anybuild", data)
-    compare(name, ours, docker, dockerd)
+    compare(name, ours, docker, dockerd, differs=DOCKER_DIFFERS.get(name, ({}, ""))[0])

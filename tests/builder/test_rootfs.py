@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import os
@@ -151,6 +152,17 @@ def test_unpack_as_root_ownership_setuid_devices_applied(world: tuple[Path, Path
     assert stat.S_ISFIFO((rootfs / "pipe").lstat().st_mode)
     assert ((rootfs / "ln").lstat().st_uid, (rootfs / "ln").lstat().st_gid) == (5, 6)
     assert report.recorded == {}
+
+
+@pytest.mark.skipif(not ROOT, reason="ownership needs root")
+def test_unpack_chown_owns_every_entry(world: tuple[Path, Path]) -> None:
+    # ADD --chown=100:200 of a local archive: every entry, whatever the archive says (moby/buildkit#5987)
+    rootfs, _ = world
+    unpack(rootfs, [E("d", "dir", uid=5, gid=6), E("d/f", data=b"x", uid=1000, gid=1001),
+                    E("ln", "symlink", link="d/f", uid=7, gid=8)], dataclasses.replace(AS_ROOT, chown=(100, 200)))
+    for name in ("d", "d/f", "ln"):
+        info = (rootfs / name).lstat()
+        assert (info.st_uid, info.st_gid) == (100, 200), name
 
 
 def test_unpack_without_privileges_ownership_and_devices_recorded(world: tuple[Path, Path]) -> None:

@@ -181,14 +181,26 @@ def test_scope_env_overrides_arg_of_same_name() -> None:
 
 def test_scope_run_env_includes_undeclared_proxy_args_only() -> None:
     scope = Scope().declare([ArgDef(name="A", default="1")], meta={}, build_args={})
-    env = scope.run_env({"HTTP_PROXY": "http://p", "SECRET": "x"})
-    assert env == {"HTTP_PROXY": "http://p", "A": "1"}
+    env = scope.run_env({"HTTP_PROXY": "http://p", "SECRET": "x", "no_proxy": "n"})
+    assert env == {"HTTP_PROXY": "http://p", "http_proxy": "http://p", "NO_PROXY": "n", "no_proxy": "n", "A": "1"}
+
+
+@pytest.mark.parametrize("text", ["FROM a\nCOPY --from=$S /x /y\n", "FROM a\nCOPY --from=${S:-b} /x /y\n",
+                                  "FROM a\nRUN --mount=from=$S,target=/m true\n"])
+def test_stage_references_refuse_variables_as_buildkit_does(text: str) -> None:
+    # BuildKit: "variable expansion is not supported for --from, define a new stage with FROM using ARG
+    # from global scope as a workaround" (and "'from' doesn't support variable expansion" for mounts).
+    [_, instr] = parse_instructions(parse_dockerfile(text))
+    with pytest.raises(DockerfileError) as info:
+        expand_instruction(instr, {"S": "b"})
+    assert "variable expansion is not supported" in info.value.message
+    assert "FROM" in (info.value.hint or "")
 
 
 def test_expand_instruction_expands_only_buildkit_fields() -> None:
     env = {"V": "1.0", "D": "/app", "U": "node", "P": "8080", "S": "build"}
     df = parse_dockerfile(
-        "FROM img:$V\nENV K=$V\nCOPY --from=$S --chown=$U a-$V $D/\nEXPOSE $P 9000\n"
+        "FROM img:$V\nENV K=$V\nCOPY --from=stage --chown=$U a-$V $D/\nEXPOSE $P 9000\n"
         "WORKDIR $D\nRUN --mount=type=cache,target=$D/cache echo $V\n"
         "COPY <<F <<'G' /x\n$V\nF\n$V\nG\n"
     )
@@ -197,7 +209,7 @@ def test_expand_instruction_expands_only_buildkit_fields() -> None:
     assert isinstance(frm, From) and frm.image == "img:1.0"
     assert isinstance(envi, Env) and envi.pairs == (KeyValue(key="K", value="1.0"),)
     assert isinstance(copy, Copy)
-    assert (copy.from_, copy.chown, copy.sources[0].path, copy.dest) == ("build", "node", "a-1.0", "/app/")
+    assert (copy.from_, copy.chown, copy.sources[0].path, copy.dest) == ("stage", "node", "a-1.0", "/app/")
     assert isinstance(expose, Expose) and expose.ports == ("8080", "9000")
     assert isinstance(workdir, Workdir) and workdir.path == "/app"
     assert isinstance(run, Run)
@@ -241,3 +253,25 @@ def test_scope_declare_substitutes_default_once() -> None:
     scope = Scope().declare([ArgDef(name="A", default="x")], meta={}, build_args={})
     scope = scope.declare([ArgDef(name="B", default="'$A'")], meta={}, build_args={})
     assert scope.lookup()["B"] == "$A"
+
+
+def test_volume_expanded_to_nothing_refused_as_buildkit_does() -> None:
+    # moby TestBuildEmptyStringVolume: ENV foo="" then VOLUME $foo fails
+    [_, instr] = parse_instructions(parse_dockerfile('FROM a\nVOLUME $foo\n'))
+    with pytest.raises(DockerfileError, match="can not be an empty string"):
+        expand_instruction(instr, {"foo": ""})
+
+
+def test_mount_values_expanded_before_they_are_read_as_buildkit_does() -> None:
+    # Dockerfile 1.3 (moby/buildkit#2089): testMountArg uses type=$MNT_TYPE; uid and mode may be variables too
+    from anybuild.dockerfile.instructions import MountType
+
+    [_, run] = parse_instructions(parse_dockerfile("FROM a\nRUN --mount=type=$T,target=$D/c,uid=$U,mode=$M true\n"))
+    assert isinstance(run, Run) and run.mounts[0].deferred
+    expanded = expand_instruction(run, {"T": "cache", "D": "/x", "U": "1001", "M": "0751"})
+    assert isinstance(expanded, Run)
+    [mount] = expanded.mounts
+    assert (mount.type, mount.target, mount.uid, mount.mode, mount.readonly) == (MountType.CACHE, "/x/c", "1001",
+                                                                                   "0751", False)
+    with pytest.raises(DockerfileError, match="unsupported mount type 'tmp'"):
+        expand_instruction(run, {"T": "tmp", "D": "/x", "U": "1", "M": "7"})

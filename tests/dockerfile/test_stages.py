@@ -16,11 +16,11 @@ ARG NODE=20
 ARG BASE=node:${NODE}-bookworm-slim
 FROM $BASE AS deps
 RUN npm ci
+FROM busybox:1.36 AS tools
 FROM deps AS build
 ARG OUT=dist
 COPY --from=tools /bin/tool /usr/bin/
 RUN --mount=type=bind,from=assets,target=/assets npm run build -- --out $OUT
-FROM busybox:1.36 AS tools
 FROM alpine AS assets
 FROM scratch AS unused
 COPY --from=ghcr.io/x/y:1 / /
@@ -37,23 +37,23 @@ def _graph(text: str, **kwargs: object) -> StageGraph:
 
 def test_stage_graph_names_images_and_dependencies() -> None:
     graph = _graph(MULTI)
-    assert [s.name for s in graph.stages] == ["deps", "build", "tools", "assets", "unused", "final"]
+    assert [s.name for s in graph.stages] == ["deps", "tools", "build", "assets", "unused", "final"]
     assert graph.stages[0].image == "node:20-bookworm-slim"
-    assert graph.stages[1].parent == 0
-    assert [(d.ref, d.stage, d.via) for d in graph.stages[1].dependencies] == [
-        ("deps", 0, "from"), ("tools", 2, "copy"), ("assets", 3, "mount")]
-    assert graph.find("BUILD") is graph.stages[1]
+    assert graph.stages[2].parent == 0
+    assert [(d.ref, d.stage, d.via) for d in graph.stages[2].dependencies] == [
+        ("deps", 0, "from"), ("tools", 1, "copy"), ("assets", 3, "mount")]
+    assert graph.find("BUILD") is graph.stages[2]
     assert graph.find("5") is graph.stages[5]
     assert graph.stages[4].is_scratch
 
 
 def test_stage_graph_needed_stages_in_dependency_order() -> None:
     graph = _graph(MULTI)
-    assert [s.label for s in graph.needed()] == ["deps", "tools", "assets", "build", "final"]
+    assert [s.label for s in graph.needed()] == ["tools", "deps", "assets", "build", "final"]
     assert [s.label for s in graph.needed("build")] == ["deps", "tools", "assets", "build"]
     assert [s.label for s in graph.needed("unused")] == ["unused"]
     assert graph.images("unused") == ("ghcr.io/x/y:1",)
-    assert graph.images() == ("node:20-bookworm-slim", "busybox:1.36", "alpine", "nginx:1.27")
+    assert graph.images() == ("busybox:1.36", "node:20-bookworm-slim", "alpine", "nginx:1.27")
 
 
 def test_stage_graph_build_args_change_base() -> None:
@@ -68,9 +68,10 @@ def test_stage_graph_platform_args_in_from() -> None:
     assert graph.stages[1].image == "alpine-arm64"
 
 
-def test_stage_graph_copy_from_expanded_with_stage_args() -> None:
-    graph = _graph("FROM a AS one\nFROM b\nARG SRC=one\nCOPY --from=$SRC /x /y\n")
-    assert graph.stages[1].dependencies[1].stage == 0
+def test_stage_graph_copy_from_refuses_stage_args() -> None:
+    # BuildKit refuses variables in --from: the stage graph must not depend on a stage's own scope.
+    with pytest.raises(DockerfileError, match="variable expansion is not supported for --from"):
+        _graph("FROM a AS one\nFROM b\nARG SRC=one\nCOPY --from=$SRC /x /y\n")
 
 
 @pytest.mark.parametrize(
@@ -81,8 +82,10 @@ def test_stage_graph_copy_from_expanded_with_stage_args() -> None:
         ("FROM a AS x\nFROM b AS X\n", "duplicate stage name 'x'", 2),
         ("FROM a AS x\nCOPY --from=y / /\nFROM b AS y\nCOPY --from=x / /\n", "circular dependency", None),
         ("FROM x AS x\n", "circular dependency", 1),
+        ("FROM a AS x\nCOPY --from=y / /\nFROM b AS y\nFROM x\n", "cannot copy from stage 'y', it needs to be "
+         "defined before current stage 'x'", 2),
     ],
-    ids=["run-first", "no-from", "dup-name", "cycle", "self"],
+    ids=["run-first", "no-from", "dup-name", "cycle", "self", "copy-from-later"],
 )
 def test_stage_graph_invalid_raises(text: str, fragment: str, line: int | None) -> None:
     with pytest.raises(DockerfileError) as info:
@@ -107,3 +110,12 @@ def test_expand_stage_tracks_arg_and_env_scope() -> None:
     assert isinstance(env, Env) and env.pairs[0].value == "1-x"
     assert isinstance(workdir, Workdir) and workdir.path == "/1-x/2"
     assert steps[3].scope.env == {"W": "1-x"}
+
+
+def test_stage_graph_onbuild_copy_from_needs_its_stage() -> None:
+    # The parent stage's ONBUILD triggers run in the child: the stages they copy from are built first
+    # (BuildKit's initOnBuildTriggers, moby/buildkit#5357).
+    graph = _graph("FROM a AS src\nFROM b AS base\nONBUILD COPY --from=src /x /y\nFROM base AS mid\nFROM scratch\n"
+                   "COPY --from=mid /y /\n")
+    assert [(d.ref, d.stage, d.via) for d in graph.stages[2].dependencies] == [("base", 1, "from"), ("src", 0, "copy")]
+    assert [s.label for s in graph.needed()] == ["src", "base", "mid", "3"]

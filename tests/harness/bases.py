@@ -31,6 +31,8 @@ from tests.harness.oci import (
 
 __all__ = [
     "DEBIAN_MIRROR",
+    "HUB_GROUP",
+    "HUB_PASSWD",
     "PATH_ENV",
     "BaseImages",
     "busybox_entries",
@@ -52,6 +54,18 @@ CACHE_VERSION = "v1"  # bump when the way a cached artefact is made changes
 
 _PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 _GROUP = "root:x:0:\nnobody:x:65534:\n"
+# The accounts of Docker Hub's busybox (Buildroot's skeleton), which upstream tests name (daemon, bin...).
+HUB_PASSWD = (
+    "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/false\nbin:x:2:2:bin:/bin:/bin/false\n"
+    "sys:x:3:3:sys:/dev:/bin/false\nsync:x:4:100:sync:/bin:/bin/sync\nmail:x:8:8:mail:/var/spool/mail:/bin/false\n"
+    "www-data:x:33:33:www-data:/var/www:/bin/false\noperator:x:37:37:Operator:/var:/bin/false\n"
+    "nobody:x:65534:65534:nobody:/home:/bin/false\n"
+)
+HUB_GROUP = "".join(f"{name}:x:{gid}:{'root' if name == 'wheel' else ''}\n" for name, gid in (
+    ("root", 0), ("daemon", 1), ("bin", 2), ("sys", 3), ("adm", 4), ("tty", 5), ("disk", 6), ("lp", 7), ("mail", 8),
+    ("kmem", 9), ("wheel", 10), ("cdrom", 11), ("dialout", 18), ("floppy", 19), ("video", 28), ("audio", 29),
+    ("tape", 32), ("www-data", 33), ("operator", 37), ("utmp", 43), ("plugdev", 46), ("staff", 50), ("lock", 54),
+    ("netdev", 82), ("users", 100), ("nobody", 65534)))
 
 
 def cache_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -116,8 +130,13 @@ def static_busybox() -> Path:
     return busybox
 
 
-def busybox_entries(busybox: Path) -> list[Entry]:
-    """Rootfs of /bin/busybox, its applet symlinks, minimal /etc/passwd and /etc/group."""
+def busybox_entries(busybox: Path, *, mount_points: bool = True, passwd: str = _PASSWD,
+                    group: str = _GROUP) -> list[Entry]:
+    """Rootfs of /bin/busybox, its applet symlinks, minimal /etc/passwd and /etc/group.
+
+    Without *mount_points* the rootfs has no /proc and no /sys, as Docker Hub's busybox and
+    many minimal or distroless bases: a RUN's sandbox then has to make them.
+    """
     applets = procs.run([str(busybox), "--list-full"]).stdout.split()
     entries: dict[str, Entry] = {}
 
@@ -128,7 +147,8 @@ def busybox_entries(busybox: Path) -> list[Entry]:
             if sub not in entries:
                 entries[sub] = Entry(path=sub, kind=Kind.DIR, mode=mode if sub == path else 0o755)
 
-    for directory in ("bin", "dev", "etc", "home", "proc", "sys", "usr/bin", "usr/sbin", "sbin", "var"):
+    top = ("bin", "dev", "etc", "home", "proc", "sys", "usr/bin", "usr/sbin", "sbin", "var")
+    for directory in top if mount_points else [d for d in top if d not in ("proc", "sys")]:
         add_dir(directory)
     add_dir("root", 0o700)
     add_dir("tmp", 0o1777)
@@ -140,8 +160,8 @@ def busybox_entries(busybox: Path) -> list[Entry]:
             continue
         add_dir(path.rsplit("/", 1)[0])
         entries[path] = Entry(path=path, kind=Kind.SYMLINK, mode=0o777, target="/bin/busybox")
-    entries["etc/passwd"] = Entry(path="etc/passwd", kind=Kind.FILE, mode=0o644, data=_PASSWD.encode())
-    entries["etc/group"] = Entry(path="etc/group", kind=Kind.FILE, mode=0o644, data=_GROUP.encode())
+    entries["etc/passwd"] = Entry(path="etc/passwd", kind=Kind.FILE, mode=0o644, data=passwd.encode())
+    entries["etc/group"] = Entry(path="etc/group", kind=Kind.FILE, mode=0o644, data=group.encode())
     return list(entries.values())
 
 
@@ -309,6 +329,14 @@ class BaseImages:
         for tag in ("1.36", "latest"):
             push_layout(self.busybox_layout, tag, f"{mirror_host}/library/busybox:{tag}")
         self.busybox = f"{mirror_host}/library/busybox:1.36"
+        # Docker Hub's accounts, with and without /proc and /sys: the two kinds of base of the upstream
+        # conformance cases (tests/builder/test_upstream_conformance.py).
+        for tag, mount_points in (("full", True), ("bare", False)):
+            entries = busybox_entries(busybox, mount_points=mount_points, passwd=HUB_PASSWD, group=HUB_GROUP)
+            layout = work / f"busybox-{tag}-layout"
+            layer = layer_from_entries(entries, comment=f"busybox-static rootfs ({tag})")
+            write_layout(layout, layers=[layer], config=config, tags=[tag])
+            push_layout(layout, tag, f"{mirror_host}/library/busybox:{tag}")
 
     def _debian_base_layer(self) -> Layer:
         """The debootstrap layer, compressed once per session (debian and node share it)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 import shutil
 import stat
 import tempfile
@@ -224,9 +225,10 @@ class Executor:
         self.on_line(f"#{label} {self.redactor(text)}")
         if isinstance(instr, Arg):
             lookup = state.scope.lookup()
+            # the defaults as written: Scope.declare substitutes them, once (ARG foo2="''" is '', not empty)
             defs = tuple(dataclasses.replace(d, name=expand_word(d.name, lookup, escape=escape, instr=instr,
                                                                  file=self.file))
-                         for d in expand_instruction(instr, lookup, escape=escape, file=self.file).args)
+                         for d in instr.args)
             inherited = dict(state.scope.args)
             scope = state.scope.declare(defs, meta=meta, build_args=self.inputs.build_args,
                                         escape=escape, instr=instr, file=self.file)
@@ -298,7 +300,7 @@ class Executor:
             sandbox=self.sandbox, secrets=self.inputs.secrets, cache_dir=self.cache_dir, scratch=self.work,
             secrets_dir=self.secrets_dir,
             context=self.inputs.context, stage_roots=self._from_root, network=self.inputs.network,
-            redactor=self.redactor, on_line=self.on_line, file=self.file,
+            redactor=self.redactor, on_line=self.on_line, file=self.file, ownership=self.unpack.ownership,
         )
         outcome = run_step(instr, state.config, state.scope.run_env(self.inputs.build_args), state.rootfs, ctx)
         for path, uid, gid in outcome.recorded:  # symlinks the command chowned
@@ -451,7 +453,7 @@ def _make_workdir(rootfs: Path, path: str, user: str, *, ownership: Ownership,
     with RootDir.open(rootfs) as root:
         uid, gid = resolve_chown(user, root) if user else (0, 0)  # a bare uid gives gid = uid here
         current = ""
-        for part in (p for p in path.split("/") if p):
+        for part in (p for p in posixpath.normpath("/" + path).split("/") if p):
             current = root.resolve(f"{current}/{part}" if current else part)
             if root.lstat(current) is not None:
                 continue

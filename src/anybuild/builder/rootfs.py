@@ -74,6 +74,8 @@ class UnpackOptions:
     opaque_xattr: str = OVERLAY_OPAQUE_XATTR  # ``user.overlay.opaque`` for an overlay mounted in a user namespace
     # called as the work goes (entries, chunks of files): what it raises stops it (the build's cancellation)
     interrupted: Callable[[], None] = field(default=lambda: None, compare=False)
+    # ADD --chown of a local archive: every entry gets this owner (BuildKit >= 0.23, moby/buildkit#5987)
+    chown: tuple[int, int] | None = None
 
     @classmethod
     def for_current_process(cls) -> UnpackOptions:
@@ -199,6 +201,8 @@ class _State:
         self.count += 1
         if self.count % 64 == 0:
             self.options.interrupted()
+        if self.options.chown is not None:
+            member.uid, member.gid = self.options.chown
         rel = clean_relative(member.name)
         if rel is None:
             raise IntegrityError(

@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from anybuild.builder.inroot import RootDir
 from anybuild.errors import BuildFailed
 
-__all__ = ["Identity", "parse_group", "parse_passwd", "resolve_chown", "resolve_user"]
+__all__ = ["Identity", "home_of", "parse_group", "parse_passwd", "resolve_chown", "resolve_user"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Identity:
     uid: int
     gid: int
-    groups: tuple[int, ...] = ()
-    home: str = "/"  # the user's home in /etc/passwd: HOME of a RUN that sets none (as runc sets it)
+    groups: tuple[int, ...] = ()  # additional gids: the primary one first, then the supplementary ones
 
 
 def parse_passwd(text: str) -> dict[str, tuple[int, int]]:
@@ -82,11 +81,13 @@ def _lookup_group(name: str, groups: dict[str, tuple[int, tuple[str, ...]]], wha
     return groups[name][0]
 
 
-def _home_of(passwd: str, uid: int) -> str:
-    """The home directory of the first passwd entry with *uid* (runc's default "/" without one)."""
-    for line in passwd.splitlines():
+def home_of(spec: str, root: RootDir) -> str:
+    """The HOME runc gives a process of ``USER spec`` that has none: the home field of its /etc/passwd
+    entry (by name, or the first with its uid), else ``/`` (libcontainer's GetExecUser defaults)."""
+    user = (spec or "0").partition(":")[0]
+    for line in _read(root, "etc/passwd").splitlines():
         fields = line.split(":")
-        if len(fields) >= 6 and fields[2] == str(uid):
+        if len(fields) >= 6 and (fields[0] == user or (user.isdigit() and fields[2] == user)):
             return fields[5] or "/"
     return "/"
 
@@ -96,30 +97,36 @@ def resolve_user(spec: str, root: RootDir) -> Identity:
     if not spec:
         spec = "0"
     user, _, group = spec.partition(":")
-    passwd = _read(root, "etc/passwd")
-    users = parse_passwd(passwd)
+    users = parse_passwd(_read(root, "etc/passwd"))
     groups = parse_group(_read(root, "etc/group"))
     uid, primary = _lookup_user(user, users, f"USER {spec}")
-    home = _home_of(passwd, uid)
     if group:
-        return Identity(uid=uid, gid=_lookup_group(group, groups, f"USER {spec}"), home=home)
+        gid = _lookup_group(group, groups, f"USER {spec}")
+        return Identity(uid=uid, gid=gid, groups=(gid,))
     gid = primary if primary is not None else 0
     name = next((n for n, (u, _) in users.items() if u == uid), user)
     extra = tuple(sorted({g for g, members in groups.values() if name in members and g != gid}))
-    return Identity(uid=uid, gid=gid, groups=extra, home=home)
+    # the primary group leads the additional ones, as in BuildKit since the fix of CVE-2023-25173
+    # (moby/buildkit testUserAdditionalGids: root runs with groups=0(root),10(wheel))
+    return Identity(uid=uid, gid=gid, groups=(gid, *extra))
 
 
 def resolve_chown(spec: str, root: RootDir) -> tuple[int, int]:
-    """``--chown`` value -> (uid, gid).
+    """The owner BuildKit's file operations give for ``--chown=SPEC`` or a ``WORKDIR`` made under ``USER SPEC``.
 
-    Without a group, a numeric uid gives the same gid and a name gives the user's
-    primary group (what BuildKit does).
+    As BuildKit's readUser (solver/llbsolver/file/user_linux.go): a numeric user gives that uid and the
+    same gid, a name found in the image's /etc/passwd its uid and primary gid, and a name not found
+    uid 0 and gid 0 (no error: ``USER docker`` then ``WORKDIR /app`` builds, /app owned by root); then a
+    numeric group gives that gid, a name found in /etc/group its gid, and a name not found changes nothing.
     """
     user, _, group = spec.partition(":")
-    users = parse_passwd(_read(root, "etc/passwd"))
-    uid, primary = _lookup_user(user, users, f"--chown={spec}")
-    if group:
-        return uid, _lookup_group(group, parse_group(_read(root, "etc/group")), f"--chown={spec}")
-    if user.isdigit() or primary is None:
-        return uid, uid
-    return uid, primary
+    uid = gid = 0
+    if user.isdigit():
+        uid = gid = int(user)
+    elif user:
+        uid, gid = parse_passwd(_read(root, "etc/passwd")).get(user, (0, 0))
+    if group.isdigit():
+        gid = int(group)
+    elif group:
+        gid = parse_group(_read(root, "etc/group")).get(group, (gid, ()))[0]
+    return uid, gid

@@ -144,9 +144,11 @@ def _parse_json(rest: str) -> tuple[str, ...]:
     if not rest.startswith("["):
         raise _NotJSON(rest)
     try:
-        value, _end = _DECODER.raw_decode(rest)
+        value, end = _DECODER.raw_decode(rest)
     except (ValueError, RecursionError) as exc:
         raise _NotJSON(rest) from exc
+    if rest[end:].strip(" \t\r\n"):  # Go's json.Unmarshal: nothing but white space after it (moby/buildkit#5107)
+        raise _NotJSON(rest)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise NodeError(_NOT_STRINGS, hint='write the exec form as ["executable", "arg", ...]')
     return tuple(value)

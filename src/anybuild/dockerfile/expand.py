@@ -17,12 +17,15 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
+from anybuild.dockerfile.flags import FlagError, mount_fields, parse_mount
 from anybuild.dockerfile.instructions import (
     Add,
     Arg,
@@ -55,6 +58,7 @@ __all__ = [
     "expand_words",
     "meta_scope",
     "platform_args",
+    "stage_reference",
 ]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -198,8 +202,15 @@ class Scope:
         return values
 
     def run_env(self, build_args: Mapping[str, str]) -> dict[str, str]:
-        """The environment of a RUN: proxy build args, then the ARG/ENV values."""
-        proxies = {k: v for k, v in build_args.items() if k in PROXY_ARGS}
+        """The environment of a RUN: proxy build args, then the ARG/ENV values.
+
+        A proxy build arg, in either case, gives the RUN both spellings (BuildKit's ProxyEnv:
+        --build-arg http_proxy=X sets HTTP_PROXY and http_proxy, moby/buildkit testBuiltinArgs).
+        """
+        proxies: dict[str, str] = {}
+        for name in sorted(build_args, key=lambda k: k.isupper()):  # the upper-case spelling wins
+            if name in PROXY_ARGS:
+                proxies[name.upper()] = proxies[name.lower()] = build_args[name]
         return {**proxies, **self.lookup()}
 
 
@@ -221,9 +232,11 @@ def meta_scope(
 
 
 def expand_instruction(
-    instr: InstrT, env: Mapping[str, str], *, escape: str = "\\", file: str | None = None
+    instr: InstrT, env: Mapping[str, str], *, escape: str = "\\", file: str | None = None,
+    strict_mounts: bool = True,
 ) -> InstrT:
-    """A copy of *instr* with the fields BuildKit substitutes substituted."""
+    """A copy of *instr* with the fields BuildKit substitutes substituted (see _reparse_mount for
+    *strict_mounts*)."""
 
     def w(word: str) -> str:
         return expand_word(word, env, escape=escape, instr=instr, file=file)
@@ -245,7 +258,8 @@ def expand_instruction(
             new = dataclasses.replace(
                 instr, sources=tuple(_expand_source(s, env, instr, w, file) for s in instr.sources),
                 dest=w(instr.dest), chown=opt(instr.chown), chmod=opt(instr.chmod),
-                excludes=tuple(w(e) for e in instr.excludes), from_=opt(instr.from_),
+                excludes=tuple(w(e) for e in instr.excludes),
+                from_=stage_reference(instr.from_, "--from", instr, escape, file),
             )
         case Add():
             new = dataclasses.replace(
@@ -260,6 +274,9 @@ def expand_instruction(
             new = dataclasses.replace(instr, ports=tuple(ports))
         case Volume():
             new = dataclasses.replace(instr, paths=tuple(w(p) for p in instr.paths))
+            if any(not p for p in new.paths):  # BuildKit's dispatchVolume checks the expanded paths
+                raise DockerfileError("VOLUME specified can not be an empty string", file=file, line=instr.start_line,
+                                      column=1, text=instr.original, hint="give VOLUME a path (is a variable unset?)")
         case User():
             new = dataclasses.replace(instr, user=w(instr.user))
         case Workdir():
@@ -267,11 +284,52 @@ def expand_instruction(
         case Stopsignal():
             new = dataclasses.replace(instr, signal=w(instr.signal))
         case Run():
-            new = dataclasses.replace(instr, mounts=tuple(_expand_mount(m, opt) for m in instr.mounts))
+            mounts = tuple(_reparse_mount(m, w, instr, escape, file, strict=strict_mounts) if m.deferred else m
+                           for m in instr.mounts)
+            for mount in mounts:
+                stage_reference(mount.from_, "--mount from", instr, escape, file)
+            new = dataclasses.replace(instr, mounts=tuple(_expand_mount(m, opt) for m in mounts))
         case _:
             new = instr
     assert isinstance(new, type(instr))
     return new
+
+
+def _reparse_mount(mount: Mount, w: Callable[[str], str], instr: Instruction, escape: str,
+                   file: str | None, *, strict: bool = True) -> Mount:
+    """A ``--mount`` whose values hold variables, parsed with them expanded (``from`` excepted).
+
+    Not *strict*, a value that does not parse yet leaves the mount waiting (the stage graph reads a
+    stage before the ENV of the stage it is built FROM is known; the build expands it again)."""
+    try:
+        fields = []
+        for field in mount_fields(mount.raw):
+            key, has_value, value = field.partition("=")
+            if has_value and key.lower() == "from":
+                stage_reference(value, "--mount from", instr, escape, file)
+            fields.append(f"{key}={w(value)}" if has_value and key.lower() != "from" else field)
+        out = io.StringIO()
+        csv.writer(out, lineterminator="").writerow(fields)
+        return dataclasses.replace(parse_mount(out.getvalue(), expanded=True), raw=mount.raw)
+    except FlagError as exc:
+        if not strict:
+            return mount
+        raise DockerfileError(exc.message, file=file, line=instr.start_line, column=1, text=instr.original,
+                              hint=exc.hint) from None
+
+
+def stage_reference(word: str | None, what: str, instr: Instruction, escape: str = "\\",
+                    file: str | None = None) -> str | None:
+    """*word* as written: BuildKit refuses variables (and quotes) in a stage reference, whose value
+    must be known before any stage's scope is (the stage graph depends on it)."""
+    if word is None or expand_word(word, {}, escape=escape, instr=instr, file=file) == word:
+        return word
+    raise DockerfileError(
+        f"variable expansion is not supported for {what}: {word}", file=file, line=instr.start_line, column=1,
+        text=instr.original,
+        hint="define a stage with FROM using an ARG from the global scope (ARG IMAGE=... before the first FROM, "
+             "then FROM $IMAGE AS name) and name that stage here",
+    )
 
 
 def _expand_source(src: SourceFile, env: Mapping[str, str], instr: Instruction,
@@ -287,7 +345,7 @@ def _expand_source(src: SourceFile, env: Mapping[str, str], instr: Instruction,
 
 def _expand_mount(mount: Mount, opt: Callable[[str | None], str | None]) -> Mount:
     return dataclasses.replace(
-        mount, target=opt(mount.target), source=opt(mount.source), from_=opt(mount.from_),
+        mount, target=opt(mount.target), source=opt(mount.source),
         id=opt(mount.id), uid=opt(mount.uid), gid=opt(mount.gid), mode=opt(mount.mode),
         env=opt(mount.env), size=opt(mount.size),
     )

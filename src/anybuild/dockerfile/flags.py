@@ -10,6 +10,7 @@ the Dockerfile location.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ __all__ = [
     "FlagError",
     "FlagKind",
     "FlagValues",
+    "mount_fields",
     "parse_duration",
     "parse_flags",
     "parse_mount",
@@ -147,12 +149,31 @@ def _go_bool(key: str, value: str) -> bool:
     raise FlagError(f"invalid value for {key}: {value}", hint=f"write {key}=true or {key}=false")
 
 
-def parse_mount(value: str) -> Mount:
-    """Parse the value of one ``RUN --mount=`` flag (CSV of key=value fields)."""
+def mount_fields(value: str) -> list[str]:
+    """The ``key=value`` fields of a ``--mount`` value (CSV, as BuildKit reads it)."""
     try:
-        fields = next(csv.reader([value]), [])
+        return next(csv.reader([value]), [])
     except csv.Error as exc:
         raise FlagError(f"invalid mount {value!r}: {exc}", hint="write --mount=type=TYPE,target=PATH") from exc
+
+
+def parse_mount(value: str, *, expanded: bool = False) -> Mount:
+    """Parse the value of one ``RUN --mount=`` flag (CSV of key=value fields).
+
+    A value with a variable in it is only checked for its CSV form here: BuildKit expands every
+    option's value with the stage's ARG and ENV (Dockerfile 1.3, moby/buildkit#2089) before it reads
+    them, ``type=$T`` included, so the expansion step parses it again (*expanded*).
+    """
+    fields = mount_fields(value)
+    if not expanded and "$" in value:
+        try:
+            return dataclasses.replace(_parse_mount(fields, value), deferred=True)
+        except FlagError:  # e.g. type=$T, uid=$UID: known once expanded
+            return Mount(raw=value, deferred=True)
+    return _parse_mount(fields, value)
+
+
+def _parse_mount(fields: list[str], value: str) -> Mount:
     opts: dict[str, str] = {}
     mount_type = MountType.BIND
     readonly: bool | None = None

@@ -136,6 +136,7 @@ class Mount:
     env: str | None = None
     size: str | None = None
     raw: str = ""
+    deferred: bool = False  # values hold variables: parsed once the stage's scope expands them (see expand)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,12 +10,14 @@ first. :func:`expand_stage` walks a stage's instructions with their scopes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from anybuild.dockerfile.expand import Scope, expand_instruction, expand_word, meta_scope
-from anybuild.dockerfile.instructions import Arg, Copy, Env, From, Instruction, MountType, Run
+from anybuild.dockerfile.flags import mount_fields
+from anybuild.dockerfile.instructions import Arg, ArgDef, Copy, Env, From, Instruction, MountType, Onbuild, Run
 from anybuild.errors import DockerfileError
 
 __all__ = ["Dependency", "ResolvedInstruction", "Stage", "StageGraph", "build_stage_graph", "expand_stage"]
@@ -120,6 +122,15 @@ class StageGraph:
             order.append(index)
 
         visit(self.target(target).index, ())
+        for index in order:  # BuildKit builds stages in the file's order, so COPY --from looks back only
+            stage = self.stages[index]
+            for dep in stage.dependencies:
+                if dep.via == "copy" and dep.stage is not None and dep.stage > index:
+                    raise DockerfileError(
+                        f"cannot copy from stage {dep.ref!r}, it needs to be defined before current stage "
+                        f"{stage.name or f'stage-{index}'!r}", file=self.file, line=dep.line, column=1,
+                        hint=f"move the stage {dep.ref!r} above the one that copies from it",
+                    )
         return tuple(self.stages[i] for i in order)
 
     def images(self, target: str | None = None) -> tuple[str, ...]:
@@ -196,9 +207,26 @@ def build_stage_graph(
                                        line=instr.start_line, via="copy"))
             elif isinstance(instr, Run):
                 for mount in instr.mounts:
+                    if mount.deferred and mount.target is None:  # waiting: its from= is read as written
+                        fields = {k.lower(): v for k, _, v in (f.partition("=") for f in mount_fields(mount.raw))}
+                        if fields.get("from") and fields.get("type", "bind").lower() in ("bind", "cache"):
+                            deps.append(Dependency(ref=fields["from"], stage=lookup(fields["from"], index),
+                                                   line=instr.start_line, via="mount"))
+                        continue
                     if mount.from_ and mount.type in (MountType.BIND, MountType.CACHE):
                         deps.append(Dependency(ref=mount.from_, stage=lookup(mount.from_, index),
                                                line=instr.start_line, via="mount"))
+        if parent is not None and parent != index:
+            # the parent stage's ONBUILD triggers run here: their --from stages are needed too (BuildKit's
+            # initOnBuildTriggers adds them before it picks the stages to build)
+            for instr in groups[parent][1]:
+                trigger = instr.trigger if isinstance(instr, Onbuild) else None
+                refs = [trigger.from_] if isinstance(trigger, Copy) and trigger.from_ is not None else []
+                if isinstance(trigger, Run):
+                    refs += [m.from_ for m in trigger.mounts if m.from_ and not m.deferred
+                             and m.type in (MountType.BIND, MountType.CACHE)]
+                deps += [Dependency(ref=ref, stage=lookup(ref, index), line=frm.start_line,
+                                    via="copy" if isinstance(trigger, Copy) else "mount") for ref in refs]
         stages.append(Stage(index=index, name=frm.name, base=frm, image=image, platform=platform,
                             instructions=tuple(body), dependencies=tuple(deps)))
     return StageGraph(meta_args=tuple(metas), meta=MappingProxyType(meta), stages=tuple(stages), file=file)
@@ -227,11 +255,16 @@ def expand_stage(
         if isinstance(instr, Arg):
             new_scope = scope.declare(instr.args, meta=meta, build_args=build_args, escape=escape,
                                       instr=instr, file=file)
-            yield ResolvedInstruction(instruction=expand_instruction(instr, lookup, escape=escape, file=file),
-                                      scope=scope, after=new_scope)
+            # a default is substituted only when no --build-arg overrides it (BuildKit: ARG BAR=${FOO:?}
+            # builds with --build-arg BAR=1, moby/buildkit testArgDefaultExpansion): the values it declared
+            declared = tuple(ArgDef(name=d.name, default=None if d.default is None else new_scope.args.get(d.name))
+                             for d in instr.args)
+            yield ResolvedInstruction(instruction=dataclasses.replace(instr, args=declared), scope=scope,
+                                      after=new_scope)
             scope = new_scope
             continue
-        expanded = expand_instruction(instr, lookup, escape=escape, file=file)
+        # a RUN --mount may use the ENV of the stage this one is built FROM, not known here: it waits
+        expanded = expand_instruction(instr, lookup, escape=escape, file=file, strict_mounts=False)
         new_scope = scope.with_env(expanded.pairs) if isinstance(expanded, Env) else scope
         yield ResolvedInstruction(instruction=expanded, scope=scope, after=new_scope)
         scope = new_scope

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from anybuild.builder.inroot import RootDir, clean_relative, removals, remove_at, write_all
 from anybuild.builder.owners import Ownership
 from anybuild.builder.rootfs import RecordedMeta
+from anybuild.dockerfile.dockerignore import glob_regex
 from anybuild.errors import BuildFailed, ContextError
 
 __all__ = ["CopyPlan", "Source", "copy_into", "expand_sources", "is_wildcard", "parse_chmod", "write_inline"]
@@ -56,7 +57,39 @@ class CopyPlan:
 
 
 def is_wildcard(path: str) -> bool:
-    return any(c in path for c in "*?[")
+    """BuildKit's containsWildcards: ``*``, ``?`` or ``[`` not escaped with a backslash."""
+    i = 0
+    while i < len(path):
+        if path[i] == "\\":
+            i += 2
+            continue
+        if path[i] in "*?[":
+            return True
+        i += 1
+    return False
+
+
+def _matcher(part: str) -> Callable[[str], bool]:
+    """Go's filepath.Match for one path component (``[^a]`` negates, ``\\`` escapes, ``**`` is ``*``)."""
+    if not is_wildcard(part):
+        return part.__eq__
+    try:
+        regex = glob_regex(part)
+    except ValueError:
+        raise ContextError(f"syntax error in pattern {part!r}",
+                           hint="fix the wildcard (Go filepath.Match syntax: * ? [a-z] [^a-z] \\x)") from None
+    return lambda name: regex.match(name) is not None
+
+
+def _present(root: RootDir, rel: str, ignored: Callable[[str], bool]) -> bool:
+    """Whether *rel* is in the context Docker's client sends: not excluded by .dockerignore, or a
+    directory that holds something an exception (``!dir/file``) re-includes (sent with it)."""
+    if not ignored(rel):
+        return True
+    info = root.lstat(root.resolve(rel))
+    if info is None or not stat.S_ISDIR(info.st_mode):
+        return False
+    return any(_present(root, f"{rel}/{name}", ignored) for name in _entries(root, root.resolve(rel)))
 
 
 def parse_chmod(value: str | None) -> int | None:
@@ -76,30 +109,32 @@ def _entries(root: RootDir, rel: str) -> list[str]:
 
 
 def expand_sources(root: RootDir, pattern: str, *, ignored: Callable[[str], bool], what: str) -> list[Source]:
-    """The sources *pattern* names in *root* (wildcards matched per path component)."""
-    clean = clean_relative(pattern)
-    if clean is None:
-        raise ContextError(f"{what}: {pattern!r} is outside the build context",
-                           hint="sources must be inside the context directory")
+    """The sources *pattern* names in *root* (wildcards matched per path component, as Go's
+    filepath.Match, through symlinked directories). A wildcard that matches nothing names nothing
+    (BuildKit's AllowEmptyWildcard); a missing plain path is an error."""
+    # BuildKit joins a source to the root ("/" + src) and cleans it: ".." stops at the root.
+    clean = posixpath.normpath("/" + pattern).lstrip("/") or "."
     if not is_wildcard(clean):
         resolved = root.resolve(clean)
-        if root.lstat(resolved) is None or (clean != "." and ignored(clean)):
+        if root.lstat(resolved) is None or (clean != "." and not _present(root, clean, ignored)):
             raise ContextError(f"{what}: {pattern!r} not found in the build context",
                                hint="check the path and .dockerignore")
         name = posixpath.basename(clean) if clean != "." else ""
         return [Source(root=root, rel=resolved, name=name)]
     matches: list[str] = ["."]
     for part in clean.split("/"):
+        match = _matcher(part)
         nxt: list[str] = []
         for base in matches:
-            info = root.lstat(base)
+            info = root.lstat(root.resolve(base))
             if info is None or not stat.S_ISDIR(info.st_mode):
                 continue
-            for name in _entries(root, base):
-                if fnmatch.fnmatchcase(name, part) if is_wildcard(part) else name == part:
+            for name in _entries(root, root.resolve(base)):
+                if match(name):
                     nxt.append(name if base == "." else f"{base}/{name}")
         matches = nxt
-    return [Source(root=root, rel=root.resolve(m), name=posixpath.basename(m)) for m in matches if not ignored(m)]
+    return [Source(root=root, rel=root.resolve(m), name=posixpath.basename(m))
+            for m in matches if _present(root, m, ignored)]
 
 
 def _excluded(rel: str, excludes: Sequence[str]) -> bool:
@@ -134,6 +169,18 @@ def _walk(root: RootDir, rel: str) -> Iterator[tuple[str, os.stat_result]]:
             yield from _walk(root, child)
 
 
+def _kept(entries: list[tuple[str, os.stat_result]], ignored: Callable[[str], bool]) -> set[str]:
+    """The walked entries in the context Docker sends: those not excluded by .dockerignore, and the
+    excluded directories above a re-included one (Docker's client sends those parents, as they are)."""
+    kept: set[str] = set()
+    holding: set[str] = set()  # directories with something kept below
+    for rel, info in reversed(entries):  # children before their parents
+        if not ignored(rel) or (stat.S_ISDIR(info.st_mode) and rel in holding):
+            kept.add(rel)
+            holding.add(posixpath.dirname(rel))
+    return kept
+
+
 @dataclass(slots=True)
 class _Writer:
     dest_root: RootDir
@@ -143,6 +190,9 @@ class _Writer:
     # resolved destination directories; a removal or a symlink written here can change them
     _resolved: dict[str, str] = field(default_factory=dict)
     _removals: int = -1
+    # the first copy of each multiply-linked source file, by (device, inode): the others become hard
+    # links to it, as BuildKit's copier does within one source (tonistiigi/fsutil copy getLinkSource)
+    links: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def resolve_dir(self, rel: str) -> str:
         """``dest_root.resolve(rel)``, remembered while nothing is removed and no symlink is written."""
@@ -201,8 +251,15 @@ class _Writer:
             mode = self.plan.chmod & 0o777  # BuildKit keeps only the permission bits of --chmod
         times = (info.st_atime_ns, info.st_mtime_ns)
         if stat.S_ISREG(info.st_mode):  # the common case, in the fewest system calls
+            key = (info.st_dev, info.st_ino)
+            first = self.links.get(key) if info.st_nlink > 1 else None
+            if first is not None and self._link(first, target):
+                self.written.append(target)
+                return
             parent = self.dest_root.borrow_dir(resolved, create=True)
             self._file(src, src_rel, parent, name, meta=(uid, gid, mode), times=times, rel=target)
+            if info.st_nlink > 1:
+                self.links[key] = target
             self.written.append(target)
             return
         with self.dest_root.parent(target, create=True) as (fd, name):
@@ -230,10 +287,34 @@ class _Writer:
                 elif stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
                     os.mknod(name, stat.S_IFMT(info.st_mode) | mode, info.st_rdev, dir_fd=fd)
                     self.give(name, target, uid, gid, mode, dir_fd=fd)
+                elif stat.S_ISSOCK(info.st_mode) and not self.plan.keep_owner:
+                    # BuildKit's context transfer sends a socket as an empty regular file with its mode
+                    # (moby/buildkit frontend/dockerfile testCopySocket); one in a stage is not copied.
+                    out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                                  dir_fd=fd)
+                    try:
+                        self.give(out, target, uid, gid, mode)
+                        os.fchmod(out, mode)
+                    finally:
+                        os.close(out)
                 else:
-                    return  # sockets are not copied
+                    return
                 os.utime(name, ns=times, dir_fd=fd, follow_symlinks=False)
         self.written.append(target)
+
+    def _link(self, first: str, target: str) -> bool:
+        """Make *target* a hard link to *first* (copied earlier in this source); False when *first* is gone."""
+        with self.dest_root.parent(first) as (ffd, fname):
+            existing = _lstat_at(ffd, fname)
+            if existing is None or not stat.S_ISREG(existing.st_mode):
+                return False
+            with self.dest_root.parent(target, create=True) as (fd, name):
+                if _lstat_at(fd, name) is not None:
+                    remove_at(fd, name)
+                os.link(fname, name, src_dir_fd=ffd, dst_dir_fd=fd, follow_symlinks=False)
+        if self.plan.recorded is not None and first in self.plan.recorded:
+            self.plan.recorded[target] = self.plan.recorded[first]
+        return True
 
     def finish(self) -> None:
         """Directory times last (writing children changes them), deepest first."""
@@ -282,6 +363,7 @@ def copy_into(dest_root: RootDir, sources: Sequence[Source], plan: CopyPlan, *,
     dest_info = dest_root.lstat(dest_root.resolve(dest)) if dest != "." else dest_root.lstat(".")
     into_dir = plan.dest_is_dir or dest == "." or (dest_info is not None and stat.S_ISDIR(dest_info.st_mode))
     for src in sources:
+        writer.links.clear()  # BuildKit copies each source on its own: links between sources are not kept
         info = src.root.lstat(src.rel) if src.rel != "." else src.root.lstat(".")
         if info is None:
             raise ContextError(f"{src.rel!r} disappeared while copying",
@@ -289,9 +371,11 @@ def copy_into(dest_root: RootDir, sources: Sequence[Source], plan: CopyPlan, *,
         if stat.S_ISDIR(info.st_mode):
             if dest != ".":
                 writer.ensure_dir(dest)  # created 0755 like BuildKit; the source directory's mode is not copied
-            for rel, child in _walk(src.root, src.rel):
+            entries = list(_walk(src.root, src.rel))
+            kept = _kept(entries, plan.ignored) if plan.ignored else None
+            for rel, child in entries:
                 inner = rel if src.rel == "." else rel[len(src.rel) + 1 :]
-                if (plan.excludes and _excluded(inner, plan.excludes)) or (plan.ignored and plan.ignored(rel)):
+                if (plan.excludes and _excluded(inner, plan.excludes)) or (kept is not None and rel not in kept):
                     continue
                 check()
                 writer.put(src, rel, child, inner if dest == "." else f"{dest}/{inner}")
@@ -305,6 +389,15 @@ def copy_into(dest_root: RootDir, sources: Sequence[Source], plan: CopyPlan, *,
             target = dest
         writer.put(src, src.rel, info, target)
     writer.finish()
+    return written
+
+
+def make_dest_dir(dest_root: RootDir, dest: str, plan: CopyPlan) -> list[str]:
+    """Create the directory *dest* and its missing parents as a copy does (0755, the --chown owner)."""
+    written: list[str] = []
+    rel = clean_relative(dest) or "."
+    if rel != ".":
+        _Writer(dest_root=dest_root, plan=plan, written=written, dir_times=[]).ensure_dir(rel)
     return written
 
 

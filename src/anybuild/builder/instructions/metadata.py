@@ -89,8 +89,21 @@ def _ports(ports: tuple[str, ...]) -> list[str]:
 
 
 def workdir_path(current: str, path: str) -> str:
+    """*path* (a COPY destination) made absolute against WORKDIR *current*, and cleaned."""
     joined = path if path.startswith("/") else posixpath.join(current or "/", path)
-    return posixpath.normpath(joined) if joined not in ("", "/") else "/"
+    return _clean(joined)
+
+
+def workdir_value(current: str, path: str) -> str:
+    """WORKDIR's value in the config, as BuildKit's system.NormalizeWorkdir gives it: an absolute
+    path as written (``WORKDIR /tmp/`` keeps its slash), a relative one joined to *current*, cleaned."""
+    return path if path.startswith("/") else _clean(posixpath.join(current or "/", path))
+
+
+def _clean(path: str) -> str:
+    """Go's path.Clean of an absolute path (``//a`` is ``/a``, unlike posixpath.normpath)."""
+    cleaned = posixpath.normpath(path) if path not in ("", "/") else "/"
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
 
 
 def apply_metadata(instr: Instruction, config: ContainerConfig) -> StepResult:
@@ -111,7 +124,7 @@ def apply_metadata(instr: Instruction, config: ContainerConfig) -> StepResult:
             new = replace(config, user=user)
             text = f"USER {user}"
         case Workdir(path=path):
-            new = replace(config, working_dir=workdir_path(config.working_dir, path))
+            new = replace(config, working_dir=workdir_value(config.working_dir, path))
             text = f"WORKDIR {new.working_dir}"
         case Cmd(command=command):
             cmd = _command(command, config)

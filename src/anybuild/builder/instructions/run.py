@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from anybuild.builder.inroot import RootDir
 from anybuild.builder.instructions.metadata import shell_of
+from anybuild.builder.owners import Ownership
 from anybuild.builder.sandbox import Mount, MountKind, MountPointError, NetworkMode, RunOutcome, RunSpec, Sandbox
-from anybuild.builder.users import resolve_user
+from anybuild.builder.users import home_of, resolve_user
 from anybuild.dockerfile.instructions import MountType, Run
 from anybuild.errors import BuildFailed, ContextError, UsageError
 from anybuild.oci.config import ContainerConfig
@@ -70,6 +72,7 @@ class RunContext:
     on_line: Callable[[str], None]
     file: str = "Dockerfile"
     secrets_dir: Path | None = None  # where secret files are written (the build's private tmpfs), else scratch
+    ownership: Ownership = field(default_factory=Ownership.real_root)  # how cache directories get their owner
 
 
 def _bind_source(instr: Run, ctx: RunContext, source_text: str, stage: str | None) -> Path:
@@ -110,14 +113,11 @@ def _mounts(instr: Run, ctx: RunContext, workdir: Path, secrets_dir: Path) -> li
                 mounts.append(Mount(kind=MountKind.BIND, target=target, source=path, readonly=True))
             case MountType.CACHE:
                 target = spec.target or ""
-                key = spec.id or target
-                cache = ctx.cache_dir / hashlib.sha256(key.encode()).hexdigest()[:24]
-                if not cache.exists():
-                    cache.mkdir(parents=True, mode=int(spec.mode, 8) if spec.mode else 0o755)
-                    os.chown(cache, int(spec.uid or 0), int(spec.gid or 0))
+                cache = _cache_dir(spec.id or target, spec.uid, spec.gid, spec.mode, ctx)
                 mounts.append(Mount(kind=MountKind.BIND, target=target, source=cache, readonly=bool(spec.readonly)))
             case MountType.TMPFS:
-                mounts.append(Mount(kind=MountKind.TMPFS, target=spec.target or "/tmp"))
+                size = ram_in_bytes(spec.size, f"{ctx.file}:{instr.start_line}") if spec.size else None
+                mounts.append(Mount(kind=MountKind.TMPFS, target=spec.target or "/tmp", size=size))
             case MountType.BIND:
                 source = _bind_source(instr, ctx, spec.source or ".", spec.from_)
                 writable = spec.readonly is False
@@ -129,6 +129,43 @@ def _mounts(instr: Run, ctx: RunContext, workdir: Path, secrets_dir: Path) -> li
                 raise BuildFailed(f"{ctx.file}:{instr.start_line}: RUN --mount=type={spec.type} is not supported "
                                   "by the builtin builder", hint="use the docker backend for ssh mounts")
     return mounts
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$", re.IGNORECASE)
+
+
+def ram_in_bytes(text: str, where: str) -> int:
+    """A size as docker/go-units RAMInBytes reads it (``128m``, ``1g``, ``512kb``: powers of 1024)."""
+    found = _SIZE.match(text.strip())
+    if found is None:
+        raise BuildFailed(f"{where}: invalid size {text!r} for a tmpfs mount", hint="write e.g. size=128m")
+    unit = found.group(2).lower()
+    return int(float(found.group(1)) * 1024 ** ("kmgtp".index(unit) + 1 if unit else 0))
+
+
+def _cache_dir(cache_id: str, uid: str | None, gid: str | None, mode: str | None, ctx: RunContext) -> Path:
+    """The persistent directory of a cache mount, made on first use, as BuildKit makes it.
+
+    Without uid, gid or mode BuildKit mounts an empty directory kept under the mount's id. With any
+    of them it mounts a directory made by a file operation (mkdir /cache, mode, uid:gid; defaults 0755,
+    0, 0) and keys the cache by the id *and* that directory (mounts.getRefCacheDir: id + ":" + base
+    ref), so RUNs that share an id but not the options do not share files. The mkdir is subject to
+    the daemon's umask (022): mode=0777 gives 0755 in Docker's image, as here.
+    """
+    settings = None if uid is None and gid is None and mode is None else \
+        (int(uid or 0), int(gid or 0), (int(mode, 8) if mode else 0o755) & 0o7777 & ~0o022)
+    key = cache_id if settings is None else f"{cache_id}:{settings[0]}:{settings[1]}:{settings[2]:o}"
+    cache = ctx.cache_dir / hashlib.sha256(key.encode()).hexdigest()[:24]
+    if not cache.exists():
+        made = Path(tempfile.mkdtemp(prefix=".new-", dir=ctx.cache_dir))  # whole or not at all
+        owner, perms = (settings[:2], settings[2]) if settings else ((0, 0), 0o755)
+        ctx.ownership.give(str(made), *owner)
+        made.chmod(perms)
+        try:
+            made.rename(cache)
+        except OSError:  # made meanwhile by a build beside this one
+            shutil.rmtree(made, ignore_errors=True)
+    return cache
 
 
 def _scratch_copy(source: Path, copy: Path) -> Path:
@@ -147,7 +184,8 @@ def run_step(instr: Run, config: ContainerConfig, env: Mapping[str, str], rootfs
     environment.setdefault("PATH", DEFAULT_PATH)
     with RootDir.open(rootfs) as root:
         ident = resolve_user(config.user, root)
-        environment.setdefault("HOME", ident.home)  # what runc sets for a process without one
+        if "HOME" not in environment:  # runc sets it after the rest, from /etc/passwd: every sandbox does
+            environment["HOME"] = home_of(config.user, root)
         cwd = config.working_dir or "/"
         if root.lstat(root.resolve(cwd)) is None:
             os.close(root.open_dir(root.resolve(cwd), create=True))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import lzma
@@ -27,12 +28,20 @@ from typing import IO, cast
 import httpx
 
 from anybuild.builder.inroot import RootDir
-from anybuild.builder.instructions.copy import CopyPlan, Source, copy_into, expand_sources, parse_chmod, write_inline
+from anybuild.builder.instructions.copy import (
+    CopyPlan,
+    Source,
+    copy_into,
+    expand_sources,
+    make_dest_dir,
+    parse_chmod,
+    write_inline,
+)
 from anybuild.builder.instructions.metadata import workdir_path
 from anybuild.builder.rootfs import RecordedMeta, UnpackOptions, unpack_layer
 from anybuild.builder.users import resolve_chown
 from anybuild.dockerfile.instructions import Add, Copy
-from anybuild.errors import BuildFailed, ContextError, IntegrityError
+from anybuild.errors import BuildFailed, IntegrityError
 from anybuild.oci.config import ContainerConfig
 
 __all__ = ["TransferContext", "transfer_step"]
@@ -177,27 +186,26 @@ def transfer_step(instr: Copy | Add, config: ContainerConfig, rootfs: Path, ctx:
                         sources.append(item)
             else:
                 sources.extend(matched)
-        if not sources and not archives and not written:
-            patterns = " ".join(s.path for s in instr.sources)
-            raise ContextError(f"{what}: no source files were specified by {patterns!r}",
-                               hint="check the paths, the wildcards and .dockerignore")
+        # Wildcards that matched nothing copy nothing and make no destination (BuildKit's AllowEmptyWildcard).
         plan = CopyPlan(dest=dest, dest_is_dir=dest_is_dir, owner=owner, keep_owner=from_name is not None,
                         chmod=chmod, excludes=instr.excludes, ignored=None if from_name else ctx.ignored,
                         ownership=ctx.unpack.ownership, recorded=ctx.recorded)
         if sources:
             written += copy_into(dest_root, sources, plan, check=ctx.unpack.interrupted)
         for archive in archives:
-            written += _extract(archive, dest, dest_root, ctx)
+            written += _extract(archive, dest, dest_root, ctx, plan)
     return written
 
 
-def _extract(archive: Path, dest: str, dest_root: RootDir, ctx: TransferContext) -> list[str]:
+def _extract(archive: Path, dest: str, dest_root: RootDir, ctx: TransferContext, plan: CopyPlan) -> list[str]:
+    """Unpack a local archive into *dest*, made as a copy makes it; --chown owns every entry."""
+    made = make_dest_dir(dest_root, dest, plan)
     rel = dest_root.resolve(dest.lstrip("/") or ".")
-    os.close(dest_root.open_dir(rel, create=True))
     reader = _archive_reader(archive)
     assert reader is not None
+    options = dataclasses.replace(ctx.unpack, chown=plan.owner) if plan.owner is not None else ctx.unpack
     with reader, RootDir.open(dest_root.host_path(rel)) as inner:
-        report = unpack_layer(reader, inner, ctx.unpack)
+        report = unpack_layer(reader, inner, options)
     for path, meta in report.recorded.items():
         ctx.recorded[path if rel == "." else f"{rel}/{path}"] = meta
-    return [rel]
+    return [*made, rel]

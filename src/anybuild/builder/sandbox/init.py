@@ -161,7 +161,8 @@ def _make_mounts(spec: dict[str, Any], report: dict[str, Any]) -> list[str]:
                 case "dev":
                     _setup_dev(target)
                 case "tmpfs":
-                    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+                    size = f",size={mount['size']}" if mount.get("size") else ""
+                    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777{size}")
                 case "bind":
                     _bind(mount["source"], target, bool(mount.get("readonly")))
                 case other:
@@ -182,8 +183,8 @@ def _switch_ids(spec: dict[str, Any]) -> None:
                 os.setgroups(spec["groups"])
             except PermissionError:
                 # a user namespace that maps one id denies setgroups(2): the overflow group the
-                # builder's user brought along stays, harmless, for a RUN as root
-                if spec["groups"]:
+                # builder's user brought along stays, harmless, when no group but the primary one is wanted
+                if set(spec["groups"]) - {spec["gid"]}:
                     raise
         if os.getgid() != spec["gid"]:
             os.setgid(spec["gid"])

@@ -77,6 +77,7 @@ class Mount:
     target: str  # absolute path inside the rootfs
     source: Path | None = None  # host path, for binds
     readonly: bool = False
+    size: int | None = None  # bytes, for tmpfs (``--mount=type=tmpfs,size=``)
 
     @property
     def is_dir(self) -> bool:

@@ -6,12 +6,19 @@ mounts (``/proc``, ``/dev``, ``/sys``, the host's ``/etc/resolv.conf`` and
 rootfs and creates the missing ones as stubs. On exit, whatever happened
 (failure, Ctrl-C), it unmounts anything left under the rootfs, removes the stubs
 and the run's temporary directory.
+
+The mount points of the container runtime itself (``/proc``, ``/dev``, ``/sys``) stay when
+the image had none, empty directories owned by root, as Docker's do: runc makes them,
+and BuildKit's stub cleaner removes only /etc/hosts, /etc/resolv.conf and the RUN's own
+mount targets. BuildKit keeps them on purpose (moby/buildkit#7039 even makes them again
+where a rootless runtime did not, so that the same Dockerfile gives the same layer).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -27,6 +34,7 @@ from anybuild.process import Runner
 __all__ = ["DEFAULT_HOST_FILES", "TAIL_LINES", "Prepared", "ResolvedMount", "prepared"]
 
 TAIL_LINES = 40
+RUNTIME_MOUNTS = frozenset({"proc", "dev", "sys"})  # kinds whose mount points stay in the layer (made 0755)
 DEFAULT_HOST_FILES: Mapping[str, Path] = {
     "/etc/resolv.conf": Path("/etc/resolv.conf"),
     "/etc/hosts": Path("/etc/hosts"),
@@ -43,11 +51,12 @@ class ResolvedMount:
     source: Path | None = None
     readonly: bool = False
     own: bool = False  # the RUN's own --mount (a failure to make it is the Dockerfile's, not the sandbox's)
+    size: int | None = None  # bytes, for a tmpfs
 
     def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "target": str(self.host_target),
                 "source": str(self.source) if self.source else None, "readonly": self.readonly,
-                "own": self.own, "guest": self.target}
+                "own": self.own, "guest": self.target, "size": self.size}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -77,6 +86,12 @@ def standard_mounts(spec: RunSpec, host_files: Mapping[str, Path]) -> list[tuple
     return mounts
 
 
+def _sizes(spec: RunSpec, wanted: int) -> list[int | None]:
+    """The tmpfs size of each of the *wanted* mounts (the RUN's own come last)."""
+    own = [m.size for m in spec.mounts]
+    return [None] * (wanted - len(own)) + own
+
+
 def _is_dir(kind: str, source: Path | None) -> bool:
     return kind in ("proc", "dev", "sys", "tmpfs") or (source is not None and source.is_dir())
 
@@ -94,12 +109,19 @@ def prepared(
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     with RootDir.open(spec.rootfs) as root:
         stubs, resolved = make_stubs(root, [(target, _is_dir(kind, source)) for kind, target, source, _ in wanted])
+        runtime = {rel for (kind, *_), rel in zip(wanted, resolved, strict=True) if kind in RUNTIME_MOUNTS}
+        for stub in stubs:
+            if stub.path in runtime:  # whatever the umask: runc makes them 0755
+                with root.parent(stub.path) as (fd, name):
+                    os.chmod(name, 0o755, dir_fd=fd)  # noqa: S103 - runc's mode
+        stubs = [stub for stub in stubs if stub.path not in runtime]
         try:
             first_own = len(wanted) - len(spec.mounts)
             mounts = [
                 ResolvedMount(kind=kind, target="/" + rel if rel != "." else "/", host_target=root.host_path(rel),
-                              source=source, readonly=readonly, own=index >= first_own)
-                for index, ((kind, _target, source, readonly), rel) in enumerate(zip(wanted, resolved, strict=True))
+                              source=source, readonly=readonly, own=index >= first_own, size=size)
+                for index, ((kind, _target, source, readonly), rel, size)
+                in enumerate(zip(wanted, resolved, _sizes(spec, len(wanted)), strict=True))
             ]
             yield Prepared(root=root, mounts=mounts, workdir=workdir, on_line=on_line)
         finally:

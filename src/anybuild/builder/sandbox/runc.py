@@ -60,8 +60,9 @@ def _mount_entry(mount: ResolvedMount, *, rootless: bool, host_network: bool) ->
             return {"destination": "/sys", "type": "sysfs", "source": "sysfs",
                     "options": ["nosuid", "noexec", "nodev", "ro"]}
         case "tmpfs":
+            size = [f"size={mount.size}"] if mount.size else []
             return {"destination": mount.target, "type": "tmpfs", "source": "tmpfs",
-                    "options": ["nosuid", "nodev", "mode=1777"]}
+                    "options": ["nosuid", "nodev", "mode=1777", *size]}
         case _:
             return {"destination": mount.target, "type": "bind", "source": str(mount.source),
                     "options": ["rbind", "ro" if mount.readonly else "rw"]}
