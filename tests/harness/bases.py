@@ -26,6 +26,7 @@ from tests.harness.oci import (
     Layer,
     layer_from_entries,
     layer_from_tar,
+    write_index_layout,
     write_layout,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "cache_dir",
     "cached",
     "debian_rootfs_tar",
+    "foreign_busybox",
     "is_static_elf",
     "node_layer_tar",
     "push_layout",
@@ -116,9 +118,40 @@ def static_busybox() -> Path:
     return busybox
 
 
-def busybox_entries(busybox: Path) -> list[Entry]:
-    """Rootfs of /bin/busybox, its applet symlinks, minimal /etc/passwd and /etc/group."""
-    applets = procs.run([str(busybox), "--list-full"]).stdout.split()
+def foreign_busybox(arch: str, *, cache: Path) -> Path:
+    """Debian's busybox-static for another architecture (e.g. arm64), the same version as the host's, fetched
+    with apt-get into a private apt state (the host's dpkg architectures and lists are left alone) and cached."""
+    host = Path(procs.require_binary("busybox", "busybox-static")).resolve()
+    apt = procs.require_binary("apt-get", "apt")
+    version = procs.run(["dpkg-query", "-W", "-f=${Version}", "busybox-static"], check=False).stdout.strip()
+    if not version:
+        procs.unavailable(f"{host}: the Debian package busybox-static is not installed (its version is needed)")
+
+    def make(out: Path, scratch: Path) -> None:
+        state = scratch / "apt"
+        for sub in ("lists/partial", "cache/archives/partial"):
+            (state / sub).mkdir(parents=True)
+        options = ["-q", f"-o=Dir::State::Lists={state / 'lists'}", f"-o=Dir::Cache={state / 'cache'}",
+                   f"-o=APT::Architectures::={arch}", "-o=Debug::NoLocking=1"]
+        done = procs.run([apt, *options, "update"], timeout=600, check=False)
+        if done.returncode == 0:
+            done = procs.run([apt, *options, "download", f"busybox-static:{arch}={version}"], timeout=600,
+                             check=False, cwd=scratch)
+        debs = list(scratch.glob(f"busybox-static_*_{arch}.deb"))
+        if done.returncode != 0 or not debs:
+            procs.unavailable(f"apt-get download busybox-static:{arch}={version} failed: "
+                              f"{(done.stderr or done.stdout)[-600:]}")
+        procs.run(["dpkg-deb", "-x", str(debs[0]), str(scratch / "x")])
+        os.replace(scratch / "x" / "bin" / "busybox", out)
+
+    safe = version.replace(":", "_").replace("/", "_")
+    return cached(f"busybox-static-{safe}-{arch}-{CACHE_VERSION}", make, cache=cache)
+
+
+def busybox_entries(busybox: Path, *, applets_of: Path | None = None) -> list[Entry]:
+    """Rootfs of /bin/busybox, its applet symlinks, minimal /etc/passwd and /etc/group. The applets are
+    listed by *applets_of* (the host's busybox of the same version, for a foreign one), else by *busybox*."""
+    applets = procs.run([str(applets_of or busybox), "--list-full"]).stdout.split()
     entries: dict[str, Entry] = {}
 
     def add_dir(path: str, mode: int = 0o755) -> None:
@@ -272,14 +305,15 @@ def _check_node_runs(debian_tar: Path, node_tar: Path, root: Path) -> None:
         subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False)
 
 
-def push_layout(layout: Path, tag: str, destination: str) -> None:
-    """`skopeo copy` one tag of an OCI layout to a plain-HTTP registry."""
+def push_layout(layout: Path, tag: str, destination: str, *, all_platforms: bool = False) -> None:
+    """`skopeo copy` one tag of an OCI layout to a plain-HTTP registry (an index whole with *all_platforms*)."""
     skopeo = procs.require_binary("skopeo", "skopeo")
     procs.run(
         [
             skopeo,
             "--insecure-policy",
             "copy",
+            *(["--all"] if all_platforms else []),
             "--quiet",
             "--dest-tls-verify=false",
             f"oci:{layout}:{tag}",
@@ -292,7 +326,8 @@ def push_layout(layout: Path, tag: str, destination: str) -> None:
 class BaseImages:
     """Base images in the test registry, which then serves as a docker.io mirror."""
 
-    __slots__ = ("_debian", "_debian_layer", "_node", "_work", "busybox", "busybox_layout", "cache", "mirror_host")
+    __slots__ = ("_busybox_multi", "_debian", "_debian_layer", "_node", "_work", "busybox", "busybox_layout", "cache",
+                 "mirror_host")
 
     def __init__(self, *, mirror_host: str, work: Path, cache: Path) -> None:
         self.mirror_host = mirror_host
@@ -301,6 +336,7 @@ class BaseImages:
         self._debian: str | None = None
         self._debian_layer: Layer | None = None
         self._node: str | None = None
+        self._busybox_multi: str | None = None
         self.busybox_layout = work / "busybox-layout"
         busybox = static_busybox()
         layer = layer_from_entries(busybox_entries(busybox), comment="busybox-static rootfs")
@@ -309,6 +345,24 @@ class BaseImages:
         for tag in ("1.36", "latest"):
             push_layout(self.busybox_layout, tag, f"{mirror_host}/library/busybox:{tag}")
         self.busybox = f"{mirror_host}/library/busybox:1.36"
+
+    def busybox_multi(self) -> str:
+        """Reference of `library/busybox:1.36-multi` in the mirror: an image index of linux/amd64 (the host's
+        busybox-static) and linux/arm64 (Debian's busybox-static:arm64), as Docker Hub's busybox is one."""
+        if self._busybox_multi is None:
+            host = static_busybox()
+            arm64 = foreign_busybox("arm64", cache=self.cache)
+            config = ImageConfig(env=[PATH_ENV], cmd=["sh"])
+            images = {
+                "linux/amd64": ([layer_from_entries(busybox_entries(host), comment="busybox-static rootfs")], config),
+                "linux/arm64": ([layer_from_entries(busybox_entries(arm64, applets_of=host),
+                                                    comment="busybox-static:arm64 rootfs")], config),
+            }
+            layout = self._work / "busybox-multi-layout"
+            write_index_layout(layout, images=images, tags=["1.36-multi"])
+            push_layout(layout, "1.36-multi", f"{self.mirror_host}/library/busybox:1.36-multi", all_platforms=True)
+            self._busybox_multi = f"{self.mirror_host}/library/busybox:1.36-multi"
+        return self._busybox_multi
 
     def _debian_base_layer(self) -> Layer:
         """The debootstrap layer, compressed once per session (debian and node share it)."""

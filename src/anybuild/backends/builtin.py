@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from anybuild.backends.base import BuildRequest, BuildResult, LogSink, Verdict
 from anybuild.cancellation import Cancellation
@@ -69,6 +70,32 @@ def builtin_verdict(facts: Facts) -> Verdict:
                    f"{', '.join(ladder)} that starts (see `anybuild doctor` for what was tried)", evidence=evidence)
 
 
+def _emulate_in_namespace(request: BuildRequest, env: Mapping[str, str]) -> str | None:
+    """Why this build should run in a user namespace of its own although it needs none for itself: a foreign
+    platform's RUN steps need a binfmt_misc of the build's own (the host has no working handler for it, and
+    the emulator is installed), or ``ANYBUILD_EMULATION=userns``; else None."""
+    import tempfile
+
+    from anybuild.builder.build import host_platform, parse_platforms
+    from anybuild.builder.emulation import Route, emulator_path, foreign, probe_host, requested_route
+    from anybuild.builder.host import NAMESPACE_ENV
+
+    if (env.get(NAMESPACE_ENV) or "").strip().lower() == "none":
+        return None
+    host = host_platform()
+    targets = [p for p in parse_platforms(request.platform, host) if foreign(host, p)]
+    forced = requested_route(env)
+    if not targets or forced in (Route.HOST, Route.ENTRYPOINT):
+        return None
+    if forced is Route.USERNS:
+        return f"{targets[0]} RUN steps (ANYBUILD_EMULATION=userns)"
+    with tempfile.TemporaryDirectory(prefix="anybuild-emulation-") as scratch:
+        for platform in targets:
+            if emulator_path(platform, env) is not None and probe_host(platform, Path(scratch)) is not None:
+                return f"{platform} RUN steps (the host has no binfmt_misc handler for it)"
+    return None
+
+
 @dataclass(slots=True)
 class _Once:
     """A value computed once, by the first build that needs it (images build in parallel)."""
@@ -105,13 +132,19 @@ class BuiltinBackend:
 
     def build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
         from anybuild.builder.build import BuildEnvironment, build_image
-        from anybuild.builder.host import BuildNamespace, choose_namespace
+        from anybuild.builder.host import NAMESPACE_ENV, BuildNamespace, choose_namespace
+        from anybuild.errors import AnybuildError
 
         environment = BuildEnvironment(env=self.env, runner=self.runner, sandbox=self.sandbox,
                                        cache_from=self.cache_from, cache_to=self.cache_to, strict=self.strict,
                                        cancel=self.cancel)
         namespace = self._namespace.get(lambda: choose_namespace(runner=self.runner, env=self.env))
         assert isinstance(namespace, BuildNamespace)
+        if namespace.mapping is None and (why := _emulate_in_namespace(request, self.env)) is not None:
+            try:  # a binfmt_misc of the build's own needs a user namespace of its own (root: identity-mapped)
+                namespace = choose_namespace(runner=self.runner, env={**self.env, NAMESPACE_ENV: "identity"})
+            except AnybuildError as exc:
+                sink.line(f"anybuild: builder: no user namespace for {why}: {exc.message}")
         if namespace.mapping is None:
             if namespace.evidence and "CAP_SYS_ADMIN:" not in namespace.reason:
                 sink.line(f"anybuild: builder: {namespace.reason} ({'; '.join(namespace.evidence)})")

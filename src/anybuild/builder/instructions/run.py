@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from anybuild.builder.emulation import ENTRYPOINT_TARGET
 from anybuild.builder.inroot import RootDir
 from anybuild.builder.instructions.metadata import shell_of
 from anybuild.builder.sandbox import Mount, MountKind, MountPointError, NetworkMode, RunOutcome, RunSpec, Sandbox
@@ -70,6 +72,7 @@ class RunContext:
     on_line: Callable[[str], None]
     file: str = "Dockerfile"
     secrets_dir: Path | None = None  # where secret files are written (the build's private tmpfs), else scratch
+    emulator: Path | None = None  # a foreign platform's emulator, put before the command (the entry point route)
 
 
 def _bind_source(instr: Run, ctx: RunContext, source_text: str, stage: str | None) -> Path:
@@ -140,6 +143,17 @@ def _scratch_copy(source: Path, copy: Path) -> Path:
     return copy
 
 
+def _program_in(root: RootDir, name: str, path: str, cwd: str) -> str:
+    """Where the kernel would find *name* in the image (an emulator does not search PATH itself)."""
+    if "/" in name:
+        return name if name.startswith("/") else posixpath.join(cwd, name)
+    for directory in path.split(":"):
+        candidate = posixpath.join(directory or cwd, name)
+        if root.lstat(root.resolve(candidate)) is not None:
+            return candidate
+    return name
+
+
 def run_step(instr: Run, config: ContainerConfig, env: Mapping[str, str], rootfs: Path, ctx: RunContext) -> RunOutcome:
     """Run one RUN instruction in *rootfs*; raise BuildFailed when it exits non-zero."""
     argv, files = run_argv(instr, shell_of(config))
@@ -161,6 +175,11 @@ def run_step(instr: Run, config: ContainerConfig, env: Mapping[str, str], rootfs
             script.write_bytes(content)
             script.chmod(0o755)
             mounts.append(Mount(kind=MountKind.BIND, target=path, source=script, readonly=True))
+        if ctx.emulator is not None:
+            with RootDir.open(rootfs) as root:
+                program = _program_in(root, argv[0], environment["PATH"], cwd)
+            mounts.append(Mount(kind=MountKind.BIND, target=ENTRYPOINT_TARGET, source=ctx.emulator, readonly=True))
+            argv = (ENTRYPOINT_TARGET, "-0", argv[0], program, *argv[1:])
         spec = RunSpec(rootfs=rootfs, argv=argv, env=tuple(f"{k}={v}" for k, v in environment.items()), cwd=cwd,
                        uid=ident.uid, gid=ident.gid, groups=ident.groups, network=network, mounts=tuple(mounts))
         try:

@@ -1,0 +1,140 @@
+"""`--platform linux/amd64,linux/arm64` on the built-in builder: one image index, foreign RUN steps under QEMU.
+
+Every case is built for both platforms from the harness's multi-platform busybox (an index pushed to the test
+registry); the arm64 RUN steps run under qemu-aarch64-static through each route this machine offers, forced
+with ANYBUILD_EMULATION: the host's binfmt_misc (a handler registered for the test and removed after), a
+binfmt_misc of the build's own user namespace (no host handler at all), and the explicit entry point.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from anybuild.backends.base import BuildRequest, ListSink
+from anybuild.backends.builtin import BuiltinBackend
+from anybuild.builder.build import parse_platforms
+from anybuild.builder.emulation import Emulation, Route, emulator_path, foreign, probe_program, qemu_arch
+from anybuild.errors import EnvironmentUnsupported, UsageError
+from anybuild.oci.platform import Platform
+from tests.builder.multiplatform import ARM64, CASES, UNAME, elf_machine, host_binfmt, read_index
+from tests.harness import procs
+from tests.harness.bases import BaseImages
+from tests.harness.registry import Registry
+
+AMD64 = Platform.parse("linux/amd64")
+_EMULATED = ("arm64", "arm", "riscv64", "ppc64le", "s390x")
+
+
+@pytest.mark.parametrize("arch", _EMULATED)
+def test_probe_program_exits_42_under_its_emulator(arch: str, tmp_path: Path) -> None:
+    platform = Platform.parse(f"linux/{arch}")
+    emulator = emulator_path(platform, os.environ)
+    if emulator is None:
+        procs.unavailable(f"qemu-{qemu_arch(platform)}-static not found: install Debian package qemu-user-static")
+    program = tmp_path / "probe"
+    program.write_bytes(probe_program(platform))
+    program.chmod(0o755)
+    done = subprocess.run([str(emulator), str(program)], check=False, capture_output=True, timeout=30)
+    assert done.returncode == 42, done.stderr
+
+
+def test_platform_lists() -> None:
+    assert parse_platforms(None, AMD64) == (AMD64,)
+    assert parse_platforms("linux/amd64, linux/arm64,linux/arm64/v8", AMD64) == (AMD64, ARM64)
+    for bad in ("linux/amd64,,linux/arm64", "linux/arm64/v8/x", "linux/amd64,linux/x 86", ","):
+        with pytest.raises(UsageError):
+            parse_platforms(bad, AMD64)
+    assert not foreign(AMD64, Platform.parse("linux/386"))
+    assert foreign(AMD64, ARM64)
+
+
+def test_no_emulator_names_the_package(tmp_path: Path) -> None:
+    emulation = Emulation(host=AMD64, env={"PATH": str(tmp_path), "ANYBUILD_EMULATION": "entrypoint"},
+                          scratch=tmp_path, in_userns=False)
+    if shutil.which("qemu-aarch64-static", path="/usr/bin:/usr/local/bin"):
+        # /usr/bin is looked in too: the message is checked on a platform no emulator is known for
+        with pytest.raises(EnvironmentUnsupported, match="none is known"):
+            emulation.choice(Platform.parse("linux/mips"), "Dockerfile:2")
+        return
+    with pytest.raises(EnvironmentUnsupported, match="qemu-user-static") as info:
+        emulation.choice(ARM64, "Dockerfile:2")
+    assert "apt-get install qemu-user-static" in info.value.hint
+
+
+def test_bad_emulation_override_is_an_input_error(tmp_path: Path) -> None:
+    emulation = Emulation(host=AMD64, env={"ANYBUILD_EMULATION": "magic"}, scratch=tmp_path, in_userns=False)
+    with pytest.raises(UsageError, match="ANYBUILD_EMULATION='magic'"):
+        emulation.choice(ARM64)
+
+
+def _build(case: str, base_images: BaseImages, registry: Registry, tmp_path: Path, route: str,
+           extra: dict[str, str] | None = None) -> tuple[ListSink, Path, object]:
+    base_images.busybox_multi()
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(CASES[case])
+    layout = tmp_path / "out"
+    request = BuildRequest(context=context, dockerfile=context / "Dockerfile", platform="linux/amd64,linux/arm64",
+                           tags=(f"{registry.host}/multi/{case}:{route}",), output=f"oci:{layout}", push=True,
+                           insecure_registries=(registry.host,), registry_mirrors={"docker.io": (registry.host,)})
+    env = dict(os.environ, ANYBUILD_DATA_DIR=str(tmp_path / "data"), ANYBUILD_EMULATION=route, **(extra or {}))
+    sink = ListSink()
+    result = BuiltinBackend(env=env).build(request, sink)
+    return sink, layout, result
+
+
+def _check(case: str, layout: Path, work: Path, result: object, route: str) -> None:
+    index, images = read_index(layout, work)
+    assert [str(p) for p in index.platforms()] == ["linux/amd64", "linux/arm64"]
+    for platform, image in images.items():
+        arch = platform.split("/")[1]
+        assert image.config["architecture"] == arch and image.config["os"] == "linux"
+        assert (image.root / "arch").read_text() == UNAME[platform] + "\n", (case, platform)
+        assert elf_machine(image.root / "bin" / "busybox") == {"amd64": 62, "arm64": 183}[arch]
+    if case == "cross":
+        for platform, image in images.items():
+            made = (image.root / "usr/local/share/artifact").read_text()
+            assert made == f"made on x86_64 for {platform}\n"
+    if case == "args":
+        for platform, image in images.items():
+            assert (image.root / "platforms").read_text() == f"{platform} built on linux/amd64 variant=\n"
+            assert f"ARCH={platform.split('/')[1]}" in image.config["config"]["Env"]
+    if case == "copy-across":
+        for platform, image in images.items():
+            assert (image.root / "native").read_text() == UNAME[platform] + "\n"
+            assert (image.root / "arm").read_text() == "aarch64\n"
+    from anybuild.backends.base import BuildResult
+
+    assert isinstance(result, BuildResult)
+    assert result.digest == str(LayoutIndex.digest(layout))
+    assert [p.platform for p in result.platforms] == ["linux/amd64", "linux/arm64"]
+    assert [p.emulation for p in result.platforms] == [None, str(Route(route_name(route)))]
+
+
+def route_name(route: str) -> str:
+    return {"host": "host-binfmt", "userns": "userns-binfmt", "entrypoint": "entrypoint"}[route]
+
+
+class LayoutIndex:
+    @staticmethod
+    def digest(layout: Path) -> str:
+        from anybuild.oci.layout import LayoutStore
+
+        return str(LayoutStore.open(layout).index().manifests[0].digest)
+
+
+@pytest.mark.parametrize("route", ["host", "userns", "entrypoint"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_two_platforms_one_index(case: str, route: str, base_images: BaseImages, registry: Registry,
+                                 tmp_path: Path) -> None:
+    procs.require_root("the built-in builder's overlay and chroot sandboxes")
+    with host_binfmt(want=route == "host"):
+        sink, layout, result = _build(case, base_images, registry, tmp_path, route)
+    log = "\n".join(sink.lines)
+    assert f"({route_name(route)})" in log, log
+    _check(case, layout, tmp_path / "read", result, route)
