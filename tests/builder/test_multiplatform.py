@@ -8,6 +8,7 @@ binfmt_misc of the build's own user namespace (no host handler at all), and the 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from anybuild.backends.builtin import BuiltinBackend
 from anybuild.builder.build import parse_platforms
 from anybuild.builder.emulation import Emulation, Route, emulator_path, foreign, probe_program, qemu_arch
 from anybuild.errors import EnvironmentUnsupported, UsageError
+from anybuild.oci.manifest import Index
 from anybuild.oci.platform import Platform
 from tests.builder.multiplatform import ARM64, CASES, UNAME, elf_machine, host_binfmt, read_index
 from tests.harness import procs
@@ -138,3 +140,51 @@ def test_two_platforms_one_index(case: str, route: str, base_images: BaseImages,
     log = "\n".join(sink.lines)
     assert f"({route_name(route)})" in log, log
     _check(case, layout, tmp_path / "read", result, route)
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    anybuild = Path(os.environ.get("VIRTUAL_ENV", Path(__file__).resolve().parents[2] / ".venv")) / "bin" / "anybuild"
+    return subprocess.run([str(anybuild), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600,
+                          check=False)
+
+
+def test_cli_result_and_summary_name_every_platform(base_images: BaseImages, registry: Registry,
+                                                   tmp_path: Path) -> None:
+    """`anybuild build --platform a,b --push`: the JSON result (valid against the published schema) holds the
+    index digest and each platform's, the registry serves that index under the tag, and the summary table
+    shows the platforms and how the foreign one ran."""
+    import jsonschema
+
+    from anybuild.registry.client import RegistryClient
+    from anybuild.registry.reference import Reference
+    from anybuild.result import load_result_schema
+
+    procs.require_root("the built-in builder's overlay and chroot sandboxes")
+    base_images.busybox_multi()
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(CASES["cross"])
+    ref = f"{registry.host}/multi/cli:1"
+    env = dict(os.environ, ANYBUILD_DATA_DIR=str(tmp_path / "data"), ANYBUILD_EMULATION="entrypoint")
+    common = ["build", "--backend", "builtin", "--platform", "linux/amd64,linux/arm64", "-t", ref, "--push",
+              "--insecure-registry", registry.host, "--registry-mirror", registry.host, str(context)]
+    done = _cli(["--json", *common], env, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    jsonschema.validate(result, load_result_schema())
+    [image] = result["images"]
+    assert [(p["platform"], p["emulation"]) for p in image["platforms"]] == [("linux/amd64", None),
+                                                                            ("linux/arm64", "entrypoint")]
+    with RegistryClient(insecure=frozenset({registry.host})) as client:
+        fetched = client.get_manifest(Reference.parse(ref))
+    assert str(fetched.descriptor.digest) == image["digest"]
+    served = Index.from_json(fetched.data)
+    assert [(str(m.platform), str(m.digest)) for m in served.manifests] == [
+        (p["platform"], p["digest"]) for p in image["platforms"]]
+    # every step cached: the same index, and no RUN ran under an emulator this time
+    again = _cli(["build", "--progress", "plain", *common[1:]], {**env, "COLUMNS": "250"}, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    table = again.stdout
+    assert "platforms" in table and "linux/amd64" in table and "linux/arm64" in table, table
+    assert image["digest"][:19] in table, table
+    assert "anybuild: emulation:" not in again.stderr

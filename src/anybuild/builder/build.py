@@ -423,6 +423,7 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
         backend=BackendName.BUILTIN, digest=str(final.digest), references=references,
         size=(final.size + sum(image.size for _t, image in built)) if multi else first.size,
         layers=len(first.layers), steps=steps, sandbox=_ran(sandbox, snapshots),
-        started=started, warnings=warnings, platforms=per_platform,
+        started=started, warnings=warnings,
+        platforms=per_platform if multi or any(p.emulation for p in per_platform) else (),
         finished=env.clock(), cache_hits=cache.hits,
     )

@@ -177,14 +177,18 @@ class _ImageSink:
 def _render_summary(console: Console, result: RunResult, redactor: Redactor) -> None:
     table = Table(title=f"{sum(i.ok for i in result.images)}/{len(result.images)} image(s) built "
                         f"in {result.finished - result.started:.1f}s", title_justify="left")
-    for column in ("image", "backend", "digest", "references", "time", "cached", "result"):
+    platforms = any(image.platforms for image in result.images)  # a column only when a build had several
+    for column in ("image", "backend", "digest", *(("platforms",) if platforms else ()), "references", "time",
+                   "cached", "result"):
         table.add_column(column, overflow="fold")
     for image in result.images:
         seconds = image.seconds
         refs = "\n".join(r.split("@", 1)[0] for r in image.references)
         outcome = "ok" if image.ok else _failure_text(image)
         steps = len(image.steps)
-        table.add_row(image.name, image.backend or "-", (image.digest or "-")[:19], refs or "-",
+        shown = ("\n".join(f"{p['platform']}" + (f" ({p['emulation']})" if p.get("emulation") else "")
+                           for p in image.platforms) or "-",) if platforms else ()
+        table.add_row(image.name, image.backend or "-", (image.digest or "-")[:19], *shown, refs or "-",
                       f"{seconds:.1f}s" if seconds is not None else "-",
                       f"{image.cache_hits}/{steps}" if steps else "-", outcome)
     console.print(table)
@@ -331,7 +335,9 @@ Examples:
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE set on the image; repeat for more.")
 @click.option("--build-arg", "build_args", multiple=True, help="NAME=VALUE for an ARG; repeat for more.")
 @click.option("--target", default=None, help="Build this stage (and what it needs) only.")
-@click.option("--platform", default=None, help="Target platform, e.g. linux/amd64.")
+@click.option("--platform", default=None, metavar="OS/ARCH[,OS/ARCH...]",
+              help="Target platform(s), e.g. linux/amd64 or linux/amd64,linux/arm64 (one image index; foreign RUN "
+                   "steps under QEMU).")
 @click.option("--secret", "secrets", multiple=True, help="id=ID,src=FILE or id=ID,env=VAR for RUN --mount=type=secret.")
 @click.option("--output", "output", default=None, help="oci:DIR or docker-archive:FILE.")
 @click.option("--push", is_flag=True, help="Push every reference.")
