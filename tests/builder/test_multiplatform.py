@@ -188,3 +188,20 @@ def test_cli_result_and_summary_name_every_platform(base_images: BaseImages, reg
     assert "platforms" in table and "linux/amd64" in table and "linux/arm64" in table, table
     assert image["digest"][:19] in table, table
     assert "anybuild: emulation:" not in again.stderr
+
+
+@pytest.mark.parametrize("host_handler", [True, False], ids=["host-handler", "no-host-handler"])
+def test_doctor_says_which_platforms_build_here_and_how(host_handler: bool, tmp_path: Path) -> None:
+    """From attempts: with the host's handler, arm64 runs through it; without, through a binfmt_misc of the
+    build's own user namespace (Linux 6.7+); the entry point is tried either way; amd64 is native."""
+    procs.require_root("registering a binfmt_misc handler on the host, and an identity-mapped user namespace")
+    env = dict(os.environ, ANYBUILD_DATA_DIR=str(tmp_path / "data"))
+    with host_binfmt(want=host_handler):
+        done = _cli(["doctor", "--json"], env, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    fact = json.loads(done.stdout)["facts"]["builder.platforms"]
+    value = dict(item.split(": ", 1) for item in fact["value"])
+    assert value["linux/amd64"] == "native"
+    assert value["linux/arm64"] == ("host-binfmt" if host_handler else "userns-binfmt"), fact
+    assert "linux/arm64: host-binfmt: " + ("ok" if host_handler else "the kernel cannot run") in fact["evidence"]
+    assert "entrypoint: ok" in fact["evidence"]

@@ -24,7 +24,8 @@ from anybuild.process import Runner, SubprocessRunner
 __all__ = ["BuiltinBackend", "builtin_verdict"]
 
 _EVIDENCE = (FactKey.BUILDER_NAMESPACE, FactKey.BUILDER_SANDBOXES, FactKey.BUILDER_SANDBOX,
-             FactKey.BUILDER_SNAPSHOTTER, FactKey.BUILDER_OWNERS, FactKey.BUILDER_PERMISSION_CHECKS)
+             FactKey.BUILDER_SNAPSHOTTER, FactKey.BUILDER_OWNERS, FactKey.BUILDER_PERMISSION_CHECKS,
+             FactKey.BUILDER_PLATFORMS)
 
 
 def _tried(facts: Facts) -> Verdict:
@@ -43,6 +44,10 @@ def _tried(facts: Facts) -> Verdict:
     reason = (f"builds without a daemon, {where}; RUN sandbox: {sandbox} (tried); snapshotter: "
               f"{facts.text(FactKey.BUILDER_SNAPSHOTTER) or '?'}; owners: {owners}; USER permission checks: "
               + ("yes" if checks else "no, RUN steps run as root here (files still get USER's owner)"))
+    platforms = facts.value(FactKey.BUILDER_PLATFORMS)
+    if isinstance(platforms, tuple) and platforms:
+        able = [p.replace(": ", " (", 1) + ")" for p in platforms if not p.endswith(": cannot")]
+        reason += "; platforms: " + (", ".join(able) or "none")
     return Verdict(ok=True, reason=reason, evidence=evidence)
 
 

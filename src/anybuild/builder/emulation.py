@@ -325,3 +325,78 @@ class Emulation:
             hint=(f"unset {EMULATION_ENV} to let anybuild choose" if forced else
                   f"install {PACKAGE}, or register its handlers (F flag) on the host"))
 
+
+
+TRIAL_PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/riscv64", "linux/ppc64le", "linux/s390x")
+
+
+def trial_platforms(host: Platform, scratch: Path, env: Mapping[str, str], *, in_userns: bool,
+                    platforms: tuple[str, ...] = TRIAL_PLATFORMS) -> list[dict[str, object]]:
+    """What ``doctor`` reports: for each platform, every route tried for real (a probe program run through
+    it), the first that worked, and why the others did not. Run in the namespace a build would use."""
+    report: list[dict[str, object]] = []
+    for text in platforms:
+        platform = Platform.parse(text)
+        if not foreign(host, platform):
+            report.append({"platform": str(platform), "route": "native", "tried": []})
+            continue
+        emulator = emulator_path(platform, env)
+        tried: list[str] = []
+        chosen: str | None = None
+        for route in (Route.HOST, Route.USERNS, Route.ENTRYPOINT):
+            if route is Route.HOST:
+                why = probe_host(platform, scratch)
+            elif emulator is None:
+                why = f"qemu-{qemu_arch(platform)}-static is not installed (Debian package {PACKAGE})"
+            elif route is Route.USERNS:
+                why = (register_in_namespace(platform, emulator, scratch / "binfmt_misc", scratch)
+                       if in_userns else "the builder runs in no user namespace of its own")
+            else:
+                why = _run_explicitly(platform, emulator, scratch)
+            tried.append(f"{route}: ok" if why is None else f"{route}: {why}")
+            if why is None and chosen is None:
+                chosen = str(route)
+        report.append({"platform": str(platform), "route": chosen, "tried": tried})
+    return report
+
+
+def _run_explicitly(platform: Platform, emulator: Path, scratch: Path) -> str | None:
+    """The entry point route's attempt: the probe program run by the emulator named on the command line."""
+    with tempfile.TemporaryDirectory(prefix="emulation-", dir=scratch) as tmp:
+        program = Path(tmp) / "probe"
+        program.write_bytes(probe_program(platform))
+        program.chmod(0o755)
+        try:
+            done = subprocess.run([str(emulator), str(program)], check=False, timeout=30,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"running {emulator.name}: {exc}"
+    if done.returncode != PROBE_EXIT:
+        return f"{emulator.name} ran the probe, which exited {done.returncode}, not {PROBE_EXIT}"
+    return None
+
+
+def main(argv: list[str]) -> int:
+    """``python -m anybuild.builder.emulation SCRATCH``: :func:`trial_platforms` as one JSON line."""
+    import json
+    import platform as machine
+    import sys
+
+    from anybuild.builder.sandbox.model import USERNS_ENV
+
+    scratch = Path(argv[1])
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="platforms-", dir=scratch) as tmp:
+        host = Platform.for_machine(machine.system(), machine.machine())
+        report = trial_platforms(host, Path(tmp), os.environ, in_userns=bool(os.environ.get(USERNS_ENV)))
+        if (Path(tmp) / "binfmt_misc" / "register").exists():
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.umount2(str(Path(tmp) / "binfmt_misc").encode(), 2)  # MNT_DETACH
+    sys.stdout.write(json.dumps({"host": str(host), "platforms": report}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv))
