@@ -47,6 +47,13 @@ ARG TARGETVARIANT
 ENV ARCH=$TARGETARCH
 RUN echo "$TARGETPLATFORM built on $BUILDPLATFORM variant=$TARGETVARIANT" > /platforms && uname -m > /arch
 """,
+    # programs the command starts: applets busybox's shell runs by exec of /proc/self/exe under their own
+    # argv[0] (binfmt_misc's flag P), and a second shell
+    "exec": """\
+FROM busybox:1.36-multi
+RUN uname -m > /arch && cat /arch | wc -l > /lines && sort /arch > /arch.sorted \\
+    && sh -c 'od -An -tx1 -N4 /bin/sh' > /magic
+""",
     "copy-across": """\
 FROM busybox:1.36-multi AS native
 RUN uname -m > /made-by
@@ -119,8 +126,11 @@ def host_binfmt(*, want: bool) -> Iterator[None]:
             if text.startswith("enabled") and "magic 7f454c460201010000000000000000000200b700" in text:
                 entry.write_text("0")
                 disabled.append(entry)
-        if want:
-            (BINFMT / "register").write_text(_register_line(HOST_ENTRY, ARM64, emulator))
+        if want:  # as Debian's qemu-user-static registers it (update-binfmts): the -P name, flags P and F
+            wrapper = Path("/usr/libexec/qemu-binfmt/aarch64-binfmt-P")
+            line = (_register_line(HOST_ENTRY, ARM64, wrapper) if wrapper.exists() else
+                    _register_line(HOST_ENTRY, ARM64, emulator, flags="F"))
+            (BINFMT / "register").write_text(line)
             registered = True
         yield
     finally:

@@ -20,7 +20,7 @@ from anybuild.backends.base import BuildRequest, ListSink
 from anybuild.backends.builtin import BuiltinBackend
 from anybuild.builder.build import parse_platforms
 from anybuild.builder.emulation import Emulation, Route, emulator_path, foreign, probe_program, qemu_arch
-from anybuild.errors import EnvironmentUnsupported, UsageError
+from anybuild.errors import BuildFailed, EnvironmentUnsupported, UsageError
 from anybuild.oci.manifest import Index
 from anybuild.oci.platform import Platform
 from tests.builder.multiplatform import ARM64, CASES, UNAME, elf_machine, host_binfmt, read_index
@@ -106,6 +106,11 @@ def _check(case: str, layout: Path, work: Path, result: object, route: str) -> N
         for platform, image in images.items():
             assert (image.root / "platforms").read_text() == f"{platform} built on linux/amd64 variant=\n"
             assert f"ARCH={platform.split('/')[1]}" in image.config["config"]["Env"]
+    if case == "exec":
+        for platform, image in images.items():
+            assert (image.root / "lines").read_text().strip() == "1"
+            assert (image.root / "arch.sorted").read_text() == UNAME[platform] + "\n"
+            assert (image.root / "magic").read_text().split() == ["7f", "45", "4c", "46"]
     if case == "copy-across":
         for platform, image in images.items():
             assert (image.root / "native").read_text() == UNAME[platform] + "\n"
@@ -135,6 +140,11 @@ class LayoutIndex:
 def test_two_platforms_one_index(case: str, route: str, base_images: BaseImages, registry: Registry,
                                  tmp_path: Path) -> None:
     procs.require_root("the built-in builder's overlay and chroot sandboxes")
+    if case == "exec" and route == "entrypoint":  # the entry point emulates the first program only
+        with host_binfmt(want=False), pytest.raises(BuildFailed, match="exit code 126") as failed:
+            _build(case, base_images, registry, tmp_path, route)
+        assert "emulates the first program only" in failed.value.hint
+        return
     with host_binfmt(want=route == "host"):
         sink, layout, result = _build(case, base_images, registry, tmp_path, route)
     log = "\n".join(sink.lines)

@@ -133,8 +133,12 @@ def probe_program(platform: Platform) -> bytes:
     return ehdr + phdr + code
 
 
-def _register_line(name: str, platform: Platform, emulator: Path) -> str:
-    """binfmt_misc's ``:name:M::magic:mask:interpreter:F`` for *platform*'s executables (ET_EXEC and ET_DYN)."""
+def _register_line(name: str, platform: Platform, emulator: Path, *, flags: str = "PF") -> str:
+    """binfmt_misc's ``:name:M::magic:mask:interpreter:flags`` for *platform*'s executables (ET_EXEC and ET_DYN).
+
+    ``F``: the interpreter is opened now, so it works in any chroot; ``P``: the program's own argv[0] is
+    passed on (busybox's applets are told apart by it), which QEMU takes when the interpreter's name ends
+    in ``-binfmt-P``, as Debian's wrappers in /usr/libexec/qemu-binfmt/ do."""
     _qemu, machine, wide, little, _flags, _code = _ARCHES[platform.architecture]
     end = "<" if little else ">"
     magic = b"\x7fELF" + bytes([2 if wide else 1, 1 if little else 2, 1, 0]) + bytes(8) + struct.pack(end + "HH", 2,
@@ -145,7 +149,7 @@ def _register_line(name: str, platform: Platform, emulator: Path) -> str:
     def escaped(data: bytes) -> str:
         return "".join(f"\\x{b:02x}" for b in data)
 
-    return f":{name}:M::{escaped(magic)}:{escaped(mask)}:{emulator}:F"
+    return f":{name}:M::{escaped(magic)}:{escaped(mask)}:{emulator}:{flags}"
 
 
 def emulator_path(platform: Platform, env: Mapping[str, str]) -> Path | None:
@@ -223,10 +227,16 @@ def register_in_namespace(platform: Platform, emulator: Path, mount_point: Path,
                     "user namespace's own needs Linux 6.7 or later, and a user namespace the builder made)")
     name = f"anybuild-{qemu_arch(platform)}"
     if not (mount_point / name).exists():
+        # the emulator under a name ending in -binfmt-P, so that QEMU keeps the program's argv[0] (flag P)
+        wrappers = scratch / "qemu-binfmt"
+        wrappers.mkdir(exist_ok=True)
+        wrapper = wrappers / f"{qemu_arch(platform)}-binfmt-P"
+        if not wrapper.is_symlink():
+            wrapper.symlink_to(emulator.resolve())
         try:
             fd = os.open(mount_point / "register", os.O_WRONLY | os.O_CLOEXEC)
             try:
-                os.write(fd, _register_line(name, platform, emulator).encode())
+                os.write(fd, _register_line(name, platform, wrapper).encode())
             finally:
                 os.close(fd)
         except OSError as exc:

@@ -189,9 +189,15 @@ def run_step(instr: Run, config: ContainerConfig, env: Mapping[str, str], rootfs
     if outcome.exit_code != 0:
         command = " ".join(argv) if instr.command.exec_form else instr.command.shell_text
         tail = [ctx.redactor(line) for line in outcome.tail]
+        hint = "read the output above; fix the command or the files it needs"
+        if ctx.emulator is not None and outcome.exit_code in (126, 127):
+            hint = (f"this RUN ran under {ctx.emulator.name} as an explicit entry point, which emulates the first "
+                    "program only: a foreign program it starts cannot run (exec format error). Build where a "
+                    "binfmt_misc handler can be had: Linux 6.7+ with user namespaces, or the host's (Debian "
+                    "package qemu-user-static with binfmt-support); see `anybuild doctor`")
         raise BuildFailed(
             f"{ctx.file}:{instr.start_line}: RUN {ctx.redactor(command)} failed with exit code {outcome.exit_code}",
-            hint="read the output above; fix the command or the files it needs",
+            hint=hint,
             diagnosis={"file": ctx.file, "line": instr.start_line, "command": ctx.redactor(command),
                        "exit_code": outcome.exit_code, "tail": tail, "sandbox": str(outcome.sandbox)},
         )
