@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from tests.harness import procs
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 HOST_ENTRY = "anybuild-test-qemu-aarch64"
+LOCK = Path(tempfile.gettempdir()) / "anybuild-tests-host-binfmt.lock"
 ARM64 = Platform.parse("linux/arm64")
 
 # A RUN on each platform writing `uname -m`; a FROM --platform=$BUILDPLATFORM stage making an artifact per
@@ -112,6 +115,18 @@ def host_binfmt(*, want: bool) -> Iterator[None]:
     emulator = emulator_path(ARM64, os.environ)
     if emulator is None:
         procs.unavailable("qemu-aarch64-static not found: install Debian package qemu-user-static")
+    # the host's binfmt_misc is one for every test process: xdist workers take turns
+    with LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with _host_binfmt(want=want, emulator=emulator):
+                yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _host_binfmt(*, want: bool, emulator: Path) -> Iterator[None]:
     mounted = False
     if not (BINFMT / "register").exists():
         subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], check=True)

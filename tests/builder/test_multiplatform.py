@@ -84,7 +84,7 @@ def _build(case: str, base_images: BaseImages, registry: Registry, tmp_path: Pat
     request = BuildRequest(context=context, dockerfile=context / "Dockerfile", platform="linux/amd64,linux/arm64",
                            tags=(f"{registry.host}/multi/{case}:{route}",), output=f"oci:{layout}", push=True,
                            insecure_registries=(registry.host,), registry_mirrors={"docker.io": (registry.host,)})
-    env = dict(os.environ, ANYBUILD_DATA_DIR=str(tmp_path / "data"), ANYBUILD_EMULATION=route, **(extra or {}))
+    env = {**os.environ, "ANYBUILD_DATA_DIR": str(tmp_path / "data"), "ANYBUILD_EMULATION": route, **(extra or {})}
     sink = ListSink()
     result = BuiltinBackend(env=env).build(request, sink)
     return sink, layout, result
@@ -215,3 +215,24 @@ def test_doctor_says_which_platforms_build_here_and_how(host_handler: bool, tmp_
     assert value["linux/arm64"] == ("host-binfmt" if host_handler else "userns-binfmt"), fact
     assert "linux/arm64: host-binfmt: " + ("ok" if host_handler else "the kernel cannot run") in fact["evidence"]
     assert "entrypoint: ok" in fact["evidence"]
+
+
+@pytest.mark.parametrize("route", ["host", "userns", "entrypoint"])
+def test_devpod_data_dir_on_overlayfs(route: str, nested_overlay: Path, base_images: BaseImages, registry: Registry,
+                                      tmp_path: Path) -> None:
+    """The devpod configuration: the data directory on overlayfs (uppers then live on a tmpfs of the build's);
+    each route builds the cross-compiling case and the arm64 RUN steps, and the userns route's binfmt_misc
+    mount lives in the build's scratch directory there."""
+    procs.require_root("the built-in builder's overlay and chroot sandboxes")
+    data = nested_overlay / f"anybuild-multi-{route}-{os.getpid()}"
+    case = "cross" if route == "entrypoint" else "exec"
+    try:
+        with host_binfmt(want=route == "host"):
+            sink, layout, result = _build(case, base_images, registry, tmp_path, route,
+                                          {"ANYBUILD_DATA_DIR": str(data)})
+        log = "\n".join(sink.lines)
+        assert "data dir is on overlayfs" in log, log
+        _check(case, layout, tmp_path / "read", result, route)
+    finally:
+        procs.unmount_under(data)
+        procs.remove_tree(data)
