@@ -19,6 +19,7 @@ from anybuild.backends.base import BuildRequest, BuildResult, LogSink, Verdict
 from anybuild.cancellation import Cancellation
 from anybuild.config import BackendName
 from anybuild.environment.facts import FactKey, Facts
+from anybuild.errors import AnybuildError
 from anybuild.process import Runner, SubprocessRunner
 
 __all__ = ["BuiltinBackend", "builtin_verdict"]
@@ -90,7 +91,7 @@ def _emulate_in_namespace(request: BuildRequest, env: Mapping[str, str]) -> str 
     host = host_platform()
     targets = [p for p in parse_platforms(request.platform, host) if foreign(host, p)]
     forced = requested_route(env)
-    if not targets or forced in (Route.HOST, Route.ENTRYPOINT):
+    if not targets or forced in (Route.HOST, Route.ENTRYPOINT) or not _has_run(request):
         return None
     if forced is Route.USERNS:
         return f"{targets[0]} RUN steps (ANYBUILD_EMULATION=userns)"
@@ -99,6 +100,18 @@ def _emulate_in_namespace(request: BuildRequest, env: Mapping[str, str]) -> str 
             if emulator_path(platform, env) is not None and probe_host(platform, Path(scratch)) is not None:
                 return f"{platform} RUN steps (the host has no binfmt_misc handler for it)"
     return None
+
+
+def _has_run(request: BuildRequest) -> bool:
+    """Whether the Dockerfile has a RUN at all (one that cannot be read is left to the build to report)."""
+    from anybuild.dockerfile.convert import parse_instructions
+    from anybuild.dockerfile.instructions import Run
+    from anybuild.dockerfile.parser import read_dockerfile
+
+    try:
+        return any(isinstance(i, Run) for i in parse_instructions(read_dockerfile(request.dockerfile)))
+    except (AnybuildError, OSError):
+        return True
 
 
 @dataclass(slots=True)
@@ -138,7 +151,6 @@ class BuiltinBackend:
     def build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
         from anybuild.builder.build import BuildEnvironment, build_image
         from anybuild.builder.host import NAMESPACE_ENV, BuildNamespace, choose_namespace
-        from anybuild.errors import AnybuildError
 
         environment = BuildEnvironment(env=self.env, runner=self.runner, sandbox=self.sandbox,
                                        cache_from=self.cache_from, cache_to=self.cache_to, strict=self.strict,
