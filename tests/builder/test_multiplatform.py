@@ -236,3 +236,46 @@ def test_devpod_data_dir_on_overlayfs(route: str, nested_overlay: Path, base_ima
     finally:
         procs.unmount_under(data)
         procs.remove_tree(data)
+
+
+def test_docker_format_is_a_manifest_list(base_images: BaseImages, registry: Registry, tmp_path: Path) -> None:
+    """`--format docker`: the index is a Docker manifest list of Docker image manifests, pushed as such."""
+    from anybuild.oci.mediatype import MediaType
+    from anybuild.registry.client import RegistryClient
+    from anybuild.registry.reference import Reference
+
+    procs.require_root("the built-in builder's overlay and chroot sandboxes")
+    base_images.busybox_multi()
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(CASES["args"])
+    ref = f"{registry.host}/multi/docker-format:1"
+    request = BuildRequest(context=context, dockerfile=context / "Dockerfile", platform="linux/amd64,linux/arm64",
+                           tags=(ref,), push=True, insecure_registries=(registry.host,),
+                           registry_mirrors={"docker.io": (registry.host,)})
+    env = {**os.environ, "ANYBUILD_DATA_DIR": str(tmp_path / "data"), "ANYBUILD_EMULATION": "entrypoint"}
+    result = BuiltinBackend(env=env, docker_media_types=True).build(request, ListSink())
+    with RegistryClient(insecure=frozenset({registry.host})) as client:
+        fetched = client.get_manifest(Reference.parse(ref))
+        index = Index.from_json(fetched.data)
+        assert index.media_type is MediaType.DOCKER_MANIFEST_LIST
+        assert str(fetched.descriptor.digest) == result.digest
+        for entry in index.manifests:
+            assert entry.media_type == MediaType.DOCKER_MANIFEST
+            child = client.get_manifest(Reference.parse(ref).at(entry.digest))
+            assert child.media_type == MediaType.DOCKER_MANIFEST
+
+
+def test_docker_archive_of_several_platforms_refused_before_building(tmp_path: Path) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(CASES["uname"])
+    request = BuildRequest(context=context, dockerfile=context / "Dockerfile", platform="linux/amd64,linux/arm64",
+                           output=f"docker-archive:{tmp_path / 'out.tar'}")
+    from anybuild.builder.build import BuildEnvironment, build_image
+
+    env = BuildEnvironment(env={**os.environ, "ANYBUILD_DATA_DIR": str(tmp_path / "data")})
+    with pytest.raises(UsageError, match="a docker archive holds one platform's image") as info:
+        build_image(request, ListSink(), env)
+    assert "--output oci:DIR" in info.value.hint
+    assert not (tmp_path / "data").exists()  # refused before the data directory was touched

@@ -137,6 +137,7 @@ class BuiltinBackend:
     cache_to: str | None = None
     strict: bool = False
     cancel: Cancellation = field(default_factory=Cancellation)  # the process's: stops the build and its RUNs
+    docker_media_types: bool = False  # `--format docker`: Docker's media types (a manifest list for an index)
     name: BackendName = BackendName.BUILTIN
     _namespace: _Once = field(default_factory=_Once)
 
@@ -154,7 +155,7 @@ class BuiltinBackend:
 
         environment = BuildEnvironment(env=self.env, runner=self.runner, sandbox=self.sandbox,
                                        cache_from=self.cache_from, cache_to=self.cache_to, strict=self.strict,
-                                       cancel=self.cancel)
+                                       cancel=self.cancel, docker_media_types=self.docker_media_types)
         namespace = self._namespace.get(lambda: choose_namespace(runner=self.runner, env=self.env))
         assert isinstance(namespace, BuildNamespace)
         if namespace.mapping is None and (why := _emulate_in_namespace(request, self.env)) is not None:

@@ -340,6 +340,8 @@ Examples:
                    "steps under QEMU).")
 @click.option("--secret", "secrets", multiple=True, help="id=ID,src=FILE or id=ID,env=VAR for RUN --mount=type=secret.")
 @click.option("--output", "output", default=None, help="oci:DIR or docker-archive:FILE.")
+@click.option("--format", "image_format", type=click.Choice(["oci", "docker"]), default="oci", show_default=True,
+              help="builtin: OCI media types, or Docker's (a multi-platform build: a Docker manifest list).")
 @click.option("--push", is_flag=True, help="Push every reference.")
 @click.option("--load", is_flag=True, help="Load into the reachable Docker Engine.")
 @click.option("--progress", type=click.Choice(["auto", "live", "plain", "json"]), default="auto", show_default=True,
@@ -363,7 +365,7 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
           backend: str | None, jobs: int | None, fail_fast: bool, metadata_file: Path | None, reproducible: bool,
           dockerfile: Path | None, tags: tuple[str, ...], labels: tuple[str, ...], build_args: tuple[str, ...],
           target: str | None, platform: str | None, secrets: tuple[str, ...], output: str | None, push: bool,
-          load: bool, progress: str, sandbox: str | None, strict: bool, insecure: tuple[str, ...],
+          load: bool, progress: str, sandbox: str | None, strict: bool, insecure: tuple[str, ...], image_format: str,
           mirrors: tuple[str, ...], no_cache: bool, cache_from: tuple[str, ...], cache_to: str | None,
           allow_dirty: bool, kube_context: str | None = None, namespace: str | None = None) -> None:
     """Build images, with the best backend that works here.
@@ -378,6 +380,7 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
                reproducible=reproducible, dockerfile=dockerfile, tags=tags, labels=labels, build_args=build_args,
                target=target, platform=platform, secrets=secrets, output=output, push=push, load=load,
                progress=progress, sandbox=sandbox, strict=strict, insecure=insecure, mirrors=mirrors,
+               image_format=image_format,
                no_cache=no_cache, cache_from=cache_from, cache_to=cache_to, allow_dirty=allow_dirty,
                kube_context=kube_context, namespace=namespace)
 
@@ -389,7 +392,7 @@ def _build(session: Session, cancellation: Cancellation, *, targets: tuple[str, 
            secrets: tuple[str, ...], output: str | None, push: bool, load: bool, progress: str,
            sandbox: str | None, strict: bool, insecure: tuple[str, ...], mirrors: tuple[str, ...], no_cache: bool,
            cache_from: tuple[str, ...], cache_to: str | None, allow_dirty: bool, kube_context: str | None,
-           namespace: str | None) -> None:
+           namespace: str | None, image_format: str = "oci") -> None:
     config = _optional_config(config_path, session.cwd, required=all_images)
     images = _project_images(config, targets, all_images)
     env = session.env
@@ -413,7 +416,8 @@ def _build(session: Session, cancellation: Cancellation, *, targets: tuple[str, 
 
             if not builtin:
                 builtin.append(BuiltinBackend(runner=runner, env=env, sandbox=sandbox, cache_from=cache_from,
-                                              cache_to=cache_to, strict=strict, cancel=cancellation))
+                                              cache_to=cache_to, strict=strict, cancel=cancellation,
+                                              docker_media_types=image_format == "docker"))
             return builtin[0]
         return create_backend(name, facts, runner=runner, env=env)
 
