@@ -157,3 +157,24 @@ def test_arm64_image_runs_in_dockerd_under_qemu(dockerd: Dockerd, base_images: B
         assert ran.stdout.split("\n")[:3] == ["aarch64", "aarch64", "made on x86_64 for linux/arm64"], ran.stdout
         assert ran.stdout.split("\n")[3].split() == ["b7", "00"], ran.stdout  # e_machine 183: EM_AARCH64
         dockerd.docker("rmi", ref, check=False)
+
+
+def test_load_of_several_platforms_loads_this_machines(dockerd: Dockerd, base_images: BaseImages,
+                                                      registry: Registry, tmp_path: Path) -> None:
+    """`--load` with two platforms loads the host's platform's image (the index cannot be loaded)."""
+    base_images.busybox_multi()
+    context = _context("uname", tmp_path / "context")
+    tag = "multi-load/uname:1"
+    request = BuildRequest(context=context, dockerfile=context / "Dockerfile", platform=PLATFORMS, tags=(tag,),
+                           load=True, insecure_registries=(registry.host,),
+                           registry_mirrors={"docker.io": (registry.host,)})
+    env = {**dockerd.env, "ANYBUILD_DATA_DIR": str(tmp_path / "data"), "ANYBUILD_EMULATION": "entrypoint"}
+    result = BuiltinBackend(env=env).build(request, ListSink())
+    assert result.references == (tag,)
+    inspected = dockerd.docker("image", "inspect", "--format", "{{.Os}}/{{.Architecture}} {{.Id}}", tag).stdout
+    assert inspected.split()[0] == "linux/amd64"
+    amd64 = next(p for p in result.platforms if p.platform == "linux/amd64")
+    ran = dockerd.docker("run", "--rm", tag, "cat", "/arch").stdout
+    assert ran == "x86_64\n"
+    assert amd64.digest != result.digest  # the index's digest is the result's; the image loaded is amd64's
+    dockerd.docker("rmi", tag, check=False)
