@@ -152,13 +152,16 @@ def _register_line(name: str, platform: Platform, emulator: Path, *, flags: str 
     return f":{name}:M::{escaped(magic)}:{escaped(mask)}:{emulator}:{flags}"
 
 
-def emulator_path(platform: Platform, env: Mapping[str, str]) -> Path | None:
-    """The static emulator for *platform* (``qemu-aarch64-static``) on PATH or in /usr/bin, or None."""
+EMULATOR_DIRS = "/usr/bin:/usr/local/bin"  # looked in after PATH (Debian's qemu-user-static installs in /usr/bin)
+
+
+def emulator_path(platform: Platform, env: Mapping[str, str], *, dirs: str = EMULATOR_DIRS) -> Path | None:
+    """The static emulator for *platform* (``qemu-aarch64-static``) on PATH or in *dirs*, or None."""
     arch = qemu_arch(platform)
     if arch is None:
         return None
     name = f"qemu-{arch}-static"
-    found = shutil.which(name, path=env.get("PATH")) or shutil.which(name, path="/usr/bin:/usr/local/bin")
+    found = shutil.which(name, path=env.get("PATH")) or (shutil.which(name, path=dirs) if dirs else None)
     return Path(found) if found else None
 
 
@@ -280,6 +283,7 @@ class Emulation:
     scratch: Path  # the build's scratch directory: probes, and the binfmt_misc mount of the userns route
     in_userns: bool  # the builder runs in a user namespace it made (the userns route is possible)
     on_line: Callable[[str], None] = lambda _line: None
+    emulator_dirs: str = EMULATOR_DIRS  # where emulators are looked for after PATH
     chosen: dict[str, EmulatorChoice] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -309,7 +313,7 @@ class Emulation:
         if arch is None:
             raise EnvironmentUnsupported(f"{at}RUN for {platform} needs an emulator, and none is known for it",
                                          hint="build that platform on a machine of its own architecture")
-        emulator = emulator_path(platform, self.env)
+        emulator = emulator_path(platform, self.env, dirs=self.emulator_dirs)
         tried: list[str] = []
         for route in (forced,) if forced else (Route.HOST, Route.USERNS, Route.ENTRYPOINT):
             if route is Route.HOST:
