@@ -12,6 +12,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -37,6 +38,7 @@ __all__ = [
     "busybox_entries",
     "cache_dir",
     "cached",
+    "debian_foreign_rootfs_tar",
     "debian_rootfs_tar",
     "foreign_busybox",
     "is_static_elf",
@@ -237,6 +239,48 @@ def debian_rootfs_tar(*, cache: Path) -> Path:
     return cached(f"debian-{DEBIAN_SUITE}-minbase-{CACHE_VERSION}.tar", make, cache=cache)
 
 
+def debian_foreign_rootfs_tar(arch: str, *, cache: Path) -> Path:
+    """The cached minbase bookworm rootfs tar of another architecture (e.g. arm64): `debootstrap --foreign`,
+    then its second stage run under the static emulator registered in a binfmt_misc of a user namespace's
+    own (identity-mapped; Linux 6.7+), so the host's binfmt_misc is never touched (tests/harness/second_stage.py).
+    Several minutes under QEMU the first time; cached after."""
+    from anybuild.builder.emulation import emulator_path
+    from anybuild.builder.userns import launcher_argv
+    from anybuild.oci.platform import Platform
+
+    debootstrap = procs.require_binary("debootstrap", "debootstrap")
+    procs.require_root("debootstrap")
+    platform = Platform.parse(f"linux/{arch}")
+    emulator = emulator_path(platform, os.environ)
+    if emulator is None:
+        procs.unavailable(f"no static emulator for {platform}: install Debian package qemu-user-static")
+
+    def make(out: Path, scratch: Path) -> None:
+        rootfs = scratch / "rootfs"
+        done = procs.run([debootstrap, "--foreign", f"--arch={arch}", "--variant=minbase", DEBIAN_SUITE, str(rootfs),
+                          DEBIAN_MIRROR], timeout=1200, check=False)
+        if done.returncode == 0:
+            stage = [sys.executable, str(Path(__file__).with_name("second_stage.py")), str(rootfs), str(emulator),
+                     str(platform), str(scratch / "emulation")]
+            done = procs.run(launcher_argv(sys.executable, "identity", stage), timeout=3600, check=False)
+        if done.returncode != 0:
+            procs.unmount_under(rootfs)
+            procs.unavailable(
+                f"debootstrap --foreign --arch={arch} and its second stage under {emulator.name} failed "
+                f"({done.returncode}): {(done.stderr or done.stdout)[-800:]}\n"
+                f"{procs.log_tail(rootfs / 'debootstrap' / 'debootstrap.log', 20)}")
+        for pattern in ("var/lib/apt/lists/*", "var/cache/apt/*.bin", "var/cache/apt/archives/*.deb",
+                        "var/log/*.log", "var/log/apt/*"):
+            for path in rootfs.glob(pattern):
+                if path.is_file() or path.is_symlink():
+                    path.unlink()
+        procs.unmount_under(rootfs)
+        tar_directory(rootfs, out, skip_contents_of=("dev", "proc", "sys", "run", "tmp"))
+        subprocess.run(["rm", "-rf", "--one-file-system", str(rootfs)], check=False)
+
+    return cached(f"debian-{DEBIAN_SUITE}-minbase-{arch}-{CACHE_VERSION}.tar", make, cache=cache)
+
+
 def _tar_names(tar_path: Path) -> set[str]:
     with tarfile.open(tar_path) as tar:
         return {name.removeprefix("./") for name in tar.getnames()}
@@ -326,8 +370,18 @@ def push_layout(layout: Path, tag: str, destination: str, *, all_platforms: bool
 class BaseImages:
     """Base images in the test registry, which then serves as a docker.io mirror."""
 
-    __slots__ = ("_busybox_multi", "_debian", "_debian_layer", "_node", "_work", "busybox", "busybox_layout", "cache",
-                 "mirror_host")
+    __slots__ = (
+        "_busybox_multi",
+        "_debian",
+        "_debian_layer",
+        "_debian_multi",
+        "_node",
+        "_work",
+        "busybox",
+        "busybox_layout",
+        "cache",
+        "mirror_host",
+    )
 
     def __init__(self, *, mirror_host: str, work: Path, cache: Path) -> None:
         self.mirror_host = mirror_host
@@ -337,6 +391,7 @@ class BaseImages:
         self._debian_layer: Layer | None = None
         self._node: str | None = None
         self._busybox_multi: str | None = None
+        self._debian_multi: str | None = None
         self.busybox_layout = work / "busybox-layout"
         busybox = static_busybox()
         layer = layer_from_entries(busybox_entries(busybox), comment="busybox-static rootfs")
@@ -381,6 +436,21 @@ class BaseImages:
                 push_layout(layout, tag, f"{self.mirror_host}/library/debian:{tag}")
             self._debian = f"{self.mirror_host}/library/debian:bookworm"
         return self._debian
+
+    def debian_multi(self) -> str:
+        """Reference of `library/debian:bookworm-multi` in the mirror: an image index of the linux/amd64 minbase
+        and a linux/arm64 one (debootstrap --foreign, completed under the emulator)."""
+        if self._debian_multi is None:
+            arm64 = layer_from_tar(debian_foreign_rootfs_tar("arm64", cache=self.cache),
+                                   comment="debootstrap --variant=minbase --arch=arm64 bookworm")
+            config = ImageConfig(env=[PATH_ENV], cmd=["bash"])
+            layout = self._work / "debian-multi-layout"
+            write_index_layout(layout, images={"linux/amd64": ([self._debian_base_layer()], config),
+                                               "linux/arm64": ([arm64], config)}, tags=["bookworm-multi"])
+            push_layout(layout, "bookworm-multi", f"{self.mirror_host}/library/debian:bookworm-multi",
+                        all_platforms=True)
+            self._debian_multi = f"{self.mirror_host}/library/debian:bookworm-multi"
+        return self._debian_multi
 
     def node(self) -> str:
         """Reference of `library/node:20-bookworm-slim` in the mirror."""
