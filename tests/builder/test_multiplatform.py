@@ -308,3 +308,18 @@ def test_debian_for_two_platforms(route: str, base_images: BaseImages, registry:
         assert (image.root / "arch").read_text() == UNAME[platform] + "\n"
         assert (image.root / "apt").read_text().startswith("apt 2.6")
         assert elf_machine(image.root / "usr/bin/apt-get") == {"amd64": 62, "arm64": 183}[arch]
+
+
+def test_bad_from_platform_names_the_line(tmp_path: Path) -> None:
+    from anybuild.builder.build import BuildEnvironment, build_image
+    from anybuild.errors import DockerfileError
+
+    procs.require_root("the built-in builder's sandboxes")
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch AS a\nFROM --platform=linux/arm/v7/x scratch\n"
+                                        "COPY --from=a / /\n")
+    env = BuildEnvironment(env={**os.environ, "ANYBUILD_DATA_DIR": str(tmp_path / "data")})
+    with pytest.raises(DockerfileError, match="FROM --platform=linux/arm/v7/x: invalid platform") as info:
+        build_image(BuildRequest(context=context, dockerfile=context / "Dockerfile"), ListSink(), env)
+    assert info.value.line == 2
