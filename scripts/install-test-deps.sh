@@ -25,7 +25,7 @@ install_node_tools() {
 install_node_tools
 
 PACKAGES="docker.io docker-registry buildah busybox-static debootstrap skopeo runc fuse-overlayfs
-proot uidmap apache2-utils openssl iptables"
+proot uidmap apache2-utils openssl iptables qemu-user-static"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -118,7 +118,7 @@ def build_project(
             labels=dict(metadata.labels),
             build_args={**spec.args, **options.build_args},
             target=spec.target,
-            platform=options.platform or (spec.platforms[0] if spec.platforms else None),
+            platform=options.platform or (",".join(spec.platforms) if spec.platforms else None),
             push=options.push,
             load=options.load,
             secrets=options.secrets,
@@ -172,6 +172,7 @@ def run_request(
         cache_hits=result.cache_hits,
         labels=dict(labels or request.labels),
         warnings=(*warnings, *result.warnings),
+        platforms=tuple(p.to_dict() for p in result.platforms),
     )
 
 

@@ -60,6 +60,8 @@ class ImageOutcome:
     error: Mapping[str, Any] | None = None
     diagnosis: Mapping[str, Any] | None = None
     skipped_backends: tuple[Mapping[str, str], ...] = ()
+    # a multi-platform build's images (platform, digest, size, layers, emulation); `digest` is then the index's
+    platforms: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def seconds(self) -> float | None:
@@ -76,6 +78,7 @@ class ImageOutcome:
             "backend_reason": self.backend_reason,
             "skipped_backends": [dict(s) for s in self.skipped_backends],
             "digest": self.digest,
+            "platforms": [dict(p) for p in self.platforms],
             "references": list(self.references),
             "size": self.size,
             "layers": self.layers,

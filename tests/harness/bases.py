@@ -12,6 +12,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -26,6 +27,7 @@ from tests.harness.oci import (
     Layer,
     layer_from_entries,
     layer_from_tar,
+    write_index_layout,
     write_layout,
 )
 
@@ -38,7 +40,9 @@ __all__ = [
     "busybox_entries",
     "cache_dir",
     "cached",
+    "debian_foreign_rootfs_tar",
     "debian_rootfs_tar",
+    "foreign_busybox",
     "is_static_elf",
     "node_layer_tar",
     "push_layout",
@@ -130,14 +134,45 @@ def static_busybox() -> Path:
     return busybox
 
 
+def foreign_busybox(arch: str, *, cache: Path) -> Path:
+    """Debian's busybox-static for another architecture (e.g. arm64), the same version as the host's, fetched
+    with apt-get into a private apt state (the host's dpkg architectures and lists are left alone) and cached."""
+    host = Path(procs.require_binary("busybox", "busybox-static")).resolve()
+    apt = procs.require_binary("apt-get", "apt")
+    version = procs.run(["dpkg-query", "-W", "-f=${Version}", "busybox-static"], check=False).stdout.strip()
+    if not version:
+        procs.unavailable(f"{host}: the Debian package busybox-static is not installed (its version is needed)")
+
+    def make(out: Path, scratch: Path) -> None:
+        state = scratch / "apt"
+        for sub in ("lists/partial", "cache/archives/partial"):
+            (state / sub).mkdir(parents=True)
+        options = ["-q", f"-o=Dir::State::Lists={state / 'lists'}", f"-o=Dir::Cache={state / 'cache'}",
+                   f"-o=APT::Architectures::={arch}", "-o=Debug::NoLocking=1"]
+        done = procs.run([apt, *options, "update"], timeout=600, check=False)
+        if done.returncode == 0:
+            done = procs.run([apt, *options, "download", f"busybox-static:{arch}={version}"], timeout=600,
+                             check=False, cwd=scratch)
+        debs = list(scratch.glob(f"busybox-static_*_{arch}.deb"))
+        if done.returncode != 0 or not debs:
+            procs.unavailable(f"apt-get download busybox-static:{arch}={version} failed: "
+                              f"{(done.stderr or done.stdout)[-600:]}")
+        procs.run(["dpkg-deb", "-x", str(debs[0]), str(scratch / "x")])
+        os.replace(scratch / "x" / "bin" / "busybox", out)
+
+    safe = version.replace(":", "_").replace("/", "_")
+    return cached(f"busybox-static-{safe}-{arch}-{CACHE_VERSION}", make, cache=cache)
+
+
 def busybox_entries(busybox: Path, *, mount_points: bool = True, passwd: str = _PASSWD,
-                    group: str = _GROUP) -> list[Entry]:
+                    group: str = _GROUP, applets_of: Path | None = None) -> list[Entry]:
     """Rootfs of /bin/busybox, its applet symlinks, minimal /etc/passwd and /etc/group.
 
     Without *mount_points* the rootfs has no /proc and no /sys, as Docker Hub's busybox and
-    many minimal or distroless bases: a RUN's sandbox then has to make them.
+    many minimal or distroless bases: a RUN's sandbox then has to make them. The applets are
+    listed by *applets_of* (the host's busybox of the same version, for a foreign one), else by *busybox*.
     """
-    applets = procs.run([str(busybox), "--list-full"]).stdout.split()
+    applets = procs.run([str(applets_of or busybox), "--list-full"]).stdout.split()
     entries: dict[str, Entry] = {}
 
     def add_dir(path: str, mode: int = 0o755) -> None:
@@ -224,6 +259,48 @@ def debian_rootfs_tar(*, cache: Path) -> Path:
     return cached(f"debian-{DEBIAN_SUITE}-minbase-{CACHE_VERSION}.tar", make, cache=cache)
 
 
+def debian_foreign_rootfs_tar(arch: str, *, cache: Path) -> Path:
+    """The cached minbase bookworm rootfs tar of another architecture (e.g. arm64): `debootstrap --foreign`,
+    then its second stage run under the static emulator registered in a binfmt_misc of a user namespace's
+    own (identity-mapped; Linux 6.7+), so the host's binfmt_misc is never touched (tests/harness/second_stage.py).
+    Several minutes under QEMU the first time; cached after."""
+    from anybuild.builder.emulation import emulator_path
+    from anybuild.builder.userns import launcher_argv
+    from anybuild.oci.platform import Platform
+
+    debootstrap = procs.require_binary("debootstrap", "debootstrap")
+    procs.require_root("debootstrap")
+    platform = Platform.parse(f"linux/{arch}")
+    emulator = emulator_path(platform, os.environ)
+    if emulator is None:
+        procs.unavailable(f"no static emulator for {platform}: install Debian package qemu-user-static")
+
+    def make(out: Path, scratch: Path) -> None:
+        rootfs = scratch / "rootfs"
+        done = procs.run([debootstrap, "--foreign", f"--arch={arch}", "--variant=minbase", DEBIAN_SUITE, str(rootfs),
+                          DEBIAN_MIRROR], timeout=1200, check=False)
+        if done.returncode == 0:
+            stage = [sys.executable, str(Path(__file__).with_name("second_stage.py")), str(rootfs), str(emulator),
+                     str(platform), str(scratch / "emulation")]
+            done = procs.run(launcher_argv(sys.executable, "identity", stage), timeout=3600, check=False)
+        if done.returncode != 0:
+            procs.unmount_under(rootfs)
+            procs.unavailable(
+                f"debootstrap --foreign --arch={arch} and its second stage under {emulator.name} failed "
+                f"({done.returncode}): {(done.stderr or done.stdout)[-800:]}\n"
+                f"{procs.log_tail(rootfs / 'debootstrap' / 'debootstrap.log', 20)}")
+        for pattern in ("var/lib/apt/lists/*", "var/cache/apt/*.bin", "var/cache/apt/archives/*.deb",
+                        "var/log/*.log", "var/log/apt/*"):
+            for path in rootfs.glob(pattern):
+                if path.is_file() or path.is_symlink():
+                    path.unlink()
+        procs.unmount_under(rootfs)
+        tar_directory(rootfs, out, skip_contents_of=("dev", "proc", "sys", "run", "tmp"))
+        subprocess.run(["rm", "-rf", "--one-file-system", str(rootfs)], check=False)
+
+    return cached(f"debian-{DEBIAN_SUITE}-minbase-{arch}-{CACHE_VERSION}.tar", make, cache=cache)
+
+
 def _tar_names(tar_path: Path) -> set[str]:
     with tarfile.open(tar_path) as tar:
         return {name.removeprefix("./") for name in tar.getnames()}
@@ -292,14 +369,15 @@ def _check_node_runs(debian_tar: Path, node_tar: Path, root: Path) -> None:
         subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False)
 
 
-def push_layout(layout: Path, tag: str, destination: str) -> None:
-    """`skopeo copy` one tag of an OCI layout to a plain-HTTP registry."""
+def push_layout(layout: Path, tag: str, destination: str, *, all_platforms: bool = False) -> None:
+    """`skopeo copy` one tag of an OCI layout to a plain-HTTP registry (an index whole with *all_platforms*)."""
     skopeo = procs.require_binary("skopeo", "skopeo")
     procs.run(
         [
             skopeo,
             "--insecure-policy",
             "copy",
+            *(["--all"] if all_platforms else []),
             "--quiet",
             "--dest-tls-verify=false",
             f"oci:{layout}:{tag}",
@@ -312,7 +390,18 @@ def push_layout(layout: Path, tag: str, destination: str) -> None:
 class BaseImages:
     """Base images in the test registry, which then serves as a docker.io mirror."""
 
-    __slots__ = ("_debian", "_debian_layer", "_node", "_work", "busybox", "busybox_layout", "cache", "mirror_host")
+    __slots__ = (
+        "_busybox_multi",
+        "_debian",
+        "_debian_layer",
+        "_debian_multi",
+        "_node",
+        "_work",
+        "busybox",
+        "busybox_layout",
+        "cache",
+        "mirror_host",
+    )
 
     def __init__(self, *, mirror_host: str, work: Path, cache: Path) -> None:
         self.mirror_host = mirror_host
@@ -321,6 +410,8 @@ class BaseImages:
         self._debian: str | None = None
         self._debian_layer: Layer | None = None
         self._node: str | None = None
+        self._busybox_multi: str | None = None
+        self._debian_multi: str | None = None
         self.busybox_layout = work / "busybox-layout"
         busybox = static_busybox()
         layer = layer_from_entries(busybox_entries(busybox), comment="busybox-static rootfs")
@@ -337,6 +428,24 @@ class BaseImages:
             layer = layer_from_entries(entries, comment=f"busybox-static rootfs ({tag})")
             write_layout(layout, layers=[layer], config=config, tags=[tag])
             push_layout(layout, tag, f"{mirror_host}/library/busybox:{tag}")
+
+    def busybox_multi(self) -> str:
+        """Reference of `library/busybox:1.36-multi` in the mirror: an image index of linux/amd64 (the host's
+        busybox-static) and linux/arm64 (Debian's busybox-static:arm64), as Docker Hub's busybox is one."""
+        if self._busybox_multi is None:
+            host = static_busybox()
+            arm64 = foreign_busybox("arm64", cache=self.cache)
+            config = ImageConfig(env=[PATH_ENV], cmd=["sh"])
+            images = {
+                "linux/amd64": ([layer_from_entries(busybox_entries(host), comment="busybox-static rootfs")], config),
+                "linux/arm64": ([layer_from_entries(busybox_entries(arm64, applets_of=host),
+                                                    comment="busybox-static:arm64 rootfs")], config),
+            }
+            layout = self._work / "busybox-multi-layout"
+            write_index_layout(layout, images=images, tags=["1.36-multi"])
+            push_layout(layout, "1.36-multi", f"{self.mirror_host}/library/busybox:1.36-multi", all_platforms=True)
+            self._busybox_multi = f"{self.mirror_host}/library/busybox:1.36-multi"
+        return self._busybox_multi
 
     def _debian_base_layer(self) -> Layer:
         """The debootstrap layer, compressed once per session (debian and node share it)."""
@@ -355,6 +464,21 @@ class BaseImages:
                 push_layout(layout, tag, f"{self.mirror_host}/library/debian:{tag}")
             self._debian = f"{self.mirror_host}/library/debian:bookworm"
         return self._debian
+
+    def debian_multi(self) -> str:
+        """Reference of `library/debian:bookworm-multi` in the mirror: an image index of the linux/amd64 minbase
+        and a linux/arm64 one (debootstrap --foreign, completed under the emulator)."""
+        if self._debian_multi is None:
+            arm64 = layer_from_tar(debian_foreign_rootfs_tar("arm64", cache=self.cache),
+                                   comment="debootstrap --variant=minbase --arch=arm64 bookworm")
+            config = ImageConfig(env=[PATH_ENV], cmd=["bash"])
+            layout = self._work / "debian-multi-layout"
+            write_index_layout(layout, images={"linux/amd64": ([self._debian_base_layer()], config),
+                                               "linux/arm64": ([arm64], config)}, tags=["bookworm-multi"])
+            push_layout(layout, "bookworm-multi", f"{self.mirror_host}/library/debian:bookworm-multi",
+                        all_platforms=True)
+            self._debian_multi = f"{self.mirror_host}/library/debian:bookworm-multi"
+        return self._debian_multi
 
     def node(self) -> str:
         """Reference of `library/node:20-bookworm-slim` in the mirror."""

@@ -25,6 +25,7 @@ __all__ = [
     "MediaType",
     "layer_from_entries",
     "layer_from_tar",
+    "write_index_layout",
     "write_layout",
 ]
 
@@ -126,8 +127,30 @@ def _canonical(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-def write_layout(layout: Path, *, layers: Sequence[Layer], config: ImageConfig, tags: Sequence[str]) -> str:
+def write_layout(layout: Path, *, layers: Sequence[Layer], config: ImageConfig, tags: Sequence[str],
+                 platform: str = "linux/amd64") -> str:
     """Write (or add to) an OCI image layout at `layout`; return the manifest digest."""
+    return _tag(layout, _image(layout, layers=layers, config=config, platform=platform), tags)
+
+
+def write_index_layout(layout: Path, *, images: Mapping[str, tuple[Sequence[Layer], ImageConfig]],
+                       tags: Sequence[str]) -> str:
+    """Write (or add to) `layout` an image index of one image per platform ("os/arch[/variant]": layers,
+    config), tagged `tags`; return the index digest."""
+    entries = []
+    for platform, (layers, config) in images.items():
+        desc = _image(layout, layers=layers, config=config, platform=platform)
+        os_name, arch, *variant = platform.split("/")
+        entries.append({**desc, "platform": {"os": os_name, "architecture": arch,
+                                             **({"variant": variant[0]} if variant else {})}})
+    index_doc = {"schemaVersion": 2, "mediaType": MediaType.INDEX.value, "manifests": entries}
+    index_desc = {"mediaType": MediaType.INDEX.value, **_put_blob(layout, _canonical(index_doc))}
+    return _tag(layout, index_desc, tags)
+
+
+def _image(layout: Path, *, layers: Sequence[Layer], config: ImageConfig, platform: str) -> dict[str, object]:
+    """Write one image's blobs; return its manifest's descriptor."""
+    os_name, arch, *variant = platform.split("/")
     (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
     (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     image_config: dict[str, object] = {"Env": list(config.env), "Cmd": list(config.cmd)}
@@ -139,8 +162,9 @@ def write_layout(layout: Path, *, layers: Sequence[Layer], config: ImageConfig, 
         image_config["Labels"] = dict(config.labels)
     config_doc = {
         "created": "1970-01-01T00:00:00Z",
-        "architecture": "amd64",
-        "os": "linux",
+        "architecture": arch,
+        "os": os_name,
+        **({"variant": variant[0]} if variant else {}),
         "config": image_config,
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
         "history": [
@@ -156,7 +180,11 @@ def write_layout(layout: Path, *, layers: Sequence[Layer], config: ImageConfig, 
         "config": config_desc,
         "layers": layer_descs,
     }
-    manifest_desc = {"mediaType": MediaType.MANIFEST.value, **_put_blob(layout, _canonical(manifest))}
+    return {"mediaType": MediaType.MANIFEST.value, **_put_blob(layout, _canonical(manifest))}
+
+
+def _tag(layout: Path, manifest_desc: dict[str, object], tags: Sequence[str]) -> str:
+    (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     index_path = layout / "index.json"
     index: dict[str, object] = (
         json.loads(index_path.read_text())

@@ -28,6 +28,7 @@ __all__ = [
     "BuildResult",
     "ListSink",
     "LogSink",
+    "PlatformImage",
     "SecretSpec",
     "StepTiming",
     "Verdict",
@@ -53,7 +54,7 @@ class BuildRequest:
     build_args: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)  # set on the image config, as `--label`
     target: str | None = None
-    platform: str | None = None  # "linux/amd64"
+    platform: str | None = None  # "linux/amd64", or several: "linux/amd64,linux/arm64" (one image index)
     push: bool = False
     load: bool = False  # into a reachable docker engine
     output: str | None = None  # "oci:DIR" | "docker-archive:FILE" | None
@@ -68,6 +69,21 @@ class StepTiming:
     name: str
     seconds: float
     cached: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlatformImage:
+    """One platform's image of a multi-platform build (an entry of its index)."""
+
+    platform: str  # "linux/arm64"
+    digest: str  # the image manifest's
+    size: int | None = None
+    layers: int | None = None
+    emulation: str | None = None  # how its RUN steps ran when foreign: host-binfmt | userns-binfmt | entrypoint
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"platform": self.platform, "digest": self.digest, "size": self.size, "layers": self.layers,
+                "emulation": self.emulation}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,9 +103,11 @@ class BuildResult:
     finished: float = 0.0
     # builtin: each base image pulled from a registry: (the repository that served it, the digest served)
     bases: tuple[tuple[str, str], ...] = ()
+    platforms: tuple[PlatformImage, ...] = ()  # each platform's image; then `digest` is the index's (if > 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "platforms": [p.to_dict() for p in self.platforms],
             "backend": str(self.backend),
             "digest": self.digest,
             "references": list(self.references),

@@ -13,17 +13,20 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from anybuild.backends.base import BuildRequest, BuildResult, LogSink, Verdict
 from anybuild.cancellation import Cancellation
 from anybuild.config import BackendName
 from anybuild.environment.facts import FactKey, Facts
+from anybuild.errors import AnybuildError
 from anybuild.process import Runner, SubprocessRunner
 
 __all__ = ["BuiltinBackend", "builtin_verdict"]
 
 _EVIDENCE = (FactKey.BUILDER_NAMESPACE, FactKey.BUILDER_SANDBOXES, FactKey.BUILDER_SANDBOX,
-             FactKey.BUILDER_SNAPSHOTTER, FactKey.BUILDER_OWNERS, FactKey.BUILDER_PERMISSION_CHECKS)
+             FactKey.BUILDER_SNAPSHOTTER, FactKey.BUILDER_OWNERS, FactKey.BUILDER_PERMISSION_CHECKS,
+             FactKey.BUILDER_PLATFORMS)
 
 
 def _tried(facts: Facts) -> Verdict:
@@ -42,6 +45,10 @@ def _tried(facts: Facts) -> Verdict:
     reason = (f"builds without a daemon, {where}; RUN sandbox: {sandbox} (tried); snapshotter: "
               f"{facts.text(FactKey.BUILDER_SNAPSHOTTER) or '?'}; owners: {owners}; USER permission checks: "
               + ("yes" if checks else "no, RUN steps run as root here (files still get USER's owner)"))
+    platforms = facts.value(FactKey.BUILDER_PLATFORMS)
+    if isinstance(platforms, tuple) and platforms:
+        able = [p.replace(": ", " (", 1) + ")" for p in platforms if not p.endswith(": cannot")]
+        reason += "; platforms: " + (", ".join(able) or "none")
     return Verdict(ok=True, reason=reason, evidence=evidence)
 
 
@@ -69,6 +76,44 @@ def builtin_verdict(facts: Facts) -> Verdict:
                    f"{', '.join(ladder)} that starts (see `anybuild doctor` for what was tried)", evidence=evidence)
 
 
+def _emulate_in_namespace(request: BuildRequest, env: Mapping[str, str]) -> str | None:
+    """Why this build should run in a user namespace of its own although it needs none for itself: a foreign
+    platform's RUN steps need a binfmt_misc of the build's own (the host has no working handler for it, and
+    the emulator is installed), or ``ANYBUILD_EMULATION=userns``; else None."""
+    import tempfile
+
+    from anybuild.builder.build import host_platform, parse_platforms
+    from anybuild.builder.emulation import Route, emulator_path, foreign, probe_host, requested_route
+    from anybuild.builder.host import NAMESPACE_ENV
+
+    if (env.get(NAMESPACE_ENV) or "").strip().lower() == "none":
+        return None
+    host = host_platform()
+    targets = [p for p in parse_platforms(request.platform, host) if foreign(host, p)]
+    forced = requested_route(env)
+    if not targets or forced in (Route.HOST, Route.ENTRYPOINT) or not _has_run(request):
+        return None
+    if forced is Route.USERNS:
+        return f"{targets[0]} RUN steps (ANYBUILD_EMULATION=userns)"
+    with tempfile.TemporaryDirectory(prefix="anybuild-emulation-") as scratch:
+        for platform in targets:
+            if emulator_path(platform, env) is not None and probe_host(platform, Path(scratch)) is not None:
+                return f"{platform} RUN steps (the host has no binfmt_misc handler for it)"
+    return None
+
+
+def _has_run(request: BuildRequest) -> bool:
+    """Whether the Dockerfile has a RUN at all (one that cannot be read is left to the build to report)."""
+    from anybuild.dockerfile.convert import parse_instructions
+    from anybuild.dockerfile.instructions import Run
+    from anybuild.dockerfile.parser import read_dockerfile
+
+    try:
+        return any(isinstance(i, Run) for i in parse_instructions(read_dockerfile(request.dockerfile)))
+    except (AnybuildError, OSError):
+        return True
+
+
 @dataclass(slots=True)
 class _Once:
     """A value computed once, by the first build that needs it (images build in parallel)."""
@@ -92,6 +137,7 @@ class BuiltinBackend:
     cache_to: str | None = None
     strict: bool = False
     cancel: Cancellation = field(default_factory=Cancellation)  # the process's: stops the build and its RUNs
+    docker_media_types: bool = False  # `--format docker`: Docker's media types (a manifest list for an index)
     name: BackendName = BackendName.BUILTIN
     _namespace: _Once = field(default_factory=_Once)
 
@@ -122,13 +168,18 @@ class BuiltinBackend:
 
     def _build(self, request: BuildRequest, sink: LogSink) -> BuildResult:
         from anybuild.builder.build import BuildEnvironment, build_image
-        from anybuild.builder.host import BuildNamespace, choose_namespace
+        from anybuild.builder.host import NAMESPACE_ENV, BuildNamespace, choose_namespace
 
         environment = BuildEnvironment(env=self.env, runner=self.runner, sandbox=self.sandbox,
                                        cache_from=self.cache_from, cache_to=self.cache_to, strict=self.strict,
-                                       cancel=self.cancel)
+                                       cancel=self.cancel, docker_media_types=self.docker_media_types)
         namespace = self._namespace.get(lambda: choose_namespace(runner=self.runner, env=self.env))
         assert isinstance(namespace, BuildNamespace)
+        if namespace.mapping is None and (why := _emulate_in_namespace(request, self.env)) is not None:
+            try:  # a binfmt_misc of the build's own needs a user namespace of its own (root: identity-mapped)
+                namespace = choose_namespace(runner=self.runner, env={**self.env, NAMESPACE_ENV: "identity"})
+            except AnybuildError as exc:
+                sink.line(f"anybuild: builder: no user namespace for {why}: {exc.message}")
         if namespace.mapping is None:
             if namespace.evidence and "CAP_SYS_ADMIN:" not in namespace.reason:
                 sink.line(f"anybuild: builder: {namespace.reason} ({'; '.join(namespace.evidence)})")

@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from anybuild.backends.base import BuildRequest, BuildResult, LogSink, StepTiming
+from anybuild.backends.base import BuildRequest, BuildResult, LogSink, PlatformImage, StepTiming
 from anybuild.cancellation import Cancellation
 from anybuild.config import BackendName
 from anybuild.errors import AnybuildError, Interrupted
@@ -80,11 +80,12 @@ class Record:
     layers: int | None
     sandbox: str | None
     built: float  # time.time() of the build
+    platforms: tuple[PlatformImage, ...] = ()  # a multi-platform build's images (then digest is the index's)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "key": self.key, "digest": self.digest, "bases": [list(b) for b in self.bases],
                 "steps": [list(s) for s in self.steps], "size": self.size, "layers": self.layers,
-                "sandbox": self.sandbox, "built": self.built}
+                "sandbox": self.sandbox, "built": self.built, "platforms": [p.to_dict() for p in self.platforms]}
 
     @classmethod
     def from_json(cls, data: Any) -> Record | None:
@@ -94,7 +95,11 @@ class Record:
             return cls(key=str(data["key"]), digest=str(data["digest"]),
                        bases=tuple((str(s), str(d)) for s, d in data["bases"]),
                        steps=tuple((str(n), bool(c)) for n, c in data["steps"]),
-                       size=data["size"], layers=data["layers"], sandbox=data["sandbox"], built=float(data["built"]))
+                       size=data["size"], layers=data["layers"], sandbox=data["sandbox"], built=float(data["built"]),
+                       platforms=tuple(PlatformImage(platform=str(p["platform"]), digest=str(p["digest"]),
+                                                     size=p.get("size"), layers=p.get("layers"),
+                                                     emulation=p.get("emulation"))
+                                       for p in data.get("platforms") or ()))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -225,7 +230,7 @@ def save(env: Mapping[str, str], inputs: Inputs, result: BuildResult, request: B
         return
     record = Record(key=inputs.key, digest=result.digest, bases=result.bases,
                     steps=tuple((s.name, s.cached) for s in result.steps), size=result.size, layers=result.layers,
-                    sandbox=result.sandbox, built=result.finished or time.time())
+                    sandbox=result.sandbox, built=result.finished or time.time(), platforms=result.platforms)
     path = _record_path(env, inputs.key)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -293,4 +298,4 @@ def answer(record: Record, request: BuildRequest, sink: LogSink, *, env: Mapping
                        size=record.size, layers=record.layers,
                        steps=tuple(StepTiming(name=n, seconds=0.0, cached=c) for n, c in record.steps),
                        sandbox=record.sandbox, cache_hits=sum(c for _, c in record.steps), bases=record.bases,
-                       started=started, finished=finished)
+                       platforms=record.platforms, started=started, finished=finished)

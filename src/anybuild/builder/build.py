@@ -10,7 +10,9 @@ run the build, then write the outputs: ``oci:DIR``, ``docker-archive:FILE``,
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import platform as _machine
 import shutil
 import signal
 import tempfile
@@ -19,9 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anybuild.backends.base import BuildRequest, BuildResult, LogSink
+from anybuild.backends.base import BuildRequest, BuildResult, LogSink, PlatformImage
 from anybuild.builder.cache import StepCache, StepStore
 from anybuild.builder.cache.hashes import ContextHashes
+from anybuild.builder.emulation import Emulation, foreign
 from anybuild.builder.executor import BuildInputs, BuiltImage, Executor
 from anybuild.builder.images import ImageSource
 from anybuild.builder.inroot import NO_SPACE
@@ -53,8 +56,11 @@ from anybuild.dockerfile.dockerignore import DockerIgnore, find_ignore_file
 from anybuild.epoch import source_date_epoch
 from anybuild.errors import AnybuildError, BuildFailed, ContextError, Interrupted, UsageError
 from anybuild.oci.archive import write_docker_archive
+from anybuild.oci.descriptor import Descriptor
 from anybuild.oci.layout import LayoutStore, Swept
-from anybuild.oci.output import Output
+from anybuild.oci.manifest import Index
+from anybuild.oci.mediatype import MediaType
+from anybuild.oci.output import Output, OutputKind
 from anybuild.oci.platform import Platform
 from anybuild.process import Runner, SubprocessRunner
 from anybuild.redaction import Redactor
@@ -112,41 +118,42 @@ def read_secrets(request: BuildRequest, env: Mapping[str, str]) -> dict[str, byt
     return secrets
 
 
-def _outputs(request: BuildRequest, store: LayoutStore, image: BuiltImage, *, env: BuildEnvironment,
-             client: Callable[[], RegistryClient], sink: LogSink, scratch: Path, done: list[str],
-             sources: Mapping[str, Reference] | None = None) -> tuple[str, ...]:
-    """Write, push and load the image; each checks the cancellation first (and a push before its tag, so that
-    an interrupted push leaves no tag), and *done* says what was done, for the message of an interruption."""
+def _outputs(request: BuildRequest, store: LayoutStore, final: Descriptor, loaded: Descriptor, *,
+             env: BuildEnvironment, client: Callable[[], RegistryClient], sink: LogSink, scratch: Path,
+             done: list[str], sources: Mapping[str, Reference] | None = None) -> tuple[str, ...]:
+    """Write, push and load the image (*final*: an image or the index of several; *loaded*: the image --load
+    loads); each checks the cancellation first (and a push before its tag, so that an interrupted push leaves
+    no tag), and *done* says what was done, for the message of an interruption."""
     references: list[str] = []
     cancel = env.cancel
     if request.output:
         output = Output.parse(request.output, Path.cwd())
         cancel.check(f"before writing {request.output} (nothing was written there)")
-        output.write(store, image.manifest, tuple(request.tags),
+        output.write(store, final, tuple(request.tags),
                      check=lambda: cancel.check(f"while writing {request.output} (nothing was written there)"))
         done.append(f"wrote {request.output}")
-        sink.line(f"exported {image.manifest.digest} to {request.output}")
+        sink.line(f"exported {final.digest} to {request.output}")
     if request.push:
         if not request.tags:
             raise UsageError("--push needs at least one -t/--tag", hint="add -t REGISTRY/REPO:TAG")
         with client() as registry:
             for tag in request.tags:
                 cancel.check(f"before pushing {tag} (no tag of it was pushed)")
-                push_image(registry, store, image.manifest, Reference.parse(tag), sources=sources)
+                push_image(registry, store, final, Reference.parse(tag), sources=sources)
                 references.append(tag)
                 done.append(f"pushed {tag}")
-                sink.line(f"pushed {tag}@{image.manifest.digest}")
+                sink.line(f"pushed {tag}@{final.digest}")
     if request.load:
         cancel.check("before loading the image into Docker")
         archive = scratch / "load" / "image.tar"
-        write_docker_archive(store, image.manifest, archive, repo_tags=tuple(request.tags), check=cancel.check)
+        write_docker_archive(store, loaded, archive, repo_tags=tuple(request.tags), check=cancel.check)
         result = env.runner.run(["docker", "load", "-i", str(archive)], env=env.env, timeout=600)
         if not result.ok:
             raise BuildFailed(f"docker load failed: {result.output.strip()[-500:]}",
                               hint="check that a Docker Engine is reachable (DOCKER_HOST)")
         references += list(request.tags)
         done.append("loaded it into Docker")
-        sink.line(f"loaded {', '.join(request.tags) or image.manifest.digest} into Docker")
+        sink.line(f"loaded {', '.join(request.tags) or loaded.digest} into Docker")
     return tuple(references)
 
 
@@ -253,6 +260,40 @@ def _interruption(exc: Interrupted, *, at: str, done: list[str], push: bool) -> 
     return Interrupted("; ".join(parts), signum=exc.signum, hint="run the build again")
 
 
+def host_platform() -> Platform:
+    """The platform of this machine (BUILDPLATFORM)."""
+    return Platform.for_machine(_machine.system(), _machine.machine())
+
+
+def parse_platforms(text: str | None, host: Platform) -> tuple[Platform, ...]:
+    """``--platform P1,P2,...`` (default: *host*), each normalised, duplicates dropped; bad input is an error."""
+    if not text or not text.strip():
+        return (host,)
+    found: dict[str, Platform] = {}
+    for part in text.split(","):
+        if not part.strip():
+            raise UsageError(f"--platform {text!r} has an empty entry",
+                             hint="separate platforms with single commas, e.g. linux/amd64,linux/arm64")
+        platform = Platform.parse(part.strip())
+        found.setdefault(str(platform), platform)
+    return tuple(found.values())
+
+
+def _prefixed(sink: LogSink, redactor: Redactor, prefix: str) -> Callable[[str], None]:
+    def line(text: str) -> None:
+        sink.line(prefix + redactor(text))
+    return line
+
+
+def _index(store: LayoutStore, built: list[tuple[Platform, BuiltImage]], *, docker: bool) -> Descriptor:
+    """The one image, or an image index (a Docker manifest list with *docker*) of each platform's image."""
+    if len(built) == 1:
+        return built[0][1].manifest
+    entries = tuple(dataclasses.replace(image.manifest, platform=target) for target, image in built)
+    index = Index(manifests=entries, media_type=MediaType.DOCKER_MANIFEST_LIST if docker else MediaType.OCI_INDEX)
+    return store.write_bytes(index.to_json(), index.media_type)
+
+
 def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironment | None = None) -> BuildResult:
     """Build *request* with the built-in builder; raise BuildFailed / BackendError / Interrupted.
 
@@ -268,8 +309,14 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
         raise ContextError(f"no Dockerfile at {request.dockerfile}", hint="pass -f PATH/TO/Dockerfile")
     if not request.context.is_dir():
         raise ContextError(f"the build context {request.context} is not a directory", hint="pass the context PATH")
+    targets_checked = parse_platforms(request.platform, host_platform())  # a mistake is said before any work
     if request.output:  # a mistake in it is said now, not after the build
-        Output.parse(request.output, Path.cwd()).check()
+        output = Output.parse(request.output, Path.cwd())
+        output.check()
+        if len(targets_checked) > 1 and output.kind is OutputKind.DOCKER_ARCHIVE:
+            raise UsageError(f"--output {request.output}: a docker archive holds one platform's image, and this "
+                             f"build makes {len(targets_checked)} ({', '.join(map(str, targets_checked))})",
+                             hint="write the image index with --output oci:DIR, or build one --platform")
     secrets = read_secrets(request, env.env)
     redactor = Redactor()
     for value in secrets.values():  # as a RUN prints it: with or without its newline, CRLF, line by line
@@ -292,7 +339,8 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     snapshots = choose_snapshotter(env.env, root / "tmp", in_userns=facts.in_userns is not None)
     unpack = UnpackOptions(ownership=facts.ownership, mknod=facts.ownership.full, interrupted=cancel.check)
     store = LayoutStore.create(root / "store")
-    platform = Platform.parse(request.platform) if request.platform else Platform.parse("linux/amd64")
+    host = host_platform()
+    targets = parse_platforms(request.platform, host)
     insecure = frozenset(request.insecure_registries)
     credentials = CredentialResolver(env=env.env, home=Path(env.env.get("HOME", "/root")))
     timeouts = RegistryTimeouts.from_env(env.env)
@@ -316,30 +364,41 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
         sink.line(f"anybuild: snapshotter: {snapshots.describe()}" + (" over layer snapshots" if stacker else ""))
         sandbox = make_sandbox(ladder, work=work, facts=facts, runner=env.runner, on_note=sink.line,
                                strict=env.strict, ledger=ledger)
+        secrets_dir = _secrets_dir(work, secrets, facts, ledger)
         inputs = BuildInputs(
-            context=request.context, dockerfile=request.dockerfile, platform=platform,
+            context=request.context, dockerfile=request.dockerfile, platform=targets[0], build_platform=host,
             build_args=dict(request.build_args), target=request.target, secrets=secrets,
             source_date_epoch=source_date_epoch(env.env), network=NetworkMode.DEFAULT, ignored=ignore.excluded,
             docker_media_types=env.docker_media_types, labels=dict(request.labels),
         )
-        images = ImageSource(store=store, platform=platform, client_factory=client,
+        images = ImageSource(store=store, platform=targets[0], client_factory=client,
                              mirrors=dict(request.registry_mirrors), named=dict(env.named_images))
         cache = StepCache(store=StepStore(root / "cache" / "steps"), layers=store, context=request.context,
                           hashes=ContextHashes.for_context(root / "cache" / "context", request.context),
                           ignore=ignore, use=not request.no_cache, client_factory=client,
                           cache_from=tuple(Reference.parse(r).defaulted() for r in env.cache_from))
         cache_to = Reference.parse(env.cache_to).defaulted() if env.cache_to else None
-        secrets_dir = _secrets_dir(work, secrets, facts, ledger)
-        executor = Executor(inputs=inputs, sandbox=sandbox, images=images, store=store, work=work, cache=cache,
-                            cache_dir=root / "cache" / "mounts", runner=env.runner,
-                            on_line=lambda line: sink.line(redactor(line)), clock=env.clock, redactor=redactor,
-                            snapshotter=make_snapshotter(snapshots, scratch=work, records=not facts.ownership.full),
-                            stacker=stacker,
-                            unpack=unpack, strict=env.strict, ids_emulated=ladder[0].kind is SandboxKind.PROOT,
-                            cancel=cancel, secrets_dir=secrets_dir)
+        emulation = Emulation(host=host, env=env.env, scratch=work, in_userns=facts.in_userns is not None,
+                              on_line=sink.line)
+        built: list[tuple[Platform, BuiltImage]] = []
         with snapshot_store.in_use():  # no prune or sweep removes what this build reads or writes
             try:
-                image = executor.build()
+                for target in targets:
+                    cancel.check()
+                    multi = len(targets) > 1
+                    if multi:
+                        cache.next_platform()
+                        sink.line(f"anybuild: building {target}")
+                    on_line = _prefixed(sink, redactor, f"[{target}] " if multi else "")
+                    executor = Executor(
+                        inputs=dataclasses.replace(inputs, platform=target), sandbox=sandbox, images=images,
+                        store=store, work=work, cache=cache, cache_dir=root / "cache" / "mounts", runner=env.runner,
+                        on_line=on_line, clock=env.clock, redactor=redactor,
+                        snapshotter=make_snapshotter(snapshots, scratch=work, records=not facts.ownership.full),
+                        stacker=stacker, unpack=unpack, strict=env.strict,
+                        ids_emulated=ladder[0].kind is SandboxKind.PROOT, cancel=cancel,
+                        secrets_dir=secrets_dir, emulation=emulation)
+                    built.append((target, executor.build()))
                 if cache_to is not None:
                     cancel.check("before exporting the step cache")
                     pushed = cache.export(cache_to)
@@ -349,8 +408,14 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
                     cache.close()
                     if stacker is not None:
                         stacker.close()
+            final = _index(store, built, docker=env.docker_media_types)
+            if len(built) > 1:
+                sink.line(f"anybuild: image index {final.digest}: "
+                          + ", ".join(f"{t} {image.manifest.digest}" for t, image in built))
+            loaded = next((image.manifest for t, image in built if not foreign(host, t)), built[0][1].manifest)
+            assert executor is not None
             executor.current = "the outputs"
-            references = _outputs(request, store, image, env=env, client=client, sink=sink, scratch=work,
+            references = _outputs(request, store, final, loaded, env=env, client=client, sink=sink, scratch=work,
                                   done=done, sources=images.sources)
         sweep_store(store, snapshot_store)
         if minimum_free is not None and (trimmed := trim_data_dir(root, minimum_free)) is not None:
@@ -376,9 +441,20 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
                 shutil.rmtree(secrets_dir, ignore_errors=True)
         _remove_work(work, env.runner)
         ledger.close()
+    routes = emulation.routes()
+    per_platform = tuple(PlatformImage(platform=str(t), digest=str(image.manifest.digest), size=image.size,
+                                       layers=len(image.layers), emulation=routes.get(str(t)))
+                         for t, image in built)
+    first = built[0][1]
+    multi = len(built) > 1
+    steps = tuple(dataclasses.replace(step, name=f"[{t}] {step.name}") if multi else step
+                  for t, image in built for step in image.steps)
+    warnings = tuple(dict.fromkeys(w for _t, image in built for w in image.warnings))
     return BuildResult(
-        backend=BackendName.BUILTIN, digest=str(image.manifest.digest), references=references, size=image.size,
-        layers=len(image.layers), steps=image.steps, sandbox=_ran(sandbox, snapshots),
-        started=started, warnings=image.warnings,
+        backend=BackendName.BUILTIN, digest=str(final.digest), references=references,
+        size=(final.size + sum(image.size for _t, image in built)) if multi else first.size,
+        layers=len(first.layers), steps=steps, sandbox=_ran(sandbox, snapshots),
+        started=started, warnings=warnings,
+        platforms=per_platform if multi or any(p.emulation for p in per_platform) else (),
         finished=env.clock(), cache_hits=cache.hits, bases=tuple(images.resolved.values()),
     )

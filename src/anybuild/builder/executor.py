@@ -28,6 +28,7 @@ import httpx
 
 from anybuild.backends.base import StepTiming
 from anybuild.builder.cache.steps import StepCache
+from anybuild.builder.emulation import Emulation, Route
 from anybuild.builder.images import BaseImage, ImageSource, unpack_image
 from anybuild.builder.inroot import RootDir
 from anybuild.builder.instructions.metadata import apply_metadata, env_map, shell_of, with_env
@@ -48,7 +49,7 @@ from anybuild.dockerfile.expand import Scope, expand_instruction, expand_word, p
 from anybuild.dockerfile.instructions import Add, Arg, Copy, Entrypoint, From, Instruction, KeyValue, Run, Workdir
 from anybuild.dockerfile.parser import parse_dockerfile, read_dockerfile
 from anybuild.dockerfile.stages import Stage, build_stage_graph
-from anybuild.errors import BuildFailed, DockerfileError, EnvironmentUnsupported
+from anybuild.errors import AnybuildError, BuildFailed, DockerfileError, EnvironmentUnsupported
 from anybuild.oci.config import ContainerConfig, History, ImageConfig
 from anybuild.oci.descriptor import Descriptor
 from anybuild.oci.digest import Digest
@@ -71,7 +72,8 @@ _LAYER_TYPES = {
 class BuildInputs:
     context: Path
     dockerfile: Path
-    platform: Platform
+    platform: Platform  # the target platform (TARGETPLATFORM): stages without FROM --platform build for it
+    build_platform: Platform | None = None  # BUILDPLATFORM, where the builder runs (default: the target)
     build_args: Mapping[str, str] = field(default_factory=dict)
     target: str | None = None
     secrets: Mapping[str, bytes] = field(default_factory=dict)
@@ -106,6 +108,7 @@ class _State:
     scope: Scope
     snapshot: Snapshot
     recorded: dict[str, RecordedMeta]
+    platform: Platform  # the stage's: FROM --platform, else its parent stage's, else the target
     author: str = ""
     cmd_set: bool = False
 
@@ -135,6 +138,7 @@ class Executor:
     ids_emulated: bool = False  # the RUN sandbox emulates ids (proot): no USER but root is real
     cancel: Cancellation = field(default_factory=Cancellation)  # checked before each step
     secrets_dir: Path | None = None  # where RUN secret files are written (a private tmpfs), else the scratch
+    emulation: Emulation | None = None  # how RUN steps of a foreign platform run (None: refused)
     current: str = ""  # the step running now, for what an interruption says
 
     # -- top level ---------------------------------------------------------------------
@@ -143,7 +147,8 @@ class Executor:
         df = read_dockerfile(self.inputs.dockerfile)
         self.file = self.inputs.dockerfile.name
         instructions = parse_instructions(df)
-        predefined = platform_args(str(self.inputs.platform), str(self.inputs.platform))
+        build = self.inputs.build_platform or self.inputs.platform
+        predefined = platform_args(str(build), str(self.inputs.platform))
         graph = build_stage_graph(instructions, build_args=self.inputs.build_args, predefined=predefined,
                                   escape=df.escape, file=self.file)
         plan = graph.needed(self.inputs.target)
@@ -161,7 +166,7 @@ class Executor:
         rootfs = Path(tempfile.mkdtemp(prefix=f"stage-{stage.index}-", dir=self.work))
         rootfs.chmod(0o755)  # an image's / is 0755 (mkdtemp makes 0700)
         if stage.parent is not None:
-            prev = self.states[stage.parent]
+            prev = self.states[stage.parent]  # FROM another stage: its platform too (--platform is not re-read)
             if self.stacker is None:  # stacked: the same layers, nothing to copy
                 if self.cache is not None:
                     self.cache.materialize(self, prev)
@@ -173,7 +178,8 @@ class Executor:
                                        scope=Scope(args=prev.scope.args, declared=prev.scope.declared),
                                        snapshot=self.snapshotter.baseline(rootfs), recorded=dict(prev.recorded),
                                        cmd_set=False)
-        image = self.images.get(stage.image)
+        platform = self.inputs.platform if stage.platform is None else _stage_platform(stage, self.file)
+        image = self.images.get(stage.image, platform)
         # with a step cache the base is unpacked on the stage's first miss (never, when every step hits)
         deferred = self.stacker is not None or (self.cache is not None and self.cache.defer(stage.index, image.layers))
         recorded = {} if deferred else unpack_image(image, self.store, rootfs, self.unpack)
@@ -185,7 +191,7 @@ class Executor:
                   for d in image.layers]
         return _State(stage=stage, rootfs=rootfs, config=config, layers=layers, diff_ids=list(image.config.diff_ids),
                       history=list(image.config.history), scope=Scope(), snapshot=self.snapshotter.baseline(rootfs),
-                      recorded=recorded,
+                      recorded=recorded, platform=platform,
                       author=image.config.author)
 
     def _copy_tree(self, src: Path, dst: Path) -> None:
@@ -296,11 +302,14 @@ class Executor:
         return result
 
     def _run(self, state: _State, instr: Run) -> StepResult:
+        where = f"{self.file}:{instr.start_line}"
+        emulated = None if self.emulation is None else self.emulation.choice(state.platform, where)
         ctx = RunContext(
             sandbox=self.sandbox, secrets=self.inputs.secrets, cache_dir=self.cache_dir, scratch=self.work,
             secrets_dir=self.secrets_dir,
             context=self.inputs.context, stage_roots=self._from_root, network=self.inputs.network,
             redactor=self.redactor, on_line=self.on_line, file=self.file, ownership=self.unpack.ownership,
+            emulator=emulated.emulator if emulated is not None and emulated.route is Route.ENTRYPOINT else None,
         )
         outcome = run_step(instr, state.config, state.scope.run_env(self.inputs.build_args), state.rootfs, ctx)
         for path, uid, gid in outcome.recorded:  # symlinks the command chowned
@@ -436,7 +445,7 @@ class Executor:
         # The image was created when its last step was, as BuildKit dates it: a rebuild whose steps all
         # come from the cache is then the same image, digest and all, and pushes nothing.
         created = next((h.created for h in reversed(state.history) if h.created), None) or self._now()
-        config = ImageConfig(platform=self.inputs.platform, diff_ids=tuple(state.diff_ids), config=final,
+        config = ImageConfig(platform=state.platform, diff_ids=tuple(state.diff_ids), config=final,
                              history=tuple(state.history), created=created, author=state.author)
         config_desc = self.store.write_bytes(config.to_json(),
                                              MediaType.DOCKER_CONFIG if docker else MediaType.OCI_CONFIG)
@@ -445,6 +454,16 @@ class Executor:
         manifest_desc = self.store.write_bytes(manifest.to_json(), manifest.media_type)
         return BuiltImage(manifest=manifest_desc, config=config, layers=layers, steps=tuple(self.steps),
                           warnings=tuple(self.warnings))
+
+
+def _stage_platform(stage: Stage, file: str) -> Platform:
+    """The platform of ``FROM --platform=P`` (expanded), or an input error naming the line."""
+    assert stage.platform is not None
+    try:
+        return Platform.parse(stage.platform)
+    except AnybuildError as exc:
+        raise DockerfileError(f"FROM --platform={stage.platform}: {exc.message}", file=file,
+                              line=stage.base.start_line, hint=exc.hint) from exc
 
 
 def _make_workdir(rootfs: Path, path: str, user: str, *, ownership: Ownership,

@@ -9,6 +9,7 @@ redirected (``named``) to ``oci-layout://DIR[:TAG]``, the ``docker buildx
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,53 +67,61 @@ class ImageSource:
     # FROM reference -> (the repository that served it, the digest it served): a rebuild asks again
     resolved: dict[str, tuple[str, str]] = field(default_factory=dict)
     _cache: dict[str, BaseImage] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
-    def get(self, name: str) -> BaseImage:
-        if name in self._cache:
-            return self._cache[name]
-        if name == "scratch":
-            image = BaseImage.scratch(self.platform)
-        else:
-            target = self.named.get(name, name)
-            if target.startswith(OCI_LAYOUT_SCHEME):
-                image = self._from_layout(name, target.removeprefix(OCI_LAYOUT_SCHEME))
+    def get(self, name: str, platform: Platform | None = None) -> BaseImage:
+        """The image *name* for *platform* (default: the source's), pulled once per build and platform."""
+        wanted = platform or self.platform
+        key = f"{name}\0{wanted}"
+        with self._lock:  # platforms build in parallel: one pull of a name and platform
+            if key in self._cache:
+                return self._cache[key]
+            if name == "scratch":
+                image = BaseImage.scratch(wanted)
             else:
-                image = self._from_registry(name, target)
-        self._cache[name] = image
-        return image
+                target = self.named.get(name, name)
+                if target.startswith(OCI_LAYOUT_SCHEME):
+                    image = self._from_layout(name, target.removeprefix(OCI_LAYOUT_SCHEME), wanted)
+                else:
+                    image = self._from_registry(name, target, wanted)
+            self._cache[key] = image
+            return image
 
-    def _manifest(self, store: LayoutStore, descriptor: Descriptor, what: str) -> tuple[Manifest, Descriptor]:
+    def _manifest(self, store: LayoutStore, descriptor: Descriptor, what: str,
+                  platform: Platform) -> tuple[Manifest, Descriptor]:
         document = parse_document(store.read_blob(descriptor), media_type=descriptor.media_type, what=what)
         if isinstance(document, Index):
-            choice = document.select(self.platform)
+            choice = document.select(platform)
             if choice is None:
-                raise IntegrityError(f"{what} has no image for {self.platform}",
+                raise IntegrityError(f"{what} has no image for {platform}",
                                      hint=f"it offers: {', '.join(str(p) for p in document.platforms())}")
-            return self._manifest(store, choice, what)
+            return self._manifest(store, choice, what, platform)
         document.require_image(what)
         return document, descriptor
 
-    def _finish(self, name: str, store: LayoutStore, descriptor: Descriptor, what: str) -> BaseImage:
-        manifest, chosen = self._manifest(store, descriptor, what)
+    def _finish(self, name: str, store: LayoutStore, descriptor: Descriptor, what: str,
+                platform: Platform) -> BaseImage:
+        manifest, chosen = self._manifest(store, descriptor, what, platform)
         if store is not self.store:
             for blob in (manifest.config, *manifest.layers):
                 _copy_blob(store, self.store, blob)
         config = ImageConfig.from_json(self.store.read_blob(manifest.config), what=f"config of {what}")
         return BaseImage(name=name, config=config, layers=manifest.layers, digest=str(chosen.digest))
 
-    def _from_layout(self, name: str, spec: str) -> BaseImage:
+    def _from_layout(self, name: str, spec: str, platform: Platform) -> BaseImage:
         path, _, tag = spec.partition(":")
         layout = LayoutStore.open(Path(path))
-        return self._finish(name, layout, layout.resolve(tag or None), f"{name} ({path})")
+        return self._finish(name, layout, layout.resolve(tag or None), f"{name} ({path})", platform)
 
-    def _from_registry(self, name: str, target: str) -> BaseImage:
+    def _from_registry(self, name: str, target: str, platform: Platform) -> BaseImage:
         ref = Reference.parse(target).defaulted()
         with self.client_factory() as client:
-            result = pull_image(client, ref, self.store, platform=self.platform,
+            result = pull_image(client, ref, self.store, platform=platform,
                                 mirrors=self.mirrors.get(ref.domain, ()))
-        image = self._finish(name, self.store, result.descriptor, str(ref))
+        image = self._finish(name, self.store, result.descriptor, str(ref), platform)
         origin = ref.in_domain(result.served_by)
-        self.resolved[str(ref)] = (str(origin), str(result.descriptor.digest))
+        # what a HEAD of the reference announces (an index's digest, not this platform's manifest's)
+        self.resolved[str(ref)] = (str(origin), str(result.announced or result.descriptor.digest))
         for layer in image.layers:
             self.sources.setdefault(str(layer.digest), origin)
         return image

@@ -123,6 +123,8 @@ def build_in_namespace(request: BuildRequest, sink: LogSink, environment: BuildE
                               hint="run the build again") from None
         proc.wait()
         reader.join(timeout=5)
+        if proc.stderr is not None and not reader.is_alive():
+            proc.stderr.close()
     if outcome is not None and outcome[0] == "result":
         result: BuildResult = outcome[1]
         return result

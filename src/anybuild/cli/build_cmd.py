@@ -184,29 +184,34 @@ class _ImageSink:
 _SUMMARY_COLUMNS = ("image", "backend", "digest", "references", "time", "cached", "result")
 
 
-def _summary(result: RunResult) -> tuple[str, list[tuple[str, ...]]]:
-    """The summary's title and rows (a row's references are one per line)."""
+def _summary(result: RunResult) -> tuple[str, tuple[str, ...], list[tuple[str, ...]]]:
+    """The summary's title, columns and rows (a row's references and platforms are one per line); a
+    platforms column only when a build had several."""
     title = (f"{sum(i.ok for i in result.images)}/{len(result.images)} image(s) built "
              f"in {result.finished - result.started:.1f}s")
+    platforms = any(image.platforms for image in result.images)
+    columns = (*_SUMMARY_COLUMNS[:3], *(("platforms",) if platforms else ()), *_SUMMARY_COLUMNS[3:])
     rows: list[tuple[str, ...]] = []
     for image in result.images:
         seconds = image.seconds
         refs = "\n".join(r.split("@", 1)[0] for r in image.references)
         outcome = "ok" if image.ok else _failure_text(image)
         steps = len(image.steps)
-        rows.append((image.name, image.backend or "-", (image.digest or "-")[:19], refs or "-",
+        shown = ("\n".join(f"{p['platform']}" + (f" ({p['emulation']})" if p.get("emulation") else "")
+                           for p in image.platforms) or "-",) if platforms else ()
+        rows.append((image.name, image.backend or "-", (image.digest or "-")[:19], *shown, refs or "-",
                      f"{seconds:.1f}s" if seconds is not None else "-",
                      f"{image.cache_hits}/{steps}" if steps else "-", outcome))
-    return title, rows
+    return title, columns, rows
 
 
 def _render_summary(console: Console, result: RunResult, redactor: Redactor) -> None:
     """The summary as a table, on a terminal."""
     from rich.table import Table
 
-    title, rows = _summary(result)
+    title, columns, rows = _summary(result)
     table = Table(title=title, title_justify="left")
-    for column in _SUMMARY_COLUMNS:
+    for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
@@ -215,14 +220,15 @@ def _render_summary(console: Console, result: RunResult, redactor: Redactor) -> 
 
 
 def _plain_summary(say: Callable[[str], None], result: RunResult) -> None:
-    """The summary as aligned columns of plain text (a log, a pipe), one line per reference."""
-    title, rows = _summary(result)
-    lines: list[tuple[str, ...]] = [_SUMMARY_COLUMNS]
+    """The summary as aligned columns of plain text (a log, a pipe): a cell of several lines (references,
+    platforms) continues on the lines below."""
+    title, columns, rows = _summary(result)
+    lines: list[tuple[str, ...]] = [columns]
     for row in rows:
-        refs = row[3].split("\n")
-        lines.append((*row[:3], refs[0], *row[4:]))
-        lines += [("", "", "", ref, "", "", "") for ref in refs[1:]]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(_SUMMARY_COLUMNS))]
+        cells = [cell.split("\n") for cell in row]
+        for index in range(max(len(cell) for cell in cells)):
+            lines.append(tuple(cell[index] if index < len(cell) else "" for cell in cells))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
     say(title)
     for line in lines:
         say("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
@@ -372,9 +378,13 @@ Examples:
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE set on the image; repeat for more.")
 @click.option("--build-arg", "build_args", multiple=True, help="NAME=VALUE for an ARG; repeat for more.")
 @click.option("--target", default=None, help="Build this stage (and what it needs) only.")
-@click.option("--platform", default=None, help="Target platform, e.g. linux/amd64.")
+@click.option("--platform", default=None, metavar="OS/ARCH[,OS/ARCH...]",
+              help="Target platform(s), e.g. linux/amd64 or linux/amd64,linux/arm64 (one image index; foreign RUN "
+                   "steps under QEMU).")
 @click.option("--secret", "secrets", multiple=True, help="id=ID,src=FILE or id=ID,env=VAR for RUN --mount=type=secret.")
 @click.option("--output", "output", default=None, help="oci:DIR or docker-archive:FILE.")
+@click.option("--format", "image_format", type=click.Choice(["oci", "docker"]), default="oci", show_default=True,
+              help="builtin: OCI media types, or Docker's (a multi-platform build: a Docker manifest list).")
 @click.option("--push", is_flag=True, help="Push every reference.")
 @click.option("--load", is_flag=True, help="Load into the reachable Docker Engine.")
 @click.option("--progress", type=click.Choice(["auto", "live", "plain", "json"]), default="auto", show_default=True,
@@ -398,7 +408,7 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
           backend: str | None, jobs: int | None, fail_fast: bool, metadata_file: Path | None, reproducible: bool,
           dockerfile: Path | None, tags: tuple[str, ...], labels: tuple[str, ...], build_args: tuple[str, ...],
           target: str | None, platform: str | None, secrets: tuple[str, ...], output: str | None, push: bool,
-          load: bool, progress: str, sandbox: str | None, strict: bool, insecure: tuple[str, ...],
+          load: bool, progress: str, sandbox: str | None, strict: bool, insecure: tuple[str, ...], image_format: str,
           mirrors: tuple[str, ...], no_cache: bool, cache_from: tuple[str, ...], cache_to: str | None,
           allow_dirty: bool, kube_context: str | None = None, namespace: str | None = None) -> None:
     """Build images, with the best backend that works here.
@@ -413,6 +423,7 @@ def build(session: Session, *, targets: tuple[str, ...], all_images: bool, confi
                reproducible=reproducible, dockerfile=dockerfile, tags=tags, labels=labels, build_args=build_args,
                target=target, platform=platform, secrets=secrets, output=output, push=push, load=load,
                progress=progress, sandbox=sandbox, strict=strict, insecure=insecure, mirrors=mirrors,
+               image_format=image_format,
                no_cache=no_cache, cache_from=cache_from, cache_to=cache_to, allow_dirty=allow_dirty,
                kube_context=kube_context, namespace=namespace)
 
@@ -424,7 +435,7 @@ def _build(session: Session, cancellation: Cancellation, *, targets: tuple[str, 
            secrets: tuple[str, ...], output: str | None, push: bool, load: bool, progress: str,
            sandbox: str | None, strict: bool, insecure: tuple[str, ...], mirrors: tuple[str, ...], no_cache: bool,
            cache_from: tuple[str, ...], cache_to: str | None, allow_dirty: bool, kube_context: str | None,
-           namespace: str | None) -> None:
+           namespace: str | None, image_format: str = "oci") -> None:
     config = _optional_config(config_path, session.cwd, required=all_images)
     images = _project_images(config, targets, all_images)
     env = session.env
@@ -448,7 +459,8 @@ def _build(session: Session, cancellation: Cancellation, *, targets: tuple[str, 
 
             if not builtin:
                 builtin.append(BuiltinBackend(runner=runner, env=env, sandbox=sandbox, cache_from=cache_from,
-                                              cache_to=cache_to, strict=strict, cancel=cancellation))
+                                              cache_to=cache_to, strict=strict, cancel=cancellation,
+                                              docker_media_types=image_format == "docker"))
             return builtin[0]
         return create_backend(name, facts, runner=runner, env=env)
 

@@ -37,7 +37,48 @@ def probe_builder(ctx: ProbeContext) -> list[Fact]:
                    f"{namespace.reason}: " + "; ".join(namespace.evidence))]
     if ctx.thorough:
         facts += _trial(ctx, namespace.mapping)
+        facts.append(_platforms(ctx, namespace.mapping))
     return facts
+
+
+def _platforms(ctx: ProbeContext, mapping: str | None) -> Fact:
+    """Which platforms' RUN steps can run here, and how: each route tried with a tiny program of that
+    architecture (:func:`anybuild.builder.emulation.trial_platforms`), in the namespace a build would use
+    (root without one of its own enters an identity-mapped one for a binfmt_misc of the build's own)."""
+    import os
+
+    from anybuild.builder.sandbox.model import USERNS_ENV
+    from anybuild.builder.userns import launcher_argv
+
+    command = [sys.executable, "-m", "anybuild.builder.emulation", str(ctx.anybuild_data_dir / "tmp")]
+    attempts: list[tuple[str | None, list[str]]] = []
+    if mapping is not None:
+        attempts.append((mapping, launcher_argv(sys.executable, mapping, command)))
+    elif os.geteuid() == 0 and (ctx.env.get("ANYBUILD_USERNS") or "").strip().lower() != "none":
+        attempts.append(("identity", launcher_argv(sys.executable, "identity", command)))
+    attempts.append((None, command))
+    failures: list[str] = []
+    for where, argv in attempts:
+        env = dict(ctx.env)
+        if where is not None:
+            env[USERNS_ENV] = where
+        try:
+            done = ctx.runner.run(argv, env=env, timeout=max(ctx.timeout, 60.0))
+            report = json.loads(done.stdout.strip().splitlines()[-1]) if done.ok and done.stdout.strip() else None
+        except (AnybuildError, ValueError) as exc:
+            failures.append(str(exc))
+            continue
+        if report is None:
+            failures.append((done.output.strip().splitlines()[-1:] or [f"exit {done.returncode}"])[0])
+            continue
+        value = tuple(f"{p['platform']}: {p['route']}" if p["route"] else f"{p['platform']}: cannot"
+                      for p in report["platforms"])
+        where_text = f"in a {where}-mapped user namespace" if where else "as this process is"
+        evidence = "; ".join(f"{p['platform']}: " + ", ".join(p["tried"]) for p in report["platforms"] if p["tried"])
+        return _fact(FactKey.BUILDER_PLATFORMS, value,
+                     f"a program of each architecture run through each route, {where_text}"
+                     + (f" ({evidence})" if evidence else ""))
+    return _fact(FactKey.BUILDER_PLATFORMS, None, "the platforms' trial failed: " + "; ".join(failures))
 
 
 def _trial(ctx: ProbeContext, mapping: str | None) -> list[Fact]:

@@ -59,6 +59,7 @@ class FactKey(StrEnum):
     BUILDER_SNAPSHOTTER = "builder.snapshotter"  # str
     BUILDER_OWNERS = "builder.owners"  # str: which owners files can really have
     BUILDER_PERMISSION_CHECKS = "builder.permission_checks"  # bool: USER's file permissions enforced in RUN
+    BUILDER_PLATFORMS = "builder.platforms"  # tuple[str, ...]: "linux/arm64: userns-binfmt" | "…: cannot: WHY"
     # storage: filesystem type and whether overlay with an upper dir there works
     ANYBUILD_DATA_DIR = "storage.anybuild.dir"  # str
     ANYBUILD_FSTYPE = "storage.anybuild.fstype"  # str | None

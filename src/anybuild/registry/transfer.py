@@ -21,6 +21,7 @@ from typing import TypeVar
 from anybuild.errors import IntegrityError, RegistryError
 from anybuild.oci import (
     Descriptor,
+    Digest,
     ImageConfig,
     Index,
     LayoutStore,
@@ -43,6 +44,9 @@ class PullResult:
     descriptor: Descriptor
     served_by: str
     failed_sources: tuple[str, ...] = ()
+    # what the reference resolved to where it was served (the index's digest for a multi-platform image):
+    # the digest a HEAD of the reference announces while it is unchanged
+    announced: Digest | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,8 +116,8 @@ def pull_image(
     failed: list[str] = []
     for source in sources:
         try:
-            descriptor = _pull_from(client, source, store, platform, workers,
-                                    attempts=None if source is ref else _MIRROR_ATTEMPTS)
+            descriptor, announced = _pull_from(client, source, store, platform, workers,
+                                               attempts=None if source is ref else _MIRROR_ATTEMPTS)
         except (RegistryError, IntegrityError) as exc:
             if source is ref:
                 if failed:
@@ -123,13 +127,15 @@ def pull_image(
             failed.append(f"{source.domain}: {exc.message}")
             continue
         entry = store.put_manifest(descriptor, tag)
-        return PullResult(reference=ref, descriptor=entry, served_by=source.domain, failed_sources=tuple(failed))
+        return PullResult(reference=ref, descriptor=entry, served_by=source.domain, failed_sources=tuple(failed),
+                          announced=announced)
     raise AssertionError("unreachable: the origin is always the last source")
 
 
 def _pull_from(client: RegistryClient, ref: Reference, store: LayoutStore, platform: Platform,
-               workers: int, *, attempts: int | None) -> Descriptor:
+               workers: int, *, attempts: int | None) -> tuple[Descriptor, Digest]:
     fetched = client.get_manifest(ref, attempts=attempts)
+    announced = fetched.descriptor.digest
     document = parse_document(fetched.data, media_type=fetched.media_type or None, what=f"manifest of {ref}")
     if isinstance(document, Index):
         choice = document.select(platform)
@@ -154,7 +160,7 @@ def _pull_from(client: RegistryClient, ref: Reference, store: LayoutStore, platf
                              hint="the image is corrupt; re-push it")
     stored = store.write_blob([fetched.data], expected=fetched.descriptor)
     return Descriptor(media_type=manifest.media_type, digest=stored.digest,
-                      size=stored.size, platform=config.platform)
+                      size=stored.size, platform=config.platform), announced
 
 
 # -- push and copy -------------------------------------------------------------

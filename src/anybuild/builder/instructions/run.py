@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import re
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anybuild.builder.emulation import ENTRYPOINT_TARGET
 from anybuild.builder.inroot import RootDir
 from anybuild.builder.instructions.metadata import shell_of
 from anybuild.builder.owners import Ownership
@@ -73,6 +75,7 @@ class RunContext:
     file: str = "Dockerfile"
     secrets_dir: Path | None = None  # where secret files are written (the build's private tmpfs), else scratch
     ownership: Ownership = field(default_factory=Ownership.real_root)  # how cache directories get their owner
+    emulator: Path | None = None  # a foreign platform's emulator, put before the command (the entry point route)
 
 
 def _bind_source(instr: Run, ctx: RunContext, source_text: str, stage: str | None) -> Path:
@@ -177,6 +180,17 @@ def _scratch_copy(source: Path, copy: Path) -> Path:
     return copy
 
 
+def _program_in(root: RootDir, name: str, path: str, cwd: str) -> str:
+    """Where the kernel would find *name* in the image (an emulator does not search PATH itself)."""
+    if "/" in name:
+        return name if name.startswith("/") else posixpath.join(cwd, name)
+    for directory in path.split(":"):
+        candidate = posixpath.join(directory or cwd, name)
+        if root.lstat(root.resolve(candidate)) is not None:
+            return candidate
+    return name
+
+
 def run_step(instr: Run, config: ContainerConfig, env: Mapping[str, str], rootfs: Path, ctx: RunContext) -> RunOutcome:
     """Run one RUN instruction in *rootfs*; raise BuildFailed when it exits non-zero."""
     argv, files = run_argv(instr, shell_of(config))
@@ -199,6 +213,11 @@ def run_step(instr: Run, config: ContainerConfig, env: Mapping[str, str], rootfs
             script.write_bytes(content)
             script.chmod(0o755)
             mounts.append(Mount(kind=MountKind.BIND, target=path, source=script, readonly=True))
+        if ctx.emulator is not None:
+            with RootDir.open(rootfs) as root:
+                program = _program_in(root, argv[0], environment["PATH"], cwd)
+            mounts.append(Mount(kind=MountKind.BIND, target=ENTRYPOINT_TARGET, source=ctx.emulator, readonly=True))
+            argv = (ENTRYPOINT_TARGET, "-0", argv[0], program, *argv[1:])
         spec = RunSpec(rootfs=rootfs, argv=argv, env=tuple(f"{k}={v}" for k, v in environment.items()), cwd=cwd,
                        uid=ident.uid, gid=ident.gid, groups=ident.groups, network=network, mounts=tuple(mounts))
         try:
@@ -208,9 +227,15 @@ def run_step(instr: Run, config: ContainerConfig, env: Mapping[str, str], rootfs
     if outcome.exit_code != 0:
         command = " ".join(argv) if instr.command.exec_form else instr.command.shell_text
         tail = [ctx.redactor(line) for line in outcome.tail]
+        hint = "read the output above; fix the command or the files it needs"
+        if ctx.emulator is not None and outcome.exit_code in (126, 127):
+            hint = (f"this RUN ran under {ctx.emulator.name} as an explicit entry point, which emulates the first "
+                    "program only: a foreign program it starts cannot run (exec format error). Build where a "
+                    "binfmt_misc handler can be had: Linux 6.7+ with user namespaces, or the host's (Debian "
+                    "package qemu-user-static with binfmt-support); see `anybuild doctor`")
         raise BuildFailed(
             f"{ctx.file}:{instr.start_line}: RUN {ctx.redactor(command)} failed with exit code {outcome.exit_code}",
-            hint="read the output above; fix the command or the files it needs",
+            hint=hint,
             diagnosis={"file": ctx.file, "line": instr.start_line, "command": ctx.redactor(command),
                        "exit_code": outcome.exit_code, "tail": tail, "sandbox": str(outcome.sandbox)},
         )
