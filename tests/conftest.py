@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 
 import pytest
 
@@ -15,6 +17,17 @@ os.environ.setdefault("ANYBUILD_MIN_FREE_SPACE", "0")
 
 # Fixtures that need root; tests using them get the `root` marker (select with -m "not root").
 _ROOT_FIXTURES = frozenset({"dockerd", "buildah", "nested_overlay", "overlay_dockerd_failure"})
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """Each test leaves SIGINT, SIGTERM and SIGHUP as it found them. A command run in-process that was
+    interrupted keeps its handlers on purpose (a late Ctrl-C during its clean-up only says so); in a
+    test worker that would turn a later test's SIGINT into that message instead of a KeyboardInterrupt."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

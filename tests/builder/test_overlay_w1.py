@@ -1,7 +1,9 @@
-"""A W1-like step (RUN writing 30,000 small files on Debian) with the walk and the overlay snapshotter.
+"""A W1-like step (RUN writing many small files on Debian) with the walk and the overlay snapshotter.
 
 Timings are printed, never asserted (the machine is shared); what is asserted is that
-both snapshotters give the same layer. Run with ``-s`` to see the figures.
+both snapshotters give the same layer. Run with ``-s`` to see the figures. The suite writes
+3,000 files (``ANYBUILD_TEST_W1_DIRS`` directories of 100, default 30): as many as W1's 30,000
+(``ANYBUILD_TEST_W1_DIRS=300``, bench/builders.py) prove the same thing in ten times the time.
 """
 
 from __future__ import annotations
@@ -23,20 +25,21 @@ from anybuild.builder.snapshotter import Snapshotter, SnapshotterKind, WalkSnaps
 from tests.harness.bases import debian_rootfs_tar
 
 EPOCH = 1_700_000_000
+DIRS = int(os.environ.get("ANYBUILD_TEST_W1_DIRS", "30"))
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="overlay mounts need root")
 
 W1 = """\
 FROM debian:bookworm
-RUN mkdir /data && cd /data && for d in $(seq 1 300); do mkdir d$d; for f in $(seq 1 100); do \\
+RUN mkdir /data && cd /data && for d in $(seq 1 DIRS); do mkdir d$d; for f in $(seq 1 100); do \\
     echo "file $d $f" > d$d/f$f; done; done
-"""
+""".replace("DIRS", str(DIRS))
 
 
 @pytest.mark.slow
 @pytest.mark.root
 @needs_root
 def test_w1_step_walk_vs_overlay_same_digest_timed(tmp_path: Path, base_images, nested_overlay: Path) -> None:
-    """RUN creating 30,000 small files on Debian: timings printed (not asserted), digests compared."""
+    """RUN creating DIRS × 100 small files on Debian: timings printed (not asserted), digests compared."""
     mirror = base_images.mirror_host
     base_images.debian()
     (tmp_path / "ctx").mkdir()
@@ -65,14 +68,14 @@ def test_w1_step_walk_vs_overlay_same_digest_timed(tmp_path: Path, base_images, 
 def _many_files(root: Path) -> None:
     data = root / "data"
     data.mkdir()
-    for d in range(300):
+    for d in range(DIRS):
         (data / f"d{d}").mkdir()
         for f in range(100):
             (data / f"d{d}" / f"f{f}").write_text(f"file {d} {f}\n")
 
 
 def _timed_step(snapshotter: Snapshotter, root: Path, out: Path) -> tuple[dict[str, float], str]:
-    """Seconds per phase of one step writing 30,000 files, and the layer's diff id."""
+    """Seconds per phase of one step writing DIRS × 100 files, and the layer's diff id."""
     times: dict[str, float] = {}
     clock = time.monotonic()
     before = snapshotter.baseline(root)
@@ -95,7 +98,7 @@ def _timed_step(snapshotter: Snapshotter, root: Path, out: Path) -> tuple[dict[s
 @pytest.mark.root
 @needs_root
 def test_w1_phases_walk_vs_overlay_same_layer_timed(tmp_path: Path, base_images, nested_overlay: Path) -> None:
-    """30,000 small files written on a Debian rootfs: seconds per phase printed (not asserted)."""
+    """DIRS × 100 small files written on a Debian rootfs: seconds per phase printed (not asserted)."""
     debian = debian_rootfs_tar(cache=base_images.cache)
     ids: set[str] = set()
     places = {"disk": (tmp_path / "disk", UpperPlacement.DATA_DIR),

@@ -300,8 +300,9 @@ def _make_removable(dir_fd: int, name: str) -> None:
         return
     try:
         os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | 0o700)
-        for entry in os.scandir(fd):
-            if entry.is_dir(follow_symlinks=False):
-                _make_removable(fd, entry.name)
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    _make_removable(fd, entry.name)
     finally:
         os.close(fd)

@@ -244,7 +244,9 @@ class StepCache:
         index = state.stage.index
         sparse = self.sparse.get(index)
         if sparse is None:
-            if not pending or any(os.scandir(state.rootfs)):  # whiteouts would have to act on what is there
+            with os.scandir(state.rootfs) as entries:
+                occupied = any(entries)  # whiteouts would have to act on what is there
+            if not pending or occupied:
                 self.pending[index] = pending
                 return False
             layers = LayerIndex.read([functools.partial(self.layers.open_blob, d.digest) for d in pending])

@@ -148,11 +148,12 @@ def _children(root: RootDir, rel: str, *, follow: bool = False) -> list[tuple[st
         readable = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
         try:
             found: list[tuple[str, os.stat_result]] = []
-            for entry in os.scandir(readable):
-                try:
-                    found.append((entry.name, entry.stat(follow_symlinks=False)))
-                except FileNotFoundError:
-                    continue  # removed since it was listed
+            with os.scandir(readable) as entries:
+                for entry in entries:
+                    try:
+                        found.append((entry.name, entry.stat(follow_symlinks=False)))
+                    except FileNotFoundError:
+                        continue  # removed since it was listed
             return sorted(found, key=lambda item: item[0])
         finally:
             os.close(readable)
