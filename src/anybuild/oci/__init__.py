@@ -6,8 +6,9 @@ Everything here is a value or a small store; nothing talks to a network.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from anybuild.lazy import loader
 
 if TYPE_CHECKING:
     from anybuild.oci.archive import ArchiveImage, read_docker_archive, write_docker_archive
@@ -73,10 +74,4 @@ _WHERE: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'anybuild.oci' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"anybuild.oci.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = loader(__name__, _WHERE, globals())

@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from anybuild.lazy import loader
 
 if TYPE_CHECKING:
     from anybuild.registry.auth import Challenge, RegistryAuth, Scope, parse_challenges
@@ -73,10 +74,4 @@ _WHERE: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'anybuild.registry' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"anybuild.registry.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = loader(__name__, _WHERE, globals())
