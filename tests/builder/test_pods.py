@@ -33,11 +33,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.builder.building import Built, Case, _read, docker_build
 from tests.builder.imagetree import runtime_config, tree_diff
+from tests.builder.test_devpod import run_and_get
 from tests.harness.pod import POD_VARIANTS, SOURCE, Pod, PodVariant, running_pod
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
@@ -121,22 +121,6 @@ def _built_by_docker_pull(dockerd: Any, reference: str, work: Path) -> Built:
     return _read(archive, work, [])
 
 
-def _serve(dockerd: Any, name: str, argv: list[str], url: str) -> httpx.Response:
-    dockerd.docker("run", "-d", "--name", name, "--network", "host", *argv)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                return httpx.get(url, timeout=2)
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    logs = dockerd.docker("logs", name, check=False)
-                    raise AssertionError(f"{name} never answered {url}: {logs.stdout}{logs.stderr}") from None
-                time.sleep(0.3)
-    finally:
-        dockerd.docker("rm", "-f", name, check=False)
-
-
 def _left_behind(pod: Pod) -> list[str]:
     """Mounts, processes and temporary directories the builds left in the pod."""
     left = [f"mount {m}" for m in pod.mounts()] + [f"process {p}" for p in pod.processes()]
@@ -190,11 +174,11 @@ def test_pod_moltbook_builds_pushes_matches_docker_and_runs(pod: Pod, registry: 
         assert ours_config == their_config
 
     port = _free_port()
-    health = _serve(dockerd, f"pod-api-{port}", ["-e", f"PORT={port}", images["api"]["references"][0]],
+    health = run_and_get(dockerd, f"pod-api-{port}", ["-e", f"PORT={port}", images["api"]["references"][0]],
                     f"http://127.0.0.1:{port}/healthz")
     assert health.status_code == 200 and health.json()["status"] == "ok"
     port = _free_port()
-    page = _serve(dockerd, f"pod-web-{port}", [images["frontend"]["references"][0], "httpd", "-f", "-p",
+    page = run_and_get(dockerd, f"pod-web-{port}", [images["frontend"]["references"][0], "httpd", "-f", "-p",
                                                f"127.0.0.1:{port}", "-h", "/srv/www"],
                   f"http://127.0.0.1:{port}/index.html")
     assert page.status_code == 200
