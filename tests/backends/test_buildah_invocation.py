@@ -74,3 +74,13 @@ def test_podman_invocation_uses_build_subcommand() -> None:
     assert argv[:1] == ("podman",)
     assert "build" in argv
     assert "bud" not in argv
+
+
+@pytest.mark.parametrize("tool", [BackendName.BUILDAH, BackendName.PODMAN])
+def test_buildah_refuses_several_platforms_as_environmental(tool: BackendName) -> None:
+    from anybuild.errors import BackendError
+
+    request = BuildRequest(context=Path("/c"), dockerfile=Path("/c/Dockerfile"), platform="linux/amd64,linux/arm64")
+    with pytest.raises(BackendError, match="one platform at a time") as info:
+        buildah_invocation(request, BuildahSettings(tool=tool))
+    assert info.value.environmental and "--backend builtin" in (info.value.hint or "")

@@ -48,6 +48,16 @@ def test_docker_invocation_classic_with_secret_refused_as_environmental() -> Non
     assert info.value.environmental
 
 
+@pytest.mark.parametrize("mode", [DockerMode.BUILDKIT, DockerMode.CLASSIC])
+def test_docker_build_refuses_several_platforms_as_environmental(mode: DockerMode) -> None:
+    request = BuildRequest(context=Path("/c"), dockerfile=Path("/c/Dockerfile"), platform="linux/amd64,linux/arm64")
+    with pytest.raises(BackendError, match="one image, not an index of several platforms") as info:
+        docker_invocation(request, mode=mode)
+    assert info.value.environmental and "--backend builtin" in (info.value.hint or "")
+    buildx = docker_invocation(request, mode=DockerMode.BUILDX)  # a buildx builder may make the index
+    assert any("linux/amd64,linux/arm64" in command.argv for command in buildx.commands)
+
+
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [

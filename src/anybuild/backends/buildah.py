@@ -159,6 +159,15 @@ def _host(reference: str) -> str:
 
 def buildah_invocation(request: BuildRequest, settings: BuildahSettings) -> Invocation:
     """The commands for one build (pure)."""
+    if request.platform and "," in request.platform:
+        # buildah builds several platforms only into a local manifest list (--manifest), pushed apart with
+        # `buildah manifest push --all`; this backend pushes one image, so it says so instead of pushing one
+        raise BackendError(
+            f"the {settings.tool} backend builds one platform at a time: --platform {request.platform}",
+            backend=settings.tool,
+            environmental=True,
+            hint="use --backend builtin for one index of several platforms (foreign RUN steps under QEMU)",
+        )
     env: dict[str, str] = {}
     files: dict[str, str] = {}
     if request.registry_mirrors or request.insecure_registries:

@@ -151,6 +151,14 @@ def docker_invocation(
                     environmental=True,
                     hint="install docker buildx, or use another backend",
                 )
+    if request.platform and "," in request.platform and mode is not DockerMode.BUILDX:
+        raise BackendError(
+            f"docker build makes one image, not an index of several platforms: --platform {request.platform}",
+            backend=BackendName.DOCKER,
+            environmental=True,
+            hint="use --backend builtin (one index; foreign RUN steps under QEMU), or install docker buildx "
+                 "with a docker-container builder",
+        )
     argv += ["--file", str(request.dockerfile)]
     if request.target:
         argv += ["--target", request.target]
