@@ -9,8 +9,13 @@ would. Nothing is inferred from the presence of a binary.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 from anybuild.environment.context import ProbeContext
 from anybuild.environment.facts import Fact, FactKey, FactValue, Topic
@@ -41,16 +46,37 @@ def probe_builder(ctx: ProbeContext) -> list[Fact]:
     return facts
 
 
+@contextlib.contextmanager
+def _scratch(ctx: ProbeContext) -> Iterator[Path]:
+    """A private directory in the data directory's tmp/ for a trial subprocess, named after this process:
+    removed when the trial ends, however it ends (a build interrupted while its probe runs leaves none);
+    one that a killed anybuild left is removed by the next probe (anybuild.leftovers)."""
+    from anybuild.leftovers import owner_tag, sweep_stale
+
+    tmp = ctx.anybuild_data_dir / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    sweep_stale(tmp, "probe-")
+    scratch = Path(tempfile.mkdtemp(prefix=f"probe-{owner_tag()}.", dir=tmp))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _platforms(ctx: ProbeContext, mapping: str | None) -> Fact:
     """Which platforms' RUN steps can run here, and how: each route tried with a tiny program of that
     architecture (:func:`anybuild.builder.emulation.trial_platforms`), in the namespace a build would use
     (root without one of its own enters an identity-mapped one for a binfmt_misc of the build's own)."""
+    with _scratch(ctx) as scratch:
+        return _platforms_in(ctx, mapping, [sys.executable, "-m", "anybuild.builder.emulation", str(scratch)])
+
+
+def _platforms_in(ctx: ProbeContext, mapping: str | None, command: list[str]) -> Fact:
     import os
 
     from anybuild.builder.sandbox.model import USERNS_ENV
     from anybuild.builder.userns import launcher_argv
 
-    command = [sys.executable, "-m", "anybuild.builder.emulation", str(ctx.anybuild_data_dir / "tmp")]
     attempts: list[tuple[str | None, list[str]]] = []
     if mapping is not None:
         attempts.append((mapping, launcher_argv(sys.executable, mapping, command)))
@@ -82,10 +108,14 @@ def _platforms(ctx: ProbeContext, mapping: str | None) -> Fact:
 
 
 def _trial(ctx: ProbeContext, mapping: str | None) -> list[Fact]:
+    with _scratch(ctx) as scratch:
+        return _trial_in(ctx, mapping, [sys.executable, "-m", "anybuild.builder.trial", str(scratch)])
+
+
+def _trial_in(ctx: ProbeContext, mapping: str | None, command: list[str]) -> list[Fact]:
     from anybuild.builder.sandbox.model import USERNS_ENV
     from anybuild.builder.userns import launcher_argv
 
-    command = [sys.executable, "-m", "anybuild.builder.trial", str(ctx.anybuild_data_dir / "tmp")]
     env = dict(ctx.env)
     if mapping is not None:
         command = launcher_argv(sys.executable, mapping, command)
