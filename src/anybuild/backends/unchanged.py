@@ -49,6 +49,7 @@ from anybuild.backends.base import BuildRequest, BuildResult, LogSink, PlatformI
 from anybuild.cancellation import Cancellation
 from anybuild.config import BackendName
 from anybuild.errors import AnybuildError, Interrupted
+from anybuild.files import replace_text
 
 __all__ = ["KEEP", "MAX_ENTRIES", "RACY_SECONDS", "Inputs", "Record", "answer", "forget", "inputs_of", "load", "save"]
 
@@ -232,16 +233,8 @@ def save(env: Mapping[str, str], inputs: Inputs, result: BuildResult, request: B
                     steps=tuple((s.name, s.cached) for s in result.steps), size=result.size, layers=result.layers,
                     sandbox=result.sandbox, built=result.finished or time.time(), platforms=result.platforms)
     path = _record_path(env, inputs.key)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(json.dumps(record.to_json()))
-        temporary.replace(path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        return
-    _keep_newest(path.parent, KEEP)
+    if replace_text(path, json.dumps(record.to_json())):
+        _keep_newest(path.parent, KEEP)
 
 
 def _keep_newest(directory: Path, keep: int) -> int:

@@ -34,6 +34,7 @@ from anybuild.builder.overlay import (
     SnapshotterChoice,
     UpperPlacement,
     choose_snapshotter,
+    filesystem_type,
     make_snapshotter,
 )
 from anybuild.builder.rootfs import UnpackOptions
@@ -236,17 +237,12 @@ def _secrets_dir(work: Path, secrets: Mapping[str, bytes], facts: SandboxFacts, 
 
 
 def is_tmpfs(path: Path) -> bool:
-    """Whether *path* is the mount point of a tmpfs this process can write to (from mountinfo)."""
+    """Whether *path* is on a tmpfs this process can write to (from mountinfo)."""
     try:
         info = Path("/proc/self/mountinfo").read_text()
     except OSError:
         return False
-    found = False
-    for line in info.splitlines():
-        fields = line.split(" ")
-        if len(fields) > 4 and fields[4] == str(path):
-            found = " - tmpfs " in line  # the last mount of a point is the one seen
-    return found and os.access(path, os.W_OK | os.X_OK)
+    return filesystem_type(path, info) == "tmpfs" and os.access(path, os.W_OK | os.X_OK)
 
 
 def _interruption(exc: Interrupted, *, at: str, done: list[str], push: bool) -> Interrupted:

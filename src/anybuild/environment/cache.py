@@ -18,7 +18,6 @@ are left out of it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -32,6 +31,7 @@ from typing import Any
 
 from anybuild.environment.context import ProbeContext
 from anybuild.environment.facts import Fact, FactValue, Topic
+from anybuild.files import replace_text
 
 __all__ = ["CACHED", "TTL", "ProbeCache", "environment_key"]
 
@@ -172,11 +172,4 @@ class ProbeCache:
         for name, facts in found.items():
             self._entries[name] = {"key": self.key, "time": now, "facts": [fact.to_dict() for fact in facts]}
         document = {"format": FORMAT, "probes": self._entries}
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(json.dumps(document))
-            temporary.replace(self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
+        replace_text(self.path, json.dumps(document))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from anybuild.errors import IntegrityError
-from anybuild.leftovers import owner_tag, sweep_stale
+from anybuild.files import atomic_write
 from anybuild.oci.descriptor import Descriptor, canonical_json, load_json_object
 from anybuild.oci.digest import CHUNK_SIZE, Digest, DigestAlgorithm, Hasher
 from anybuild.oci.manifest import Index, Manifest, parse_document
@@ -52,24 +52,6 @@ def _chunks(source: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
             yield chunk
     else:
         yield from source
-
-
-@contextlib.contextmanager
-def atomic_write(path: Path) -> Iterator[BinaryIO]:
-    """Open a temp file beside *path*; rename it onto *path* only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(path.parent, f".{path.name}.", ".tmp")  # what a killed writer left (see anybuild.leftovers)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp", dir=path.parent)
-    tmp_path = Path(tmp)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            yield stream
-            stream.flush()
-            os.fsync(stream.fileno())
-        tmp_path.replace(path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True, slots=True)
