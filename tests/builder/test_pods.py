@@ -278,7 +278,11 @@ def _interrupt(pod: Pod, context: str, mark: str, signum: signal.Signals, args: 
             time.sleep(0.2)
         time.sleep(0.5)  # the RUN's sleep is running
         assert _secret_on_disk(pod) == []  # a tmpfs of its own, or the pod's /dev/shm
-        builds = [pid for pid, cmd in pod.pids().items() if cmd.startswith(f"{sys.executable} -m anybuild build")]
+        builds: list[int] = []
+        until = time.monotonic() + 10  # `runc ps` reads the pod's cgroup: a listing may come up short once
+        while len(builds) != 1 and time.monotonic() < until:
+            builds = [pid for pid, cmd in pod.pids().items()
+                      if cmd.startswith(f"{sys.executable} -m anybuild build")]
         assert len(builds) == 1, pod.processes()
         group = os.getpgid(builds[0])
         # Ctrl-C at a `kubectl exec -it` terminal signals the foreground process group; SIGTERM (the
