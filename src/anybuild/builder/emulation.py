@@ -28,7 +28,6 @@ work); the route taken is named in the build's output and its result.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import shutil
@@ -222,7 +221,7 @@ def register_in_namespace(platform: Platform, emulator: Path, mount_point: Path,
     for *platform* there with flag F, and run the probe; None when it works, else why not."""
     mount_point.mkdir(parents=True, exist_ok=True)
     if not (mount_point / "register").exists():
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         flags = ctypes.c_ulong(_MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
         if libc.mount(b"binfmt_misc", str(mount_point).encode(), b"binfmt_misc", flags, None) != 0:
             err = ctypes.get_errno()
@@ -404,7 +403,7 @@ def main(argv: list[str]) -> int:
         host = Platform.for_machine(machine.system(), machine.machine())
         report = trial_platforms(host, Path(tmp), os.environ, in_userns=bool(os.environ.get(USERNS_ENV)))
         if (Path(tmp) / "binfmt_misc" / "register").exists():
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc = ctypes.CDLL(None, use_errno=True)
             libc.umount2(str(Path(tmp) / "binfmt_misc").encode(), 2)  # MNT_DETACH
     sys.stdout.write(json.dumps({"host": str(host), "platforms": report}) + "\n")
     return 0

@@ -32,7 +32,6 @@ On failure it prints one line starting with :data:`FAILURE_PREFIX` and exits
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import pwd
@@ -152,7 +151,7 @@ def enter(mapping: str) -> str | None:
             os._exit(code)
     os.close(go_r)
     os.close(status_w)
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)
     failed = libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS) != 0
     err = ctypes.get_errno()
     os.write(go_w, b"0" if failed else b"1")
@@ -187,7 +186,7 @@ def main(argv: list[str]) -> int:
         return 0
     command = argv[argv.index("--") + 1 :]
     # die with whoever started us: the namespace and its mounts go with the process
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() == 1:
         return _fail("the process that started the build is gone")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -264,6 +265,53 @@ def test_sandbox_interrupted_process_killed_mounts_and_stubs_removed(kind: Sandb
     while time.monotonic() < deadline and _sleepers(scratch_rootfs):
         time.sleep(0.1)
     assert _sleepers(scratch_rootfs) == []
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", KINDS)
+def test_sandbox_run_ends_with_its_command_and_ends_what_it_left(kind: SandboxKind, work: Path, rootfs: Path) -> None:
+    """As in a container whose pid 1 ends: the RUN lasts as long as its command (not as long as the
+    daemon it started), its exit code is the command's, and the daemon does not outlive it."""
+    marker = str(6000 + os.getpid() % 1000)
+    outcome, lines = run(kind, work, rootfs, f"(sleep {marker} &); sleep 1; echo after; exit 3")
+    assert (outcome.exit_code, lines) == (3, ["after"])
+    assert 1 <= outcome.seconds < 30
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _running("sleep", marker):
+        time.sleep(0.1)
+    assert _running("sleep", marker) == []
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", KINDS)
+def test_sandbox_run_command_killed_by_a_signal_is_128_plus_it(kind: SandboxKind, work: Path,
+                                                               rootfs: Path) -> None:
+    """Killed from outside (as by the OOM killer), the RUN fails with 137 as under Docker, even after a child
+    of it exited 0 (proot alone says 0 or 255, whichever tracee ended last)."""
+    marker = str(7000 + os.getpid() % 1000)
+
+    def kill_it() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (found := _running("sleep", marker)):
+            time.sleep(0.05)
+        for pid in found:
+            os.kill(pid, signal.SIGKILL)
+
+    threading.Thread(target=kill_it, daemon=True).start()
+    outcome, lines = run(kind, work, rootfs, f"sh -c 'exit 0'; exec sleep {marker}")
+    assert outcome.exit_code == 137
+    assert not any("terminated with signal" in line for line in lines)
+
+
+def _running(*argv: str) -> list[int]:
+    """Processes whose command line is *argv*."""
+    wanted = [a.encode() for a in argv]
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().split(b"\0")[:-1] == wanted:
+                found.append(int(proc.name))
+    return found
 
 
 def _sleepers(rootfs: Path) -> list[int]:

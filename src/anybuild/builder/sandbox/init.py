@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import importlib.util
@@ -66,7 +65,7 @@ _CLONE_NEWPID = 0x20000000
 _CLONE_NEWNET = 0x40000000
 _PR_SET_PDEATHSIG = 1
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class SetupError(Exception):
@@ -295,31 +294,110 @@ def _others_in_group(group: int, keep: int) -> list[int]:
     return found
 
 
-def _wait(pid: int, listener: int | None, serve: Any, *, proot: bool = False) -> int:
-    """Wait for *pid*, answering the recorder's notifications meanwhile; the wait status.
+_PIDFD_GET_INFO = 0xC040FF0B  # _IOWR(0xFF, 11, struct pidfd_info), its first (64-byte) version
+_PIDFD_INFO_EXIT = 8
+
+
+def _reaped_status(pidfd: int) -> int | None:
+    """The wait status of the process behind *pidfd* once its parent has reaped it (Linux 6.15+)."""
+    info = bytearray(64)
+    struct.pack_into("=Q", info, 0, _PIDFD_INFO_EXIT)
+    try:
+        fcntl.ioctl(pidfd, _PIDFD_GET_INFO, info)
+    except OSError:
+        return None
+    if not struct.unpack_from("=Q", info, 0)[0] & _PIDFD_INFO_EXIT:
+        return None
+    return int(struct.unpack_from("=i", info, 60)[0])
+
+
+def _zombie_status(pid: int) -> int | None:
+    """The wait status of *pid* while it is a zombie not yet reaped (``exit_code``, field 52 of its stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return int(fields[49]) if fields[0] == "Z" else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Command:
+    """The command under proot: proot's first child once proot runs (not before: the init's child forks
+    nothing of its own after exec, but may before). The RUN ends when it does, and its wait status is the
+    RUN's, not proot's (proot reports the last tracee that exited, which may be a leftover, and 0 or 255
+    for a command killed by a signal)."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self.pid = 0
+        self.ended_at: float | None = None
+        self.status: int | None = None
+
+    def find(self, proot: int) -> int | None:
+        """Its pidfd, once proot has started it. A command that ended before it was seen (a moment under
+        load) counts as ended if it left anything running: the group holds more than proot, none of it
+        proot's child."""
+        main = _main_tracee(proot)
+        if main is None and _others_in_group(proot, keep=proot):
+            main = _main_tracee(proot)  # read again: it may have been started meanwhile
+            if main is None:
+                self.ended_at = time.monotonic()
+                return None
+        if main is not None:
+            with contextlib.suppress(OSError):
+                self.fd, self.pid = os.pidfd_open(main), main
+        return self.fd
+
+    def ended(self) -> None:
+        self.ended_at = time.monotonic()
+        self.status = _zombie_status(self.pid)  # proot may reap it first; then the kernel still knows
+
+    def wait_status(self) -> int | None:
+        """Its wait status, once proot has ended; None when unknown."""
+        if self.fd is None:
+            return None
+        reaped = _reaped_status(self.fd)
+        os.close(self.fd)
+        self.fd = None
+        return reaped if reaped is not None else self.status
+
+
+def _wait(pid: int, reports: int, listener: int | None, serve: Any, *,
+          proot: bool = False) -> tuple[int, bytes, int | None]:
+    """Wait for *pid*, answering the recorder's notifications meanwhile; its wait status, what it reported
+    on *reports* (read to its end: the command's exec closes it) and, under proot, the command's wait status.
 
     Under proot (*proot*), the RUN ends when the command does, as in a container whose pid 1 ends:
     proot waits for every tracee, so what the command left running (a daemon started with ``&``) is
-    killed a moment after the command itself has ended.
+    killed as soon as the command has ended (and again, should it have started more, until proot ends).
     """
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
+    poller.register(reports, select.POLLIN)
     if listener is not None:
         poller.register(listener, select.POLLIN)
-    main_fd: int | None = None
-    ended_at: float | None = None
+    said = bytearray()
+    execd = False
+    command = _Command()
+    watching = False
     try:
         while True:
-            if proot and main_fd is None and ended_at is None and (main := _main_tracee(pid)) is not None:
-                with contextlib.suppress(OSError):
-                    main_fd = os.pidfd_open(main)
-                    poller.register(main_fd, select.POLLIN)
-            timeout = None if not proot else (50 if main_fd is None and ended_at is None else 200)
+            looking = proot and execd and not watching and command.ended_at is None
+            if looking and (found := command.find(pid)) is not None:
+                poller.register(found, select.POLLIN)
+                watching = True
+            # the command is looked for without pause until seen (it may live a millisecond), then at rest
+            timeout = None if not proot else (0 if not watching and command.ended_at is None else 200)
             try:
                 events = dict(poller.poll(timeout))
             except InterruptedError:
                 continue
+            if events.get(reports, 0):
+                chunk = os.read(reports, 65536)
+                said += chunk
+                if not chunk:
+                    poller.unregister(reports)
+                    execd = True
             if listener is not None and events.get(listener, 0) & select.POLLIN:
                 serve()
                 continue
@@ -328,19 +406,22 @@ def _wait(pid: int, listener: int | None, serve: Any, *, proot: bool = False) ->
                 listener = None
             if events.get(pidfd, 0) & select.POLLIN:
                 _, status = os.waitpid(pid, 0)
-                return status
-            if main_fd is not None and events.get(main_fd, 0) & select.POLLIN:
-                poller.unregister(main_fd)
-                os.close(main_fd)
-                main_fd, ended_at = None, time.monotonic()
-            if ended_at is not None and time.monotonic() - ended_at > 0.2:
+                if not execd:
+                    with contextlib.suppress(OSError):
+                        said += os.read(reports, 65536)
+                return status, bytes(said), command.wait_status() if proot else None
+            if watching and command.fd is not None and events.get(command.fd, 0) & select.POLLIN:
+                poller.unregister(command.fd)
+                watching = False
+                command.ended()
+            if command.ended_at is not None:
                 for other in _others_in_group(pid, keep=pid):
                     with contextlib.suppress(OSError):
                         os.kill(other, signal.SIGKILL)
     finally:
         os.close(pidfd)
-        if main_fd is not None:
-            os.close(main_fd)
+        if command.fd is not None:
+            os.close(command.fd)
 
 
 def _end_leftovers(pid: int) -> None:
@@ -418,9 +499,12 @@ def main(argv: list[str]) -> int:
                 logical_uid=int(logical.get("uid", 0)), logical_groups=frozenset(logical.get("groups", [0])),
                 guest_paths=spec["mode"] == "proot")
             serving.open()
+    command: int | None = None
     try:
-        status = _wait(pid, listener, serving.one if serving is not None else None, proot=spec["mode"] == "proot")
+        status, reports, command = _wait(pid, status_r, listener, serving.one if serving is not None else None,
+                                         proot=spec["mode"] == "proot")
     finally:
+        os.close(status_r)
         if spec["mode"] != "namespaces":
             _end_leftovers(pid)
         if serving is not None:
@@ -428,10 +512,11 @@ def main(argv: list[str]) -> int:
             serving.close()
             result["symlinks"] = serving.symlinks
             result["chowns"] = serving.handled
-    with os.fdopen(status_r, "rb") as reports:
-        for line in reports.read().decode(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                result.update(json.loads(line))
+    for line in reports.decode(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            result.update(json.loads(line))
+    if command is not None and not result["setup_error"]:
+        status = command  # the command's own end, not proot's (see _Command)
     if spec["mode"] == "chroot":
         for mount in reversed(spec["mounts"]):
             _libc.umount2(mount["target"].encode(), MNT_DETACH)

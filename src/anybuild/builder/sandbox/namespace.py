@@ -114,7 +114,8 @@ class InitSandbox:
             spec_file = ready.workdir / "init.json"
             spec_file.write_text(json.dumps(document))
             argv = [self.python, "-I", "-S", str(INIT_SCRIPT), str(spec_file)]
-            completed = self.runner.run(argv, env=_host_env(), on_line=ready.line)
+            completed = self.runner.run(argv, env=_host_env(),
+                                        on_line=lambda text: ready.line(text) if self._shown(text) else None)
             tail = tuple(ready.tail)
             try:
                 result = json.loads(result_file.read_text())
@@ -140,6 +141,10 @@ class InitSandbox:
             ran_as=None if real else self._ran_as(spec),
             recorded=tuple((str(p), int(u), int(g)) for p, u, g in result.get("symlinks") or ()),
             notes=tuple(notes))
+
+    def _shown(self, line: str) -> bool:
+        """Whether a line of the run's output is the build's to show (not the sandbox's own noise)."""
+        return True
 
     def _check(self, code: int, tail: tuple[str, ...]) -> None:
         """Raise :class:`SandboxUnavailable` when the output says the sandbox itself could not start."""

@@ -25,6 +25,8 @@ from anybuild.builder.sandbox.prepared import Prepared
 
 __all__ = ["ProotSandbox", "proot_argv"]
 
+# what proot says of each leftover the init kills when the command has ended (see the init's _wait)
+_LEFTOVER_KILLED = re.compile(r"proot info: pid \d+: terminated with signal 9")
 # proot's own words when it cannot trace at all (ptrace or its seccomp filter refused, no tracee)
 _STARTUP = re.compile(r"ptrace|seccomp|PTRACE_|tracee|can't create|execve\(\S*loader", re.IGNORECASE)
 
@@ -56,6 +58,9 @@ class ProotSandbox(InitSandbox):
 
     def _real_ids(self, spec: RunSpec) -> bool:
         return False  # emulated by proot (see the module's doc)
+
+    def _shown(self, line: str) -> bool:
+        return _LEFTOVER_KILLED.fullmatch(line) is None
 
     def _check(self, code: int, tail: tuple[str, ...]) -> None:
         if code == 0:

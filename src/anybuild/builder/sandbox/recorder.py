@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -97,7 +96,7 @@ def _arch() -> tuple[int, int, int, dict[int, tuple[str, bool, bool]]]:
 
 
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _filter(*, notify: bool, no_statx: bool) -> bytes:
