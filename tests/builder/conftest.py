@@ -49,5 +49,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
               f"{same} ({100 * same / compared:.1f}%, of which {stubs}"
               f" but for the mount stubs BuildKit 0.8 leaves; {100 * strict / compared:.1f}% without them); "
               f"differing, listed: {counts['Docker 20.10 differs (listed)']}")
+    limits = collections.Counter(o["proot"] for o in _OUTCOMES if "proot" in o)
+    for limit, n in limits.most_common():
+        write(f"proot falls short ({n} case builds, listed in PROOT_LIMITS): {limit}")
     for reason, n in collections.Counter(_SKIPPED.values()).most_common():
         write(f"skipped {n}: {reason}")

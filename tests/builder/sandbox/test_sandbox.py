@@ -303,6 +303,29 @@ def test_sandbox_run_command_killed_by_a_signal_is_128_plus_it(kind: SandboxKind
     assert not any("terminated with signal" in line for line in lines)
 
 
+@pytest.mark.root
+def test_proot_shows_no_variable_of_its_own_and_leaves_no_loader(work: Path, rootfs: Path, tmp_path: Path) -> None:
+    """proot hands its environment to the command, and keeps its loader in $TMPDIR (prooted-PID-*) until
+    it exits: a RUN's env is the image's alone, and a proot killed by Ctrl-C leaves no loader behind."""
+    private = tmp_path / "proot-tmp"
+    private.mkdir()
+    env = (*PATH, f"TMPDIR={private}")
+    outcome, lines = run(SandboxKind.PROOT, work, rootfs, "env | sort", env=env)
+    assert outcome.exit_code == 0
+    assert f"TMPDIR={private}" in lines
+    assert {line.split("=", 1)[0] for line in lines} <= {"PATH", "TMPDIR", "PWD", "SHLVL", "HOME"}, lines
+    assert list(private.iterdir()) == []
+
+    main = threading.get_ident()
+    started = threading.Event()
+    threading.Thread(target=lambda: (started.wait(20), time.sleep(0.2), signal.pthread_kill(main, signal.SIGINT)),
+                     daemon=True).start()
+    spec = RunSpec(rootfs=rootfs, argv=("/bin/sh", "-c", "echo started; exec sleep 600"), env=env)
+    with pytest.raises(KeyboardInterrupt):
+        sandbox_for(SandboxKind.PROOT, work).run(spec, lambda text: started.set() if text == "started" else None)
+    assert list(private.iterdir()) == []
+
+
 def _running(*argv: str) -> list[int]:
     """Processes whose command line is *argv*."""
     wanted = [a.encode() for a in argv]

@@ -234,7 +234,7 @@ def _child(spec: dict[str, Any], status: int, channel: socket.socket | None, rec
         os.write(status, (json.dumps(report) + "\n").encode())
         env = dict(item.split("=", 1) for item in spec["env"] if "=" in item)
         if mode == "proot":
-            _exec(spec["proot_argv"], {**env, **spec.get("proot_env", {})})
+            _exec(spec["proot_argv"], env)
         try:
             os.chroot(spec["rootfs"])
         except OSError as exc:
@@ -431,6 +431,16 @@ def _end_leftovers(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def _remove_proot_files(proot: int, env: list[str]) -> None:
+    """The loader proot keeps in $TMPDIR or /tmp (``prooted-PID-XXXXXX``): proot removes it when it
+    exits, not when it is killed (a build stopped, a leftover group ended)."""
+    tmp = next((item.split("=", 1)[1] for item in env if item.startswith("TMPDIR=")), "") or "/tmp"
+    with contextlib.suppress(OSError):
+        for path in Path(tmp).glob(f"prooted-{proot}-*"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
 def _record_group(ledger: str | None, pid: int) -> None:
     """The command's process group goes into the build's ledger (anybuild.builder.ledger): if the build is
     killed outright, the next one ends what the command left running."""
@@ -507,6 +517,8 @@ def main(argv: list[str]) -> int:
         os.close(status_r)
         if spec["mode"] != "namespaces":
             _end_leftovers(pid)
+        if spec["mode"] == "proot":
+            _remove_proot_files(pid, spec["env"])
         if serving is not None:
             serving.drain()
             serving.close()

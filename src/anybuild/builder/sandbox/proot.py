@@ -76,6 +76,7 @@ class ProotSandbox(InitSandbox):
         return code
 
     def _mode_fields(self, spec: RunSpec, ready: Prepared, *, real: bool) -> dict[str, Any]:
-        return {"proot_argv": proot_argv(self.proot, spec, ready, real_ids=real),
-                "proot_env": {"PROOT_TMP_DIR": str(ready.workdir)}}
-
+        # No PROOT_TMP_DIR: proot 5.1 keeps its loader in $TMPDIR or /tmp whatever it says, and hands its
+        # whole environment to the command, so the variable only showed in the RUN's `env`. The init
+        # removes the loader of a proot that was killed (see its _remove_proot_files).
+        return {"proot_argv": proot_argv(self.proot, spec, ready, real_ids=real)}
