@@ -54,13 +54,8 @@ _KINDS = (SandboxKind.RUNC, SandboxKind.UNSHARE, SandboxKind.CHROOT, SandboxKind
 SANDBOXES = [k for k in _KINDS if _allowed(k, FACTS)]
 # What proot, the last rung of the ladder (ptrace, no privilege), cannot give: each case is built by proot
 # all the same and must really fall short (a stale entry fails).
-_GROUPS = ("proot emulates the uid and gid only (-0, -i uid:gid): the supplementary groups are the "
-           "builder's own, so `id -G` lacks the /etc/group memberships runc gives")
 PROOT_LIMITS = {
     "bk-mount-tmpfs-size": "proot binds a directory for a tmpfs mount: `mount` lists no tmpfs with its size",
-    "bk-user": _GROUPS,
-    "bk-user-additional-gids": _GROUPS,
-    "cli-users-and-groups": _GROUPS,
 }
 # The share of the cases compared with Docker, on each kind of base, allowed to differ from Docker
 # 20.10, each with its reason: a Docker 20.10 behaviour current BuildKit changed.

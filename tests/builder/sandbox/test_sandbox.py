@@ -164,6 +164,15 @@ def test_sandbox_run_output_exit_code_user_cwd_env(kind: SandboxKind, work: Path
 
 @pytest.mark.root
 @pytest.mark.parametrize("kind", KINDS)
+def test_sandbox_run_has_its_supplementary_groups(kind: SandboxKind, work: Path, rootfs: Path) -> None:
+    """The primary gid first, then the user's /etc/group memberships, as runc gives them (proot too: it
+    emulates only the uid and gid, the groups are set for real where the builder may)."""
+    outcome, lines = run(kind, work, rootfs, "id -G", uid=1000, gid=1000, groups=(1000, 10, 20))
+    assert (outcome.exit_code, lines) == (0, ["1000 10 20"])
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", KINDS)
 def test_sandbox_run_missing_command_127(kind: SandboxKind, work: Path, rootfs: Path) -> None:
     spec = RunSpec(rootfs=rootfs, argv=("no-such-tool",), env=PATH)
     assert sandbox_for(kind, work).run(spec, lambda _l: None).exit_code == 127

@@ -234,6 +234,11 @@ def _child(spec: dict[str, Any], status: int, channel: socket.socket | None, rec
         os.write(status, (json.dumps(report) + "\n").encode())
         env = dict(item.split("=", 1) for item in spec["env"] if "=" in item)
         if mode == "proot":
+            # proot emulates the uid and gid; the supplementary groups are the process's own, given
+            # for real where the builder may (root): `id -G` then says what runc would
+            if spec.get("groups") and sorted(os.getgroups()) != sorted(spec["groups"]):
+                with contextlib.suppress(PermissionError):
+                    os.setgroups(spec["groups"])
             _exec(spec["proot_argv"], env)
         try:
             os.chroot(spec["rootfs"])
