@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.harness.fixtures"]
+pytest_plugins = ["tests.harness.fixtures", "tests.builder.upstream_figures"]
 
 # Builds trim their cache when the data directory's filesystem runs short of free space; on a CI
 # machine with a nearly full disk that would make every cache test depend on the disk. Trimming

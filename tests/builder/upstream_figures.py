@@ -1,4 +1,5 @@
-"""The figures of the upstream conformance suite (tests/builder/test_upstream_conformance.py), at the end.
+"""The figures of the upstream conformance suite (tests/builder/test_upstream_conformance.py), at the end
+(a plugin of tests/conftest.py, so that the controller of a parallel run loads it).
 
 Each of its tests records its outcome as the ``upstream`` user property (it reaches the
 controller under xdist too); this adds them up: cases, builds, outcomes, per kind of base,
