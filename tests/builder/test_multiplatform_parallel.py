@@ -218,3 +218,16 @@ def test_ctrl_c_stops_every_platform(base_images: BaseImages, registry: Registry
     assert "interrupted by SIGINT" in err, err[-3000:]
     assert not _sleepers()
     assert not _mounts_below(tmp_path / "data")
+
+
+def test_base_index_is_fetched_once(base_images: BaseImages, registry: Registry, tmp_path: Path) -> None:
+    """Both platforms pull busybox at once: one GET of its index (by tag) for the build, one per platform image."""
+    procs.require_root("the built-in builder's overlay and chroot sandboxes")
+    base_images.busybox_multi()
+    before = len(registry.requests())
+    with host_binfmt(want=False):
+        _build(CASES["uname"], base_images, registry, tmp_path, "two", jobs=2, output=False)
+    served = registry.requests()[before:]
+    tag = [r for r in served if r.method == "GET" and r.path.endswith("/library/busybox/manifests/1.36-multi")]
+    by_digest = [r for r in served if r.method == "GET" and "/library/busybox/manifests/sha256:" in r.path]
+    assert (len(tag), len(by_digest)) == (1, 2), served
