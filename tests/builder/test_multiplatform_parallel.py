@@ -231,3 +231,26 @@ def test_base_index_is_fetched_once(base_images: BaseImages, registry: Registry,
     tag = [r for r in served if r.method == "GET" and r.path.endswith("/library/busybox/manifests/1.36-multi")]
     by_digest = [r for r in served if r.method == "GET" and "/library/busybox/manifests/sha256:" in r.path]
     assert (len(tag), len(by_digest)) == (1, 2), served
+
+
+_LOCKED = """\
+FROM busybox:1.36-multi
+RUN --mount=type=cache,target=/c,sharing=locked echo "start $(uname -m)" >> /c/log && sleep 3 \\
+    && echo "end $(uname -m)" >> /c/log
+"""
+
+
+def test_locked_cache_mount_is_used_by_one_platform_at_a_time(base_images: BaseImages, registry: Registry,
+                                                              tmp_path: Path) -> None:
+    """`sharing=locked`: the platforms' RUN steps take turns with the cache directory, as in BuildKit."""
+    import hashlib
+
+    procs.require_root("the built-in builder's overlay and chroot sandboxes")
+    with host_binfmt(want=False):
+        sink, _result, _layout = _build(_LOCKED, base_images, registry, tmp_path, "two", jobs=2, output=False)
+    cache = tmp_path / "data-two" / "cache" / "mounts" / hashlib.sha256(b"/c").hexdigest()[:24]
+    lines = (cache / "log").read_text().split("\n")[:-1]
+    assert len(lines) == 4 and lines[0].split()[1] == lines[1].split()[1], lines
+    assert [line.split()[0] for line in lines] == ["start", "end", "start", "end"], lines
+    assert sorted({line.split()[1] for line in lines}) == ["aarch64", "x86_64"], lines
+    assert any("waiting for another RUN to release its cache mount" in line for line in sink.lines), sink.lines
