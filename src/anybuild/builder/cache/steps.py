@@ -147,12 +147,6 @@ class StepCache:
         image = ex.images.get(stage.image, state.platform)
         self.current[stage.index] = base_key(image=stage.image, digest=image.digest, platform=str(state.platform))
 
-    def next_platform(self) -> None:
-        """Forget the per-stage state of the platform built before (the next one's stages have the same indexes)."""
-        self.current.clear()
-        self.pending.clear()
-        self._miss = None
-
     def defer(self, stage: int, layers: Sequence[Descriptor]) -> bool:
         """Take the base *layers* of a stage to unpack later, with the cached layers after them."""
         self.pending[stage] = list(layers)
