@@ -8,6 +8,7 @@ runs once; the first platform that fails stops the other's RUN at once, and its 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -43,7 +44,8 @@ def test_platform_jobs_follows_cores_and_the_override() -> None:
 
 
 def _build(dockerfile: str, base_images: BaseImages, registry: Registry, tmp_path: Path, name: str, *,
-           jobs: int, output: bool = True) -> tuple[ListSink, BuildResult, Path]:
+           jobs: int, output: bool = True, build_args: dict[str, str] | None = None,
+           ) -> tuple[ListSink, BuildResult, Path]:
     base_images.busybox_multi()
     context = tmp_path / f"context-{name}"
     context.mkdir()
@@ -51,6 +53,7 @@ def _build(dockerfile: str, base_images: BaseImages, registry: Registry, tmp_pat
     layout = tmp_path / f"out-{name}"
     request = BuildRequest(context=context, dockerfile=context / "Dockerfile", platform=_TWO,
                            output=f"oci:{layout}" if output else None, insecure_registries=(registry.host,),
+                           build_args=build_args or {},
                            registry_mirrors={"docker.io": (registry.host,)})
     env = {**os.environ, "ANYBUILD_DATA_DIR": str(tmp_path / f"data-{name}"), "ANYBUILD_EMULATION": "userns",
            "SOURCE_DATE_EPOCH": "1700000000", PLATFORM_JOBS_ENV: str(jobs)}
@@ -84,27 +87,27 @@ def test_parallel_index_is_the_sequential_one(base_images: BaseImages, registry:
         assert (image.root / "arch").read_text() == UNAME[platform] + "\n"
 
 
+# Each platform's RUN says it started (a file in a cache mount both see) and waits, up to WAIT seconds, for the
+# other's: both pass only if the two ran at the same time.
 _OVERLAP = """\
 FROM busybox:1.36-multi
-RUN date +%s > /start && sleep 6 && date +%s > /end
+ARG WAIT=120
+RUN --mount=type=cache,target=/meet touch /meet/$(uname -m) && i=0 \\
+    && while [ ! -e /meet/x86_64 ] || [ ! -e /meet/aarch64 ]; do \\
+         i=$((i+1)); [ $i -le $WAIT ] || { echo "alone after $WAIT s"; exit 9; }; sleep 1; done \\
+    && uname -m > /arch
 """
 
 
-def _times(tmp_path: Path, layout: Path) -> dict[str, tuple[int, int]]:
-    _index, images = read_index(layout, tmp_path / f"read-{layout.name}")
-    return {p: (int((i.root / "start").read_text()), int((i.root / "end").read_text())) for p, i in images.items()}
-
-
 def test_platforms_overlap(base_images: BaseImages, registry: Registry, tmp_path: Path) -> None:
-    """Both RUN steps started before either ended; one after the other (JOBS=1), the second starts after."""
+    """In parallel both RUN steps meet; one after the other (JOBS=1), the first waits alone and fails."""
     procs.require_root("the built-in builder's overlay and chroot sandboxes")
     with host_binfmt(want=False):
-        _sink, _result, together = _build(_OVERLAP, base_images, registry, tmp_path, "two", jobs=2)
-        _sink, _result, apart = _build(_OVERLAP, base_images, registry, tmp_path, "one", jobs=1)
-    times = _times(tmp_path, together)
-    assert max(start for start, _end in times.values()) < min(end for _start, end in times.values()), times
-    times = _times(tmp_path, apart)
-    assert times["linux/arm64"][0] >= times["linux/amd64"][1], times
+        _sink, result, _layout = _build(_OVERLAP, base_images, registry, tmp_path, "two", jobs=2, output=False)
+        assert [p.platform for p in result.platforms] == ["linux/amd64", "linux/arm64"]
+        with pytest.raises(BuildFailed, match="exit code 9") as alone:
+            _build(_OVERLAP, base_images, registry, tmp_path, "one", jobs=1, output=False, build_args={"WAIT": "3"})
+    assert alone.value.message.startswith("linux/amd64: "), alone.value.message
 
 
 _SHARED = """\
@@ -131,10 +134,13 @@ def test_shared_buildplatform_stage_is_built_once(base_images: BaseImages, regis
     assert made["linux/amd64"] == made["linux/arm64"], made
 
 
+# amd64's RUN fails once arm64's has started its long sleep (they meet in a cache mount)
 _FAILING = """\
 FROM busybox:1.36-multi
 ARG TARGETARCH
-RUN if [ "$TARGETARCH" = amd64 ]; then sleep 3; echo amd64 gives up; exit 3; fi; sleep 317
+RUN --mount=type=cache,target=/meet if [ "$TARGETARCH" = amd64 ]; then i=0; \\
+      while [ ! -e /meet/sleeping ] && [ $i -lt 120 ]; do i=$((i+1)); sleep 1; done; echo amd64 gives up; exit 3; \\
+    fi; touch /meet/sleeping; sleep 317
 """
 
 
@@ -170,6 +176,8 @@ def test_first_failure_stops_the_other_platform(base_images: BaseImages, registr
     assert failed.value.message.startswith("linux/amd64: "), failed.value.message
     assert "exit code 3" in failed.value.message, failed.value.message
     assert took < 150, f"the arm64 RUN was not stopped: the build took {took:.0f}s"  # its sleep is 317 s
+    meet = tmp_path / "data-fail" / "cache" / "mounts" / hashlib.sha256(b"/meet").hexdigest()[:24]
+    assert (meet / "sleeping").exists()  # amd64 failed while arm64 slept
     assert not _sleepers()
     assert not _mounts_below(tmp_path / "data-fail")
     assert not [p for p in (tmp_path / "data-fail" / "tmp").iterdir() if not p.name.startswith(".")]
@@ -243,8 +251,6 @@ RUN --mount=type=cache,target=/c,sharing=locked echo "start $(uname -m)" >> /c/l
 def test_locked_cache_mount_is_used_by_one_platform_at_a_time(base_images: BaseImages, registry: Registry,
                                                               tmp_path: Path) -> None:
     """`sharing=locked`: the platforms' RUN steps take turns with the cache directory, as in BuildKit."""
-    import hashlib
-
     procs.require_root("the built-in builder's overlay and chroot sandboxes")
     with host_binfmt(want=False):
         sink, _result, _layout = _build(_LOCKED, base_images, registry, tmp_path, "two", jobs=2, output=False)
