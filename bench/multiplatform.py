@@ -16,9 +16,11 @@ the other routes too.
 Every build is cold: a fresh ANYBUILD_DATA_DIR per anybuild build (bases pulled again from loopback, a few MB),
 buildah without --layers and its manifest list removed first; each run puts a nonce in the Dockerfiles.
 Timed: the build plus the push (anybuild: one `build --push`; buildah: `build --manifest` then
-`manifest push --all`).
+`manifest push --all`). anybuild is timed with its platforms one after the other (ANYBUILD_PLATFORM_JOBS=1)
+and in parallel (=2), or as --jobs says.
 
-    .venv/bin/python bench/multiplatform.py [--runs 3] [--routes userns,entrypoint,host] [--json]
+    .venv/bin/python bench/multiplatform.py [--runs 3] [--routes userns,entrypoint,host] [--jobs 1,2]
+        [--no-buildah] [--json]
 """
 
 from __future__ import annotations
@@ -71,8 +73,10 @@ def _contexts(work: Path, nonce: str) -> dict[str, Path]:
     return {"frontend": frontend, "cross": cross}
 
 
-def _anybuild(context: Path, ref: str, registry: Registry, data: Path, route: str) -> float:
+def _anybuild(context: Path, ref: str, registry: Registry, data: Path, route: str, jobs: str) -> float:
     env = {**os.environ, "ANYBUILD_DATA_DIR": str(data), "ANYBUILD_EMULATION": route}
+    if jobs:
+        env["ANYBUILD_PLATFORM_JOBS"] = jobs
     argv = [str(ROOT / ".venv" / "bin" / "anybuild"), "build", "--backend", "builtin", "--progress", "plain",
             "--platform", PLATFORMS, "-t", ref, "--push", "--insecure-registry", registry.host,
             "--registry-mirror", registry.host, str(context)]
@@ -101,9 +105,13 @@ def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--routes", default="userns", help="anybuild's emulation routes to time (comma list)")
+    parser.add_argument("--jobs", default="1,2", help="ANYBUILD_PLATFORM_JOBS values to time (comma list)")
+    parser.add_argument("--no-buildah", action="store_true", help="time anybuild only")
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args(argv)
-    routes = [r.strip() for r in options.routes.split(",") if r.strip()]
+    routes = [f"{r.strip()}@{j.strip()}" for r in options.routes.split(",") if r.strip()
+              for j in (options.jobs.split(",") or [""])]
+    others = [] if options.no_buildah else ["buildah"]
     times: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="anybuild-bench-multi-") as tmp:
         work = Path(tmp)
@@ -117,21 +125,23 @@ def main(argv: Sequence[str]) -> int:
                 nonce = secrets.token_hex(4)
                 contexts = _contexts(work, nonce)
                 for workload, context in contexts.items():
-                    order = ["buildah", *routes] if run % 2 else [*routes, "buildah"]
-                    for tool in order:
+                    order = [*others, *routes] if run % 2 else [*routes, *others]
+                    for entry in order:
+                        tool, _, jobs = entry.partition("@")
                         if tool == "entrypoint" and workload == "cross":
                             continue  # its RUN execs tar: the entry point emulates the first program only
-                        ref = f"{registry.host}/bench/{workload}:{tool}-{nonce}"
+                        ref = f"{registry.host}/bench/{workload}:{tool}{jobs}-{nonce}"
                         if tool == "buildah":
                             with host_binfmt(want=True):
                                 seconds = _buildah(buildah, context, ref, f"localhost/bench-{workload}-{nonce}")
                             label = "buildah"
                         else:
                             with host_binfmt(want=tool == "host"):
-                                seconds = _anybuild(context, ref, registry, work / f"data-{tool}-{nonce}", tool)
-                            label = f"anybuild ({tool})"
+                                seconds = _anybuild(context, ref, registry, work / f"data-{tool}{jobs}-{nonce}",
+                                                    tool, jobs)
+                            label = f"anybuild ({tool}, jobs={jobs or 'auto'})"
                         times.setdefault(workload, {}).setdefault(label, []).append(seconds)
-                        print(f"run {run + 1} {workload:8} {label:22} {seconds:6.2f} s", file=sys.stderr)
+                        print(f"run {run + 1} {workload:8} {label:30} {seconds:6.2f} s", file=sys.stderr)
     report = {w: {t: {"median": round(_median(v), 2), "runs": [round(x, 2) for x in v]} for t, v in tools.items()}
               for w, tools in times.items()}
     if options.json:
@@ -139,7 +149,7 @@ def main(argv: Sequence[str]) -> int:
     else:
         for workload, tools in report.items():
             for tool, figures in tools.items():
-                print(f"{workload:8} {tool:22} median {figures['median']:6.2f} s  runs {figures['runs']}")
+                print(f"{workload:8} {tool:30} median {figures['median']:6.2f} s  runs {figures['runs']}")
     return 0
 
 

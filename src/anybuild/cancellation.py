@@ -73,6 +73,7 @@ class Cancellation:
         self._callbacks: dict[int, Callable[[], None]] = {}
         self._next = 0
         self.signum: int | None = None
+        self._detach: Callable[[], None] = lambda: None
 
     def cancel(self, signum: int = signal.SIGINT) -> bool:
         """Set it (the first time only; True then) and run the callbacks registered so far."""
@@ -128,6 +129,22 @@ class Cancellation:
                 return forget
         callback()
         return lambda: None
+
+    def child(self) -> Cancellation:
+        """A cancellation set whenever this one is (with its signal), and also on its own: the platforms of
+        one build stop together when one of them fails, without stopping the rest of the process."""
+        linked = Cancellation()
+
+        def follow() -> None:
+            linked.cancel(self.signum or signal.SIGINT)
+
+        linked._detach = self.on_cancel(follow)
+        return linked
+
+    def detach(self) -> None:
+        """Unlink a :meth:`child` from its parent (when the work it stood for is over)."""
+        self._detach()
+        self._detach = lambda: None
 
     def sleep(self, seconds: float) -> None:
         """Sleep, unless it is set: then raise (a back-off between retries is cut short)."""

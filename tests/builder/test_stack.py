@@ -397,3 +397,29 @@ def test_devpod_step_staged_in_memory_stays_on_the_tmpfs_within_the_budget(neste
     finally:
         stacker.close()
     assert mounts_under(pod) == []
+
+
+@pytest.mark.root
+@needs_root
+def test_a_layer_two_platforms_need_at_once_is_unpacked_once(stacker: Stacker) -> None:
+    """The platforms of a build share the stacker: both ask for the same base layer at the same moment (a
+    FROM --platform=$BUILDPLATFORM stage); one unpacks it, the other waits and stacks on that snapshot."""
+    import threading
+
+    descriptors, diff_ids = _store_layers(stacker.blobs, [[E(f"f{i}", data=b"x" * 2000) for i in range(3000)]])
+    start = threading.Barrier(2)
+    got: list[tuple[Path, ...]] = []
+
+    def want() -> None:
+        start.wait()
+        got.append(stacker.lowers(descriptors, diff_ids))
+
+    threads = [threading.Thread(target=want) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 2 and got[0] == got[1]
+    assert stacker.unpacked == 1
+    assert len(list(got[0][0].iterdir())) == 3000
+    assert not list(stacker.snapshots.root.glob(".incoming-*"))

@@ -6,6 +6,13 @@ sandbox, set up the data directory (a blob store shared by builds, persistent
 cache mounts, a private scratch directory removed afterwards, even on Ctrl-C),
 run the build, then write the outputs: ``oci:DIR``, ``docker-archive:FILE``,
 ``--push`` to every tag and ``--load`` into a Docker Engine.
+
+The platforms of a multi-platform build run in parallel threads (their work is
+subprocesses, I/O and QEMU), :func:`platform_jobs` at a time, each with an Executor
+and a view of the step cache of its own; what they share is made safe for it where it
+lives (step cache claims, image source, stacker, emulation, sandbox ladder, context
+hashes, ledger, output lines). The first platform that fails stops the others (a
+cancellation of the build's own, linked to the process's) and its error is the one raised.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import platform as _machine
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -72,7 +80,7 @@ from anybuild.registry.reference import Reference
 from anybuild.registry.transfer import push_image
 from anybuild.sizes import parse_size
 
-__all__ = ["BuildEnvironment", "build_image", "data_dir", "read_secrets"]
+__all__ = ["PLATFORM_JOBS_ENV", "BuildEnvironment", "build_image", "data_dir", "platform_jobs", "read_secrets"]
 
 
 def data_dir(env: Mapping[str, str]) -> Path:
@@ -275,6 +283,90 @@ def parse_platforms(text: str | None, host: Platform) -> tuple[Platform, ...]:
     return tuple(found.values())
 
 
+PLATFORM_JOBS_ENV = "ANYBUILD_PLATFORM_JOBS"
+
+
+def platform_jobs(env: Mapping[str, str], count: int, cores: int | None = None) -> int:
+    """How many of *count* platforms build at once: as many as there are cores, at most
+    ``$ANYBUILD_PLATFORM_JOBS`` (1: one after the other); a bad value is an input error."""
+    limit = min(count, cores if cores is not None else (os.cpu_count() or 1))
+    text = env.get(PLATFORM_JOBS_ENV, "").strip()
+    if text:
+        try:
+            wanted = int(text)
+        except ValueError:
+            wanted = 0
+        if wanted < 1:
+            raise UsageError(f"{PLATFORM_JOBS_ENV}={text!r} is not a number of platforms (1 or more)",
+                             hint=f"set {PLATFORM_JOBS_ENV}=1 to build the platforms one after the other, "
+                                  "or unset it to build as many at once as there are cores")
+        limit = min(limit, wanted)
+    return max(1, limit)
+
+
+@dataclass(slots=True)
+class _LockedSink:
+    """Lines of the platforms building in parallel, each written whole."""
+
+    sink: LogSink
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def line(self, text: str) -> None:
+        with self.lock:
+            self.sink.line(text)
+
+
+def _naming(exc: BaseException, target: Platform) -> BaseException:
+    """The error of one platform of several, saying which (once)."""
+    if isinstance(exc, AnybuildError) and not isinstance(exc, Interrupted) and str(target) not in exc.message:
+        exc.message = f"{target}: {exc.message}"
+        exc.args = (exc.message, *exc.args[1:])
+    return exc
+
+
+def _run_parallel(targets: tuple[Platform, ...], jobs: int, build: Callable[[Platform], BuiltImage],
+                  cancel: Cancellation, on_start: Callable[[Platform], None]) -> list[BuiltImage]:
+    """Build *targets* in *jobs* threads; the first failure cancels the others (through *cancel*, the build's
+    own) and is raised once every thread has stopped. A KeyboardInterrupt in the calling (main) thread
+    cancels them all and is raised again once they have stopped."""
+    results: dict[int, BuiltImage] = {}
+    failures: list[BaseException] = []
+    waiting = list(enumerate(targets))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not waiting or cancel.is_set():
+                    return
+                number, target = waiting.pop(0)
+            on_start(target)
+            try:
+                results[number] = build(target)
+            except BaseException as exc:  # raised in the calling thread below
+                with lock:
+                    failures.append(_naming(exc, target))
+                cancel.cancel()  # the others stop at their next check; their RUN processes end
+                return
+
+    threads = [threading.Thread(target=worker, name=f"anybuild-platform-{n + 1}", daemon=True) for n in range(jobs)]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)  # short waits: a signal's KeyboardInterrupt is raised here
+    except KeyboardInterrupt as exc:
+        cancel.cancel(signum_of(exc))
+        with cleanup():
+            for thread in threads:
+                thread.join()
+        raise
+    if failures:
+        raise failures[0]  # the first to fail: the others were stopped by it
+    return [results[n] for n in range(len(targets))]
+
+
 def _prefixed(sink: LogSink, redactor: Redactor, prefix: str) -> Callable[[str], None]:
     def line(text: str) -> None:
         sink.line(prefix + redactor(text))
@@ -299,8 +391,8 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     (:mod:`anybuild.builder.ledger`).
     """
     env = environment or BuildEnvironment()
-    cancel = env.cancel
     started = env.clock()
+    sink = _LockedSink(sink)
     if not request.dockerfile.is_file():
         raise ContextError(f"no Dockerfile at {request.dockerfile}", hint="pass -f PATH/TO/Dockerfile")
     if not request.context.is_dir():
@@ -313,6 +405,7 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
             raise UsageError(f"--output {request.output}: a docker archive holds one platform's image, and this "
                              f"build makes {len(targets_checked)} ({', '.join(map(str, targets_checked))})",
                              hint="write the image index with --output oci:DIR, or build one --platform")
+    jobs = platform_jobs(env.env, len(targets_checked))
     secrets = read_secrets(request, env.env)
     redactor = Redactor()
     for value in secrets.values():  # as a RUN prints it: with or without its newline, CRLF, line by line
@@ -330,13 +423,18 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     (root / "tmp").mkdir(parents=True, exist_ok=True)
     for recovered in recover_abandoned(root / "tmp", runner=env.runner):
         sink.line(f"anybuild: {recovered.describe()}")
-    cancel.check("before the build started")
+    env.cancel.check("before the build started")
+    # the build's own cancellation: set with the process's, and by the first platform that fails
+    cancel = env.cancel.child()
+    runner = dataclasses.replace(env.runner, cancel=cancel) if isinstance(env.runner, SubprocessRunner) \
+        else env.runner
     # a trial overlay mount in the data directory
     snapshots = choose_snapshotter(env.env, root / "tmp", in_userns=facts.in_userns is not None)
     unpack = UnpackOptions(ownership=facts.ownership, mknod=facts.ownership.full, interrupted=cancel.check)
     store = LayoutStore.create(root / "store")
     host = host_platform()
     targets = parse_platforms(request.platform, host)
+    multi = len(targets) > 1
     insecure = frozenset(request.insecure_registries)
     credentials = CredentialResolver(env=env.env, home=Path(env.env.get("HOME", "/root")))
     timeouts = RegistryTimeouts.from_env(env.env)
@@ -352,13 +450,23 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
     work = ledger.work
     snapshot_store = LayerSnapshots(root / "snapshots")
     sandbox: LadderSandbox | None = None
-    executor: Executor | None = None
+    executors: dict[Platform, Executor] = {}
+    outputs = False
+
+    def at() -> str:
+        """Where the build was, for what an interruption says."""
+        if outputs:
+            return "the outputs"
+        if len(executors) == 1:
+            return next(iter(executors.values())).current
+        return "; ".join(f"[{t}] {ex.current}" for t, ex in executors.items() if ex.current)
+
     secrets_dir: Path | None = None
     done: list[str] = []
     try:
-        stacker = _stacker(snapshots, snapshot_store, store, work, env.runner, memory=memory, unpack=unpack)
+        stacker = _stacker(snapshots, snapshot_store, store, work, runner, memory=memory, unpack=unpack)
         sink.line(f"anybuild: snapshotter: {snapshots.describe()}" + (" over layer snapshots" if stacker else ""))
-        sandbox = make_sandbox(ladder, work=work, facts=facts, runner=env.runner, on_note=sink.line,
+        sandbox = make_sandbox(ladder, work=work, facts=facts, runner=runner, on_note=sink.line,
                                strict=env.strict, ledger=ledger)
         secrets_dir = _secrets_dir(work, secrets, facts, ledger)
         inputs = BuildInputs(
@@ -377,24 +485,45 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
         emulation = Emulation(host=host, env=env.env, scratch=work, in_userns=facts.in_userns is not None,
                               on_line=sink.line)
         built: list[tuple[Platform, BuiltImage]] = []
+        views = {target: cache.view(str(target) if multi else "") for target in targets}
+
+        def build_one(target: Platform) -> BuiltImage:
+            on_line = _prefixed(sink, redactor, f"[{target}] " if multi else "")
+            executor = Executor(
+                inputs=dataclasses.replace(inputs, platform=target), sandbox=sandbox, images=images,
+                store=store, work=work, cache=views[target], cache_dir=root / "cache" / "mounts", runner=runner,
+                on_line=on_line, clock=env.clock, redactor=redactor,
+                snapshotter=make_snapshotter(snapshots, scratch=work, records=not facts.ownership.full),
+                stacker=stacker, unpack=unpack, strict=env.strict,
+                ids_emulated=ladder[0].kind is SandboxKind.PROOT, cancel=cancel,
+                secrets_dir=secrets_dir, emulation=emulation)
+            executors[target] = executor
+            try:
+                return executor.build()
+            finally:
+                views[target].release()  # a platform waiting for one of its steps runs it (or stops)
+
+        def starting(target: Platform) -> None:
+            if multi:
+                sink.line(f"anybuild: building {target}")
+
         with snapshot_store.in_use():  # no prune or sweep removes what this build reads or writes
             try:
-                for target in targets:
-                    cancel.check()
-                    multi = len(targets) > 1
-                    if multi:
-                        cache.next_platform()
-                        sink.line(f"anybuild: building {target}")
-                    on_line = _prefixed(sink, redactor, f"[{target}] " if multi else "")
-                    executor = Executor(
-                        inputs=dataclasses.replace(inputs, platform=target), sandbox=sandbox, images=images,
-                        store=store, work=work, cache=cache, cache_dir=root / "cache" / "mounts", runner=env.runner,
-                        on_line=on_line, clock=env.clock, redactor=redactor,
-                        snapshotter=make_snapshotter(snapshots, scratch=work, records=not facts.ownership.full),
-                        stacker=stacker, unpack=unpack, strict=env.strict,
-                        ids_emulated=ladder[0].kind is SandboxKind.PROOT, cancel=cancel,
-                        secrets_dir=secrets_dir, emulation=emulation)
-                    built.append((target, executor.build()))
+                if jobs == 1:
+                    for target in targets:
+                        cancel.check()
+                        starting(target)
+                        try:
+                            built.append((target, build_one(target)))
+                        except BaseException as exc:
+                            if multi:
+                                _naming(exc, target)
+                            raise
+                else:
+                    sink.line(f"anybuild: building {len(targets)} platforms, {jobs} at a time "
+                              f"(set {PLATFORM_JOBS_ENV}=1 for one after the other)")
+                    images_built = _run_parallel(targets, jobs, build_one, cancel, starting)
+                    built = list(zip(targets, images_built, strict=True))
                 if cache_to is not None:
                     cancel.check("before exporting the step cache")
                     pushed = cache.export(cache_to)
@@ -409,8 +538,7 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
                 sink.line(f"anybuild: image index {final.digest}: "
                           + ", ".join(f"{t} {image.manifest.digest}" for t, image in built))
             loaded = next((image.manifest for t, image in built if not foreign(host, t)), built[0][1].manifest)
-            assert executor is not None
-            executor.current = "the outputs"
+            outputs = True
             references = _outputs(request, store, final, loaded, env=env, client=client, sink=sink, scratch=work,
                                   done=done, sources=images.sources)
         sweep_store(store, snapshot_store)
@@ -418,10 +546,9 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
             sink.line(f"anybuild: {trimmed.describe()}")
     except KeyboardInterrupt as exc:  # the build ran in the main thread, and a signal raised this there
         stopped = Interrupted(f"interrupted by {signal.Signals(signum_of(exc)).name}", signum=signum_of(exc))
-        raise _interruption(stopped, at=executor.current if executor else "", done=done,
-                            push=request.push) from None
+        raise _interruption(stopped, at=at(), done=done, push=request.push) from None
     except Interrupted as exc:
-        raise _interruption(exc, at=executor.current if executor else "", done=done, push=request.push) from None
+        raise _interruption(exc, at=at(), done=done, push=request.push) from None
     except AnybuildError:
         raise
     except OSError as exc:
@@ -437,12 +564,12 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
                 shutil.rmtree(secrets_dir, ignore_errors=True)
         _remove_work(work, env.runner)
         ledger.close()
+        cancel.detach()
     routes = emulation.routes()
     per_platform = tuple(PlatformImage(platform=str(t), digest=str(image.manifest.digest), size=image.size,
                                        layers=len(image.layers), emulation=routes.get(str(t)))
                          for t, image in built)
     first = built[0][1]
-    multi = len(built) > 1
     steps = tuple(dataclasses.replace(step, name=f"[{t}] {step.name}") if multi else step
                   for t, image in built for step in image.steps)
     warnings = tuple(dict.fromkeys(w for _t, image in built for w in image.warnings))
@@ -452,5 +579,5 @@ def build_image(request: BuildRequest, sink: LogSink, environment: BuildEnvironm
         layers=len(first.layers), steps=steps, sandbox=_ran(sandbox, snapshots),
         started=started, warnings=warnings,
         platforms=per_platform if multi or any(p.emulation for p in per_platform) else (),
-        finished=env.clock(), cache_hits=cache.hits, bases=tuple(images.resolved.values()),
+        finished=env.clock(), cache_hits=cache.all_hits, bases=tuple(images.resolved.values()),
     )

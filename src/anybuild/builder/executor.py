@@ -310,6 +310,7 @@ class Executor:
             context=self.inputs.context, stage_roots=self._from_root, network=self.inputs.network,
             redactor=self.redactor, on_line=self.on_line, file=self.file, ownership=self.unpack.ownership,
             emulator=emulated.emulator if emulated is not None and emulated.route is Route.ENTRYPOINT else None,
+            check=self.cancel.check,
         )
         outcome = run_step(instr, state.config, state.scope.run_env(self.inputs.build_args), state.rootfs, ctx)
         for path, uid, gid in outcome.recorded:  # symlinks the command chowned

@@ -24,7 +24,7 @@ from anybuild.oci.manifest import Index, Manifest, parse_document
 from anybuild.oci.platform import Platform
 from anybuild.registry.client import RegistryClient
 from anybuild.registry.reference import Reference
-from anybuild.registry.transfer import pull_image
+from anybuild.registry.transfer import PullShare, pull_image
 
 __all__ = ["OCI_LAYOUT_SCHEME", "BaseImage", "ImageSource", "unpack_image"]
 
@@ -68,14 +68,22 @@ class ImageSource:
     resolved: dict[str, tuple[str, str]] = field(default_factory=dict)
     _cache: dict[str, BaseImage] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    _share: PullShare = field(default_factory=PullShare)  # an index fetched once, a blob pulled once
 
     def get(self, name: str, platform: Platform | None = None) -> BaseImage:
-        """The image *name* for *platform* (default: the source's), pulled once per build and platform."""
+        """The image *name* for *platform* (default: the source's), pulled once per build and platform.
+
+        Platforms build in parallel: a name and platform is pulled by one of them while another that
+        wants it waits; different platforms' pulls run at once, sharing the index and common blobs."""
         wanted = platform or self.platform
         key = f"{name}\0{wanted}"
-        with self._lock:  # platforms build in parallel: one pull of a name and platform
+        with self._lock:
             if key in self._cache:
                 return self._cache[key]
+        with self._share.lock(f"image {key}"):
+            with self._lock:
+                if key in self._cache:
+                    return self._cache[key]
             if name == "scratch":
                 image = BaseImage.scratch(wanted)
             else:
@@ -84,7 +92,8 @@ class ImageSource:
                     image = self._from_layout(name, target.removeprefix(OCI_LAYOUT_SCHEME), wanted)
                 else:
                     image = self._from_registry(name, target, wanted)
-            self._cache[key] = image
+            with self._lock:
+                self._cache[key] = image
             return image
 
     def _manifest(self, store: LayoutStore, descriptor: Descriptor, what: str,
@@ -117,13 +126,14 @@ class ImageSource:
         ref = Reference.parse(target).defaulted()
         with self.client_factory() as client:
             result = pull_image(client, ref, self.store, platform=platform,
-                                mirrors=self.mirrors.get(ref.domain, ()))
+                                mirrors=self.mirrors.get(ref.domain, ()), share=self._share)
         image = self._finish(name, self.store, result.descriptor, str(ref), platform)
         origin = ref.in_domain(result.served_by)
-        # what a HEAD of the reference announces (an index's digest, not this platform's manifest's)
-        self.resolved[str(ref)] = (str(origin), str(result.announced or result.descriptor.digest))
-        for layer in image.layers:
-            self.sources.setdefault(str(layer.digest), origin)
+        with self._lock:
+            # what a HEAD of the reference announces (an index's digest, not this platform's manifest's)
+            self.resolved[str(ref)] = (str(origin), str(result.announced or result.descriptor.digest))
+            for layer in image.layers:
+                self.sources.setdefault(str(layer.digest), origin)
         return image
 
 

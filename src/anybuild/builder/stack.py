@@ -43,7 +43,10 @@ its time creating them there. A step that fills the tmpfs is made again on disk
 
 Concurrent builds share the snapshots safely: a snapshot appears by one
 ``rename`` or not at all, and builds hold a shared lock that ``anybuild cache
-prune`` needs exclusively to remove snapshots.
+prune`` needs exclusively to remove snapshots. Within a build, the platforms
+building in parallel share one :class:`Stacker`: a layer two of them need at the
+same moment is unpacked by one while the other waits for it (a lock per chain id),
+and its own bookkeeping (links, views, the tmpfs) is under one lock.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -329,6 +333,12 @@ class Stacker:
     _views: dict[tuple[Path, ...], Path] = field(default_factory=dict)
     _touched: set[Digest] = field(default_factory=set)
     unpacked: int = 0  # layers unpacked by this build (the rest were snapshots already)
+    _lock: threading.RLock = field(default_factory=threading.RLock)  # the platforms of a build share a stacker
+    _unpacking: dict[Digest, threading.Lock] = field(default_factory=dict)  # one unpack of a chain at a time
+
+    def _chain_lock(self, chain: Digest) -> threading.Lock:
+        with self._lock:
+            return self._unpacking.setdefault(chain, threading.Lock())
 
     # -- layers -> lower directories ------------------------------------------------------
 
@@ -339,16 +349,25 @@ class Stacker:
                                  hint="the base image is malformed: rebuild it or use another one")
         paths: list[Path] = []
         for layer, diff_id, chain in zip(layers, diff_ids, chain_ids(diff_ids), strict=True):
-            if self.snapshots.has(chain):
-                if chain not in self._touched:
-                    self.snapshots.touch(chain)
-                    self._touched.add(chain)
-                paths.append(self.snapshots.path(chain))
-            elif (private := self._private(chain)) is not None and private.is_dir():
-                paths.append(private)
-            else:
-                paths.append(self._unpack(layer, diff_id, chain, paths))
+            found = self._present(chain)
+            if found is None:
+                with self._chain_lock(chain):  # another platform unpacking it: wait, and take its snapshot
+                    found = self._present(chain) or self._unpack(layer, diff_id, chain, paths)
+            paths.append(found)
         return tuple(paths)
+
+    def _present(self, chain: Digest) -> Path | None:
+        """The snapshot of *chain* this build can stack on already, if any."""
+        if self.snapshots.has(chain):
+            with self._lock:
+                touch = chain not in self._touched
+                self._touched.add(chain)
+            if touch:
+                self.snapshots.touch(chain)
+            return self.snapshots.path(chain)
+        if (private := self._private(chain)) is not None and private.is_dir():
+            return private
+        return None
 
     def _scratch_tmpfs(self) -> Path:
         """The build's tmpfs, mounted on first use, unmounted by :meth:`close`.
@@ -356,6 +375,10 @@ class Stacker:
         It holds every upper in the devpod case (no size limit: RUN steps write there), else
         only the steps staged in memory (``size=`` :attr:`memory_limit`).
         """
+        with self._lock:
+            return self._mount_tmpfs()
+
+    def _mount_tmpfs(self) -> Path:
         if self._tmpfs is None:
             target = self.scratch / "tmpfs"
             target.mkdir(exist_ok=True)
@@ -401,6 +424,10 @@ class Stacker:
         staged in memory stays there while the tmpfs holds no more than :attr:`memory_limit`;
         past that it is copied to the data directory as the others are.
         """
+        with self._lock:
+            self._adopt(upper, chain, in_memory=in_memory)
+
+    def _adopt(self, upper: Path, chain: Digest, *, in_memory: bool) -> None:
         if in_memory and (not self.upper_on_tmpfs or self._tmpfs_used() <= self.memory_limit):
             self._in_memory.add(chain)
         private = self._private(chain)
@@ -447,7 +474,8 @@ class Stacker:
                 target = self.snapshots.put(staging, chain)
             else:
                 staging.rename(target)
-            self.unpacked += 1
+            with self._lock:
+                self.unpacked += 1
             return target
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -457,6 +485,10 @@ class Stacker:
 
     def _link(self, lower: Path) -> Path:
         """A short name for *lower*, so that more layers fit in the mount options."""
+        with self._lock:
+            return self._make_link(lower)
+
+    def _make_link(self, lower: Path) -> Path:
         if lower not in self._links:
             links = self.scratch / "l"
             links.mkdir(exist_ok=True)
@@ -482,6 +514,10 @@ class Stacker:
 
     def _flatten(self, lowers: Sequence[Path]) -> Path:
         """One directory with the merged contents of *lowers* (for this build only)."""
+        with self._lock:
+            return self._flattened(lowers)
+
+    def _flattened(self, lowers: Sequence[Path]) -> Path:
         if lowers[-1] in self._flat:
             return self._flat[lowers[-1]]
         flat = Path(tempfile.mkdtemp(prefix="flat-", dir=self.scratch))
@@ -522,9 +558,10 @@ class Stacker:
     def view(self, layers: Sequence[Descriptor], diff_ids: Sequence[Digest]) -> Path:
         """A read-only merged view of a stack, mounted until :meth:`close` (for ``COPY --from``)."""
         lowers = self.lowers(layers, diff_ids)
-        if lowers not in self._views:
-            self._views[lowers] = self._mount_view(lowers) if lowers else self._empty()
-        return self._views[lowers]
+        with self._lock:
+            if lowers not in self._views:
+                self._views[lowers] = self._mount_view(lowers) if lowers else self._empty()
+            return self._views[lowers]
 
     @contextmanager
     def step(self, rootfs: Path, layers: Sequence[Descriptor], diff_ids: Sequence[Digest], *,
@@ -566,6 +603,10 @@ class Stacker:
 
     def close(self) -> None:
         """Unmount the views and the build's tmpfs; the scratch directory goes with the build."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         for target in self._views.values():
             if target.name.startswith("view-"):
                 with contextlib.suppress(OSError):

@@ -12,6 +12,7 @@ on the same registry host such a blob is mounted (``POST …/blobs/uploads/?moun
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -106,18 +107,42 @@ def _no_platform(ref: Reference, platform: Platform, index: Index) -> RegistryEr
 # -- pull ----------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class PullShare:
+    """What the pulls of one build share when they run at once (the platforms of a multi-platform build):
+    the manifest or index a reference names, fetched once, and each blob, fetched by one pull while
+    another that wants it waits and finds it stored."""
+
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _fetched: dict[str, FetchedManifest] = field(default_factory=dict)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+
+    def lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def manifest(self, ref: Reference, fetch: Callable[[], FetchedManifest]) -> FetchedManifest:
+        """The document *ref* names, from *fetch* the first time."""
+        key = str(ref)
+        with self.lock(f"manifest {key}"):
+            if key not in self._fetched:
+                self._fetched[key] = fetch()
+            return self._fetched[key]
+
+
 def pull_image(
     client: RegistryClient, ref: Reference, store: LayoutStore, *, platform: Platform,
-    tag: str | None = None, mirrors: Sequence[str] = (), workers: int = 4,
+    tag: str | None = None, mirrors: Sequence[str] = (), workers: int = 4, share: PullShare | None = None,
 ) -> PullResult:
-    """Pull *ref* for *platform* into *store*, trying *mirrors* in order and then the origin."""
+    """Pull *ref* for *platform* into *store*, trying *mirrors* in order and then the origin (with a *share*,
+    what another pull of the same build fetched, or is fetching, is not fetched again)."""
     ref = ref.defaulted()
     sources = [ref.in_domain(mirror) for mirror in mirrors] + [ref]
     failed: list[str] = []
     for source in sources:
         try:
             descriptor, announced = _pull_from(client, source, store, platform, workers,
-                                               attempts=None if source is ref else _MIRROR_ATTEMPTS)
+                                               attempts=None if source is ref else _MIRROR_ATTEMPTS, share=share)
         except (RegistryError, IntegrityError) as exc:
             if source is ref:
                 if failed:
@@ -133,8 +158,11 @@ def pull_image(
 
 
 def _pull_from(client: RegistryClient, ref: Reference, store: LayoutStore, platform: Platform,
-               workers: int, *, attempts: int | None) -> tuple[Descriptor, Digest]:
-    fetched = client.get_manifest(ref, attempts=attempts)
+               workers: int, *, attempts: int | None, share: PullShare | None = None) -> tuple[Descriptor, Digest]:
+    if share is None:
+        fetched = client.get_manifest(ref, attempts=attempts)
+    else:
+        fetched = share.manifest(ref, lambda: client.get_manifest(ref, attempts=attempts))
     announced = fetched.descriptor.digest
     document = parse_document(fetched.data, media_type=fetched.media_type or None, what=f"manifest of {ref}")
     if isinstance(document, Index):
@@ -148,10 +176,11 @@ def _pull_from(client: RegistryClient, ref: Reference, store: LayoutStore, platf
     manifest = _image_manifest(fetched, f"manifest of {ref}")
 
     def fetch(blob: Descriptor) -> None:
-        if not store.has_blob(blob.digest):
-            client.fetch_blob(ref, blob, store)
-        else:
-            client.stats.count("present")
+        with share.lock(f"blob {blob.digest}") if share is not None else contextlib.nullcontext():
+            if not store.has_blob(blob.digest):
+                client.fetch_blob(ref, blob, store)
+            else:
+                client.stats.count("present")
 
     _parallel(fetch, _unique([manifest.config, *manifest.layers]), workers, client.cancelled)
     config = ImageConfig.from_json(store.read_blob(manifest.config), what=f"config of {ref}")

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,9 @@ class ContextHashes:
     clock_ns: Callable[[], int] = time.time_ns
     reads: int = 0  # files actually read (for tests and figures)
     changed: bool = False
+    # the platforms of one build hash in parallel: a file is read by one, and the other finds its digest
+    # remembered (unless it changed within a tick of being read: then it is read again, as always)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def for_context(cls, directory: Path, context: Path) -> ContextHashes:
@@ -67,13 +71,17 @@ class ContextHashes:
     def sha256(self, path: str | Path, rel: str, info: os.stat_result) -> str:
         """The hex SHA-256 of the regular file *path* (whose ``lstat`` is *info*)."""
         key = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+        with self._lock:
+            return self._sha256(path, rel, key)
+
+    def _sha256(self, path: str | Path, rel: str, key: tuple[int, int, int, int]) -> str:
         known = self.entries.get(rel)
         if known is not None and known[:4] == key:
             return known[4]
         digest = file_digest(path).removeprefix("sha256:")
         self.reads += 1
-        changed = max(info.st_mtime_ns, info.st_ctime_ns)
-        if self.clock_ns() - changed > settle_ns(info.st_mtime_ns, info.st_ctime_ns):
+        changed = max(key[1], key[2])
+        if self.clock_ns() - changed > settle_ns(key[1], key[2]):
             self.entries[rel] = (*key, digest)
             self.changed = True
         elif self.entries.pop(rel, None) is not None:

@@ -4,12 +4,19 @@
 the parent's *key*, hit or miss) and the cached layers not yet applied to the
 stage's rootfs: a run of hits costs no unpacking until a step misses, or
 another stage reads this one's files (:meth:`StepCache.materialize`).
+
+The platforms of one build run in parallel, each with its own :meth:`StepCache.view`:
+per-stage state of its own over the shared store, context file list, registry client
+and hashes. A step that misses *claims* its key until it is recorded: another platform
+that looks the same key up meanwhile (a ``FROM --platform=$BUILDPLATFORM`` stage both
+build) waits for that result instead of running the step again.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -63,6 +70,18 @@ def _links_as_indexed(state: _State, index: LayerIndex) -> bool:
     return True
 
 
+@dataclass(slots=True)
+class _Shared:
+    """What the views of one build's step cache share (guarded by *lock*)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    remote: threading.Lock = field(default_factory=threading.Lock)  # one --cache-from lookup at a time
+    files: list[str] | None = None
+    client: RegistryClient | None = None
+    claims: dict[str, tuple[threading.Event, str]] = field(default_factory=dict)  # key -> (done, who runs it)
+    views: list[StepCache] = field(default_factory=list)
+
+
 @dataclass(slots=True, kw_only=True)
 class StepCache:
     store: StepStore
@@ -77,17 +96,40 @@ class StepCache:
     keys: list[str] = field(default_factory=list)
     current: dict[int, str] = field(default_factory=dict)
     pending: dict[int, list[Descriptor]] = field(default_factory=dict)
-    _files: list[str] | None = None
     _miss: tuple[str, int] | None = None
-    _client: RegistryClient | None = None
     sparse: dict[int, _Sparse] = field(default_factory=dict)  # stages unpacked only in part
+    label: str = ""  # the platform of a view, for what a waiting one says
+    _shared: _Shared = field(default_factory=_Shared)
+    _claimed: list[str] = field(default_factory=list)  # keys this view claimed and has not recorded yet
+
+    def view(self, label: str = "") -> StepCache:
+        """A cache of its own state for one platform over this one's store, hashes, client and claims."""
+        made = StepCache(store=self.store, layers=self.layers, context=self.context, ignore=self.ignore, use=self.use,
+                         cache_from=self.cache_from, client_factory=self.client_factory, hashes=self.hashes,
+                         label=label, _shared=self._shared)
+        with self._shared.lock:
+            self._shared.views.append(made)
+        return made
+
+    @property
+    def all_hits(self) -> int:
+        """The hits of this cache and of its views."""
+        return self.hits + sum(v.hits for v in self._shared.views if v is not self)
+
+    def _all_keys(self) -> list[str]:
+        keys = list(self.keys)
+        for view in self._shared.views:
+            if view is not self:
+                keys += view.keys
+        return list(dict.fromkeys(keys))
 
     # -- keys -------------------------------------------------------------------------
 
     def _context_files(self) -> list[str]:
-        if self._files is None:
-            self._files = select_context_files(self.context, self.ignore)
-        return self._files
+        with self._shared.lock:  # listed once for every platform
+            if self._shared.files is None:
+                self._shared.files = select_context_files(self.context, self.ignore)
+            return self._shared.files
 
     def _ref_key(self, ex: Executor, name: str) -> str:
         for state in ex.states.values():
@@ -104,12 +146,6 @@ class StepCache:
             return
         image = ex.images.get(stage.image, state.platform)
         self.current[stage.index] = base_key(image=stage.image, digest=image.digest, platform=str(state.platform))
-
-    def next_platform(self) -> None:
-        """Forget the per-stage state of the platform built before (the next one's stages have the same indexes)."""
-        self.current.clear()
-        self.pending.clear()
-        self._miss = None
 
     def defer(self, stage: int, layers: Sequence[Descriptor]) -> bool:
         """Take the base *layers* of a stage to unpack later, with the cached layers after them."""
@@ -152,23 +188,67 @@ class StepCache:
         """The entry of *key* from the first ``--cache-from`` repository that has it; a failure is a miss."""
         if not self.cache_from or self.client_factory is None:
             return None
-        if self._client is None:
-            self._client = self.client_factory()
-        for repo in self.cache_from:
-            try:
-                entry = import_entry(self._client, repo, key, self.store, self.layers)
-            except (RegistryError, IntegrityError) as exc:
-                warn(f"warning: --cache-from {repo.repository}: {exc.message}; the step runs")
-                continue
-            if entry is not None:
-                return self.store.get(key, self.layers)
+        with self._shared.remote:
+            client = self._client()
+            for repo in self.cache_from:
+                try:
+                    entry = import_entry(client, repo, key, self.store, self.layers)
+                except (RegistryError, IntegrityError) as exc:
+                    warn(f"warning: --cache-from {repo.repository}: {exc.message}; the step runs")
+                    continue
+                if entry is not None:
+                    return self.store.get(key, self.layers)
         return None
+
+    def _client(self) -> RegistryClient:
+        assert self.client_factory is not None
+        with self._shared.lock:
+            if self._shared.client is None:
+                self._shared.client = self.client_factory()
+            return self._shared.client
+
+    def _find(self, ex: Executor, key: str, name: str) -> CacheEntry | None:
+        """The entry of *key*, else None with *key* claimed by this view until :meth:`record`; while another
+        platform has it claimed (it runs the same step), wait for its result."""
+        said = False
+        while True:
+            entry = self.store.get(key, self.layers) or self._remote(key, ex.on_line)
+            if entry is not None:
+                return entry
+            with self._shared.lock:
+                claim = self._shared.claims.get(key)
+                if claim is None:
+                    self._shared.claims[key] = (threading.Event(), self.label)
+                    self._claimed.append(key)
+            if claim is None:  # claimed: unless it was recorded between the lookup and the claim
+                entry = self.store.get(key, self.layers)
+                if entry is not None:
+                    self._release(key)
+                return entry
+            done, who = claim
+            if not said:
+                ex.on_line(f"#{name} waiting for {who or 'another platform'}, which runs the same step")
+                said = True
+            while not done.wait(0.2):
+                ex.cancel.check(f"while waiting for {who or 'another platform'}")
+
+    def _release(self, key: str) -> None:
+        with self._shared.lock:
+            if key in self._claimed:
+                self._claimed.remove(key)
+                done, _who = self._shared.claims.pop(key)
+                done.set()
+
+    def release(self) -> None:
+        """Give up the keys this view claimed (its platform stopped): a platform waiting on one runs it."""
+        for key in list(self._claimed):
+            self._release(key)
 
     def lookup(self, ex: Executor, state: _State, instr: Instruction, name: str, started: float) -> bool:
         """Apply the cached result of *instr* and return True, or prepare to record it and return False."""
         key = self.key_of(ex, state, instr)
         index = state.stage.index
-        entry = (self.store.get(key, self.layers) or self._remote(key, ex.on_line)) if self.use else None
+        entry = self._find(ex, key, name) if self.use else None
         if entry is None:
             if isinstance(instr, Run):
                 self.materialize(ex, state)
@@ -212,6 +292,7 @@ class StepCache:
                            diff_id=str(state.diff_ids[-1]) if grew else None,
                            author=state.author, cmd_set=state.cmd_set)
         self.store.put(entry, self.layers)
+        self._release(key)
         self.current[state.stage.index] = key
         self.keys.append(key)
 
@@ -276,12 +357,12 @@ class StepCache:
         """Push this build's entries to *repo* (``--cache-to``); return how many."""
         if self.client_factory is None:
             return 0
-        if self._client is None:
-            self._client = self.client_factory()
-        return export_entries(self._client, repo, self.store, self.keys, self.layers)
+        return export_entries(self._client(), repo, self.store, self._all_keys(), self.layers)
 
     def close(self) -> None:
+        self.release()
         self.hashes.save()
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._shared.lock:
+            client, self._shared.client = self._shared.client, None
+        if client is not None:
+            client.close()

@@ -11,12 +11,16 @@ Secret values never reach the log: every line passes through a redactor.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import os
 import posixpath
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +80,7 @@ class RunContext:
     secrets_dir: Path | None = None  # where secret files are written (the build's private tmpfs), else scratch
     ownership: Ownership = field(default_factory=Ownership.real_root)  # how cache directories get their owner
     emulator: Path | None = None  # a foreign platform's emulator, put before the command (the entry point route)
+    check: Callable[[], None] = lambda: None  # raises when the build is cancelled (while a RUN waits for a cache)
 
 
 def _bind_source(instr: Run, ctx: RunContext, source_text: str, stage: str | None) -> Path:
@@ -96,7 +101,27 @@ def _bind_source(instr: Run, ctx: RunContext, source_text: str, stage: str | Non
         return root.host_path(rel)
 
 
-def _mounts(instr: Run, ctx: RunContext, workdir: Path, secrets_dir: Path) -> list[Mount]:
+def _locked(cache: Path, hold: contextlib.ExitStack, ctx: RunContext, where: str) -> None:
+    """Hold *cache* (``sharing=locked``) until *hold* closes: a RUN of another platform of the build, or of
+    another build, that uses it at the moment is waited for, as BuildKit waits."""
+    handle = hold.enter_context(cache.with_name(cache.name + ".lock").open("a"))
+    said = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # one open file each: threads exclude each other too
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if not said:
+            ctx.on_line(f"anybuild: {where}: waiting for another RUN to release its cache mount (sharing=locked)")
+            said = True
+        ctx.check()
+        time.sleep(0.1)
+
+
+def _mounts(instr: Run, ctx: RunContext, workdir: Path, secrets_dir: Path,
+            hold: contextlib.ExitStack | None = None) -> list[Mount]:
     mounts: list[Mount] = []
     for spec in instr.mounts:
         match spec.type:
@@ -117,6 +142,8 @@ def _mounts(instr: Run, ctx: RunContext, workdir: Path, secrets_dir: Path) -> li
             case MountType.CACHE:
                 target = spec.target or ""
                 cache = _cache_dir(spec.id or target, spec.uid, spec.gid, spec.mode, ctx)
+                if spec.sharing == "locked" and hold is not None:
+                    _locked(cache, hold, ctx, f"{ctx.file}:{instr.start_line}")
                 mounts.append(Mount(kind=MountKind.BIND, target=target, source=cache, readonly=bool(spec.readonly)))
             case MountType.TMPFS:
                 size = ram_in_bytes(spec.size, f"{ctx.file}:{instr.start_line}") if spec.size else None
@@ -205,9 +232,10 @@ def run_step(instr: Run, config: ContainerConfig, env: Mapping[str, str], rootfs
             os.close(root.open_dir(root.resolve(cwd), create=True))
     network = NetworkMode(instr.network) if instr.network else ctx.network
     with tempfile.TemporaryDirectory(prefix="run-", dir=ctx.scratch) as tmp, \
-            tempfile.TemporaryDirectory(prefix="secrets-", dir=ctx.secrets_dir or ctx.scratch) as secrets:
+            tempfile.TemporaryDirectory(prefix="secrets-", dir=ctx.secrets_dir or ctx.scratch) as secrets, \
+            contextlib.ExitStack() as hold:
         workdir = Path(tmp)
-        mounts = _mounts(instr, ctx, workdir, Path(secrets))
+        mounts = _mounts(instr, ctx, workdir, Path(secrets), hold)
         for index, (path, content) in enumerate(files.items()):
             script = workdir / f"script-{index}"
             script.write_bytes(content)

@@ -11,6 +11,7 @@ stub file, resolv.conf or secret behind.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,7 @@ class LadderSandbox:
     index: int = 0
     ran: SandboxKind | None = None  # the kind that ran the last RUN (None: no RUN ran)
     failures: list[str] = field(default_factory=list)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
     def kind(self) -> SandboxKind:
@@ -109,32 +111,40 @@ class LadderSandbox:
 
         return None if ids_exist(self.facts.ownership, spec) else SandboxKind.PROOT
 
+    def _sandbox(self, kind: SandboxKind) -> Sandbox:
+        with self._lock:
+            if kind not in self.made:
+                self.made[kind] = self.make(kind)
+            return self.made[kind]
+
     def run(self, spec: RunSpec, on_line: Callable[[str], None]) -> RunOutcome:
+        """Run *spec*; RUN steps of several platforms may call this at once (the ladder moves on once)."""
         emulating = self._emulating(spec)
         if emulating is not None:
-            if emulating not in self.made:
-                self.made[emulating] = self.make(emulating)
-            outcome = self.made[emulating].run(spec, on_line)
+            outcome = self._sandbox(emulating).run(spec, on_line)
             self.ran = emulating
             return outcome
         while True:
-            kind = self.kind
-            if kind not in self.made:
-                self.made[kind] = self.make(kind)
+            with self._lock:
+                tried = self.index
+                kind = self.kind
             try:
-                outcome = self.made[kind].run(spec, on_line)
+                outcome = self._sandbox(kind).run(spec, on_line)
             except SandboxUnavailable as exc:
-                self.failures.append(f"{kind}: {exc.message}")
-                if self.index + 1 >= len(self.ladder):
-                    raise BackendError(
-                        "no RUN sandbox could start here: " + "; ".join(self.failures), backend="builtin",
-                        environmental=True,
-                        hint="run `anybuild doctor` for what this environment allows, "
-                             "or build with another backend (--backend)",
-                    ) from exc
-                self.index += 1
-                self.on_note(f"anybuild: sandbox {kind} cannot start here ({exc.message}); "
-                             f"using {self.kind} ({self.choice.reason})")
+                with self._lock:
+                    if self.index != tried:
+                        continue  # another platform's RUN found it out first and moved on: try the next rung
+                    self.failures.append(f"{kind}: {exc.message}")
+                    if self.index + 1 >= len(self.ladder):
+                        raise BackendError(
+                            "no RUN sandbox could start here: " + "; ".join(self.failures), backend="builtin",
+                            environmental=True,
+                            hint="run `anybuild doctor` for what this environment allows, "
+                                 "or build with another backend (--backend)",
+                        ) from exc
+                    self.index += 1
+                    self.on_note(f"anybuild: sandbox {kind} cannot start here ({exc.message}); "
+                                 f"using {self.kind} ({self.choice.reason})")
                 continue
             self.ran = kind
             return outcome
