@@ -391,8 +391,10 @@ def _wait(pid: int, reports: int, listener: int | None, serve: Any, *,
             if looking and (found := command.find(pid)) is not None:
                 poller.register(found, select.POLLIN)
                 watching = True
-            # the command is looked for without pause until seen (it may live a millisecond), then at rest
-            timeout = None if not proot else (0 if not watching and command.ended_at is None else 200)
+            # under proot, once exec'd, the command is looked for without pause until seen (it may live a
+            # millisecond); after it ended, what it left is killed again (it may have started more)
+            seeking = proot and execd and not watching and command.ended_at is None
+            timeout = 0 if seeking else (200 if proot and execd else None)
             try:
                 events = dict(poller.poll(timeout))
             except InterruptedError:
