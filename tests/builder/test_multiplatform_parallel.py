@@ -146,17 +146,7 @@ RUN --mount=type=cache,target=/meet if [ "$TARGETARCH" = amd64 ]; then i=0; \\
 
 def _sleepers() -> list[int]:
     """Processes sleeping the failing build's marker time (`sleep 317`, native or under QEMU)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"317" in argv and any(a.endswith(b"sleep") for a in argv):
-            found.append(int(entry.name))
-    return found
+    return procs.processes(lambda argv: b"317" in argv and any(a.endswith(b"sleep") for a in argv))
 
 
 def _mounts_below(path: Path) -> list[str]:

@@ -174,6 +174,22 @@ def run(
     return result
 
 
+def processes(match: Callable[[list[bytes]], bool]) -> list[int]:
+    """The live processes (not zombies) whose argv (as /proc/PID/cmdline lists it) *match* accepts."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")[:-1]
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and match(argv):
+            found.append(int(entry.name))
+    return found
+
+
 def _unescape_mountinfo(field: str) -> str:
     return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import stat
@@ -35,6 +34,7 @@ from anybuild.builder.sandbox.model import _allowed
 from anybuild.builder.snapshot import diff, scan
 from anybuild.errors import BackendError, EnvironmentUnsupported
 from anybuild.process import SubprocessRunner
+from tests.harness.procs import processes
 
 FACTS = probe_sandbox_facts()
 KINDS = [pytest.param(kind, id=kind.value) for kind in SandboxKind]
@@ -338,12 +338,7 @@ def test_proot_shows_no_variable_of_its_own_and_leaves_no_loader(work: Path, roo
 def _running(*argv: str) -> list[int]:
     """Processes whose command line is *argv*."""
     wanted = [a.encode() for a in argv]
-    found = []
-    for proc in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if proc.name.isdigit() and (proc / "cmdline").read_bytes().split(b"\0")[:-1] == wanted:
-                found.append(int(proc.name))
-    return found
+    return processes(lambda found: found == wanted)
 
 
 def _sleepers(rootfs: Path) -> list[int]:
